@@ -1,0 +1,95 @@
+"""model_save: the weights in Hugging Face's format, plus what a run needs to continue.
+
+    model_save/config.json          the BERT config (MLCommons keys + model_type for HF)
+    model_save/pytorch_model.bin    state dict with HF BertForPreTraining names and shapes
+    model_save/training_state.pt    optimizer state, step, RNG states, phase, precision
+
+The directory is written under a temporary name and renamed, so a crash while saving leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.errors import HarnessError
+from harness.models.config import BertConfig
+from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
+
+CONFIG, WEIGHTS, STATE = "config.json", "pytorch_model.bin", "training_state.pt"
+
+
+@dataclass
+class TrainingState:
+    """What resuming restores besides the weights."""
+
+    step: int
+    phase: int
+    precision: str
+    optimizer: dict
+    rng: torch.Tensor
+    complete: bool
+    """True when written at the end of the run (a usable phase-1 result for phase 2)."""
+
+
+def save(directory: Path, model: torch.nn.Module, cfg: BertConfig, state: TrainingState) -> None:
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / CONFIG).write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
+    torch.save(to_hf_state_dict(model.state_dict()), tmp / WEIGHTS)
+    torch.save(state.__dict__, tmp / STATE)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_config(directory: Path) -> BertConfig:
+    _require(directory)
+    try:
+        data = json.loads((directory / CONFIG).read_text())
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{directory / CONFIG}: not valid JSON ({exc})") from None
+    return BertConfig.from_dict(data, str(directory / CONFIG))
+
+
+def load_weights(directory: Path, model: torch.nn.Module) -> None:
+    _require(directory)
+    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(from_hf_state_dict(state), strict=False)
+    if missing or unexpected:
+        raise HarnessError(f"{directory / WEIGHTS}: does not match the model "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_state(directory: Path) -> TrainingState:
+    _require(directory)
+    path = directory / STATE
+    if not path.is_file():
+        raise HarnessError(f"{directory}: no {STATE}; not a model_save written by `harness train`")
+    return TrainingState(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+def require_phase1_result(directory: Path) -> None:
+    """Phase 2 starts only from the final model_save of a phase-1 run."""
+    state = load_state(directory)
+    if state.phase != 1 or not state.complete:
+        what = (f"phase {state.phase}" if state.phase != 1
+                else f"an unfinished phase-1 run (step {state.step})")
+        raise HarnessError(f"--checkpoint {directory}: holds {what}; phase 2 needs the model_save "
+                           "of a completed phase-1 run")
+
+
+def _require(directory: Path) -> None:
+    if not directory.is_dir():
+        raise HarnessError(f"{directory}: checkpoint directory does not exist")
+    for name in (CONFIG, WEIGHTS):
+        if not (directory / name).is_file():
+            raise HarnessError(f"{directory}: no {name}; not a model_save directory")

@@ -1,0 +1,86 @@
+"""`python -m harness`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.precision import PRECISIONS
+from harness.train_config import TrainConfig
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="run one phase of BERT pre-training",
+                       description="Run one phase of BERT pre-training and measure it.")
+    p.add_argument("--phase", type=int, required=True, choices=(1, 2))
+    p.add_argument("--precision", required=True, help=f"one of: {', '.join(PRECISIONS)}")
+    p.add_argument("--model", default="bert-large",
+                   help="bert-large, bert-base, bert-mini, bert-tiny, or a bert_config.json path")
+    p.add_argument("--dataset", type=Path, required=True, help="DATASET_DIR (seq_128/, seq_512/, eval/)")
+    p.add_argument("--output", type=Path, required=True, help="run directory to write")
+    p.add_argument("--checkpoint", type=Path, help="phase 2: a phase-1 run's model_save directory")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch-size", type=int, help="sequences per step (default 8 in phase 1, 2 in phase 2)")
+    p.add_argument("--learning-rate", type=float, help="LAMB peak learning rate")
+    p.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 10%% of --steps)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every K steps (0: at the end)")
+    p.add_argument("--eval-examples", type=int, default=256)
+    p.add_argument("--phase-fraction", type=float, default=0.9,
+                   help="share of the shard list for phase 1; phase 2 reads the rest")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps too")
+    p.add_argument("--data-workers", type=int, default=1)
+    p.add_argument("--timing-warmup", type=int, default=5,
+                   help="leading steps left out of the throughput statistics")
+    p.add_argument("--log-every", type=int, default=10)
+
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    from harness.datasets.synth import SynthSpec
+
+    p = sub.add_parser("data", help="make or inspect pre-training data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    s = data_sub.add_parser("synth", help="write synthetic MLCommons-format TFRecords")
+    s.add_argument("--output", type=Path, required=True)
+    s.add_argument("--examples", type=int, default=SynthSpec.examples,
+                   help="training examples at seq 128 (seq 512 gets a quarter)")
+    s.add_argument("--eval-examples", type=int, default=SynthSpec.eval_examples)
+    s.add_argument("--shards", type=int, default=SynthSpec.shards)
+    s.add_argument("--max-predictions", type=int, default=SynthSpec.max_predictions)
+    s.add_argument("--seed", type=int, default=SynthSpec.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness",
+                                     description="BERT-Large pre-training benchmark harness for Xeon CPUs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _data_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from harness.trainer import train
+
+            options = {k: v for k, v in vars(args).items() if k != "command"}
+            return train(TrainConfig(**options))
+        if args.command == "data":
+            from harness.datasets.synth import SynthSpec, synthesize
+
+            info = synthesize(args.output, SynthSpec(
+                examples=args.examples, eval_examples=args.eval_examples, shards=args.shards,
+                seed=args.seed, max_predictions=args.max_predictions))
+            print(json.dumps(info, indent=2))
+            return 0
+    except HarnessError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return exc.exit_code
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,1 @@
+"""MLCommons BERT TFRecords: reading with CRC checks, phase split, sharding, and synthesis."""

@@ -1,0 +1,232 @@
+"""BERT for pre-training (masked LM + next-sentence prediction), in one readable file.
+
+Module names mirror Hugging Face `BertForPreTraining` so that a saved state dict maps onto it
+one to one; the single difference is the fused query/key/value projection (`attention.self.qkv`),
+which `hf_format` splits at save time. Fusing the three projections turns three GEMMs into one
+wider GEMM, which keeps the matrix units busier at small batch sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.models.config import ACTIVATIONS, BertConfig
+from harness.models.flops import training_step_flops
+
+
+@dataclass
+class PretrainingBatch:
+    """One batch in the MLCommons schema, as tensors."""
+
+    input_ids: torch.Tensor  # [B, S] int64
+    input_mask: torch.Tensor  # [B, S] int64, 1 = real token
+    segment_ids: torch.Tensor  # [B, S] int64
+    masked_lm_positions: torch.Tensor  # [B, P] int64
+    masked_lm_ids: torch.Tensor  # [B, P] int64
+    masked_lm_weights: torch.Tensor  # [B, P] float32, 0 = padding slot
+    next_sentence_labels: torch.Tensor  # [B] int64
+
+
+@dataclass
+class PretrainingOutput:
+    loss: torch.Tensor  # mlm_loss + nsp_loss, fp32 scalar
+    mlm_loss: torch.Tensor
+    nsp_loss: torch.Tensor
+    mlm_correct: torch.Tensor  # weighted count of masked tokens predicted right
+    mlm_count: torch.Tensor  # weighted count of masked tokens
+    nsp_correct: torch.Tensor  # count of right next-sentence predictions
+    masked_tokens: int  # masked positions the MLM head ran on (for the FLOP count)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=0)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+        seq_len = input_ids.shape[1]
+        x = (self.word_embeddings(input_ids)
+             + self.position_embeddings.weight[:seq_len]
+             + self.token_type_embeddings(segment_ids))
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.dropout_p = cfg.attention_probs_dropout_prob
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, S, H = x.shape
+        # [B, S, 3H] -> 3 x [B, heads, S, head_dim]
+        q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+        )
+        return y.transpose(1, 2).reshape(B, S, H)
+
+
+class DenseResidualNorm(nn.Module):
+    """dense -> dropout -> add the residual -> LayerNorm (BERT is post-norm)."""
+
+    def __init__(self, cfg: BertConfig, in_features: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.self = SelfAttention(cfg)
+        self.output = DenseResidualNorm(cfg, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.approximate = ACTIVATIONS[cfg.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x), approximate=self.approximate)
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = DenseResidualNorm(cfg, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.attention(x, mask)
+        return self.output(self.intermediate(x), x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class Pooler(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))  # the [CLS] token summarises the pair
+
+
+class BertModel(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg)
+        self.pooler = Pooler(cfg)
+
+
+class PredictionTransform(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.approximate = ACTIVATIONS[cfg.hidden_act]
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(x), approximate=self.approximate))
+
+
+class LMPrediction(nn.Module):
+    """MLM head; its decoder is the word-embedding matrix (tied), plus an output bias."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.transform = PredictionTransform(cfg)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+
+class PretrainingHeads(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.predictions = LMPrediction(cfg)
+        self.seq_relationship = nn.Linear(cfg.hidden_size, 2)
+
+
+class BertForPreTraining(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.bert = BertModel(cfg)
+        self.cls = PretrainingHeads(cfg)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear | nn.Embedding):
+            # Truncated at two standard deviations, as the TF reference's initializer.
+            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def forward(self, batch: PretrainingBatch) -> PretrainingOutput:
+        B, S = batch.input_ids.shape
+        # SDPA takes a boolean mask, True = may attend; [B, 1, 1, S] broadcasts over heads and
+        # queries. A batch with no padding skips the mask so SDPA can use its fastest kernel.
+        mask = None if bool(batch.input_mask.all()) else batch.input_mask.bool()[:, None, None, :]
+        x = self.bert.embeddings(batch.input_ids, batch.segment_ids)
+        x = self.bert.encoder(x, mask)
+
+        # Masked LM: gather the masked positions first, so the transform and the
+        # [hidden x vocab] decoder run on ~15% of the tokens, not all of them.
+        selected = batch.masked_lm_weights > 0
+        rows = torch.arange(B, device=x.device)[:, None] * S + batch.masked_lm_positions
+        rows = rows[selected]
+        h = self.cls.predictions.transform(x.reshape(B * S, -1).index_select(0, rows))
+        logits = F.linear(h, self.bert.embeddings.word_embeddings.weight, self.cls.predictions.bias)
+        targets = batch.masked_lm_ids[selected]
+        weights = batch.masked_lm_weights[selected]
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+        # The MLCommons reference divides by (sum of weights + 1e-5).
+        mlm_count = weights.sum()
+        mlm_loss = (token_loss * weights).sum() / (mlm_count + 1e-5)
+        mlm_correct = ((logits.argmax(-1) == targets).float() * weights).sum()
+
+        nsp_logits = self.cls.seq_relationship(self.bert.pooler(x)).float()
+        nsp_loss = F.cross_entropy(nsp_logits, batch.next_sentence_labels)
+        nsp_correct = (nsp_logits.argmax(-1) == batch.next_sentence_labels).sum()
+        return PretrainingOutput(
+            loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
+            mlm_correct=mlm_correct, mlm_count=mlm_count, nsp_correct=nsp_correct,
+            masked_tokens=int(rows.numel()),
+        )
+
+    def training_flops(self, batch_size: int, seq_len: int, masked_tokens: int) -> int:
+        """Model FLOPs of one training step (forward + backward), counted analytically."""
+        return training_step_flops(self.config, batch_size, seq_len, masked_tokens)

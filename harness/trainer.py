@@ -1,0 +1,226 @@
+"""`harness train`: one phase of BERT pre-training in one process, measured step by step."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from harness import checkpoint
+from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
+from harness.errors import HarnessError
+from harness.faults import Fault
+from harness.metrics import MetricsProcessor, StepMetrics
+from harness.mlperf_log import MLPerfLog
+from harness.models import (
+    BertForPreTraining,
+    Lamb,
+    PretrainingBatch,
+    load_config,
+    parameter_groups,
+    poly_warmup_lr,
+)
+from harness.precision import PrecisionMode, get_precision
+from harness.train_config import TrainConfig
+from harness.versions import library_versions
+
+BETAS, EPS = (0.9, 0.999), 1e-6
+EXIT_DIVERGED, EXIT_INTERRUPTED = 3, 130
+
+
+def to_batch(batch: dict[str, torch.Tensor]) -> PretrainingBatch:
+    return PretrainingBatch(
+        input_ids=batch["input_ids"], input_mask=batch["input_mask"],
+        segment_ids=batch["segment_ids"], masked_lm_positions=batch["masked_lm_positions"],
+        masked_lm_ids=batch["masked_lm_ids"], masked_lm_weights=batch["masked_lm_weights"],
+        next_sentence_labels=batch["next_sentence_labels"],
+    )
+
+
+@torch.no_grad()
+def evaluate(model: BertForPreTraining, data: PhaseData, mode: PrecisionMode,
+             batch_size: int, max_examples: int) -> dict:
+    """MLM accuracy over the masked tokens, loss and NSP accuracy of the evaluation set."""
+    model.eval()
+    loss_sum = correct = count = nsp_correct = examples = 0.0
+    for raw in eval_batches(data, batch_size, max_examples):
+        with mode.autocast():
+            out = model(to_batch(raw))
+        n = len(raw["next_sentence_labels"])
+        loss_sum += out.loss.item() * n
+        correct += out.mlm_correct.item()
+        count += out.mlm_count.item()
+        nsp_correct += out.nsp_correct.item()
+        examples += n
+    model.train()
+    return {"eval_mlm_accuracy": correct / max(count, 1), "eval_loss": loss_sum / max(examples, 1),
+            "eval_nsp_accuracy": nsp_correct / max(examples, 1), "eval_examples": int(examples)}
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM finish the current step, save a checkpoint and end as `interrupted`."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.raised = True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _prepare_output(cfg: TrainConfig) -> None:
+    if cfg.resume:
+        if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
+            raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
+        return
+    if cfg.output.exists() and any(cfg.output.iterdir()):
+        raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory "
+                           "or --resume")
+    cfg.output.mkdir(parents=True, exist_ok=True)
+
+
+def train(cfg: TrainConfig) -> int:
+    """Run one phase; returns the process exit code (0 ok, 3 diverged, 130 interrupted)."""
+    cfg.validate()
+    mode = get_precision(cfg.precision)
+    _prepare_output(cfg)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    wall_start = time.perf_counter()
+    fault = Fault.from_env()
+
+    if cfg.phase == 2:
+        checkpoint.require_phase1_result(cfg.checkpoint)
+        model_cfg = checkpoint.load_config(cfg.checkpoint)
+        if cfg.model != "bert-large" and load_config(cfg.model) != model_cfg:
+            raise HarnessError(f"--model {cfg.model}: differs from the architecture in "
+                               f"{cfg.checkpoint}/config.json; phase 2 continues the phase-1 model")
+    else:
+        model_cfg = load_config(cfg.model)
+    data = resolve_phase_data(cfg.dataset, cfg.phase, cfg.phase_fraction, cfg.eval_examples)
+
+    torch.manual_seed(cfg.seed)
+    model = BertForPreTraining(model_cfg)
+    if cfg.phase == 2:
+        checkpoint.load_weights(cfg.checkpoint, model)
+    optimizer = Lamb(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+                     betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
+    save_dir = cfg.output / "model_save"
+    start_step = 0
+    if cfg.resume:
+        state = checkpoint.load_state(save_dir)
+        if (state.phase, state.precision) != (cfg.phase, cfg.precision):
+            raise HarnessError(f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
+                               f"not phase {cfg.phase} {cfg.precision}")
+        checkpoint.load_weights(save_dir, model)
+        optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.rng)
+        start_step = state.step
+    model.train()
+
+    metrics = MetricsProcessor(cfg.output / "metrics.jsonl", cfg.steps, cfg.log_every, start_step)
+    mllog = MLPerfLog(cfg.output / "mllog.txt", append=cfg.resume)
+    mllog.run_start(global_batch_size=cfg.batch_size, lr=cfg.learning_rate,
+                    warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
+                    weight_decay=cfg.weight_decay, betas=BETAS, eps=EPS,
+                    seq_len=data.shape.seq_len, max_predictions=data.shape.max_predictions,
+                    eval_examples=cfg.eval_examples, seed=cfg.seed)
+    print(f"phase {cfg.phase} {cfg.precision}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
+          f"parameters, batch {cfg.batch_size} x seq {data.shape.seq_len}, {len(data.train)} "
+          f"training slice(s), eval from {data.eval_source}", file=sys.stderr, flush=True)
+
+    def save(step: int, complete: bool) -> None:
+        checkpoint.save(save_dir, model, model_cfg, checkpoint.TrainingState(
+            step=step, phase=cfg.phase, precision=cfg.precision,
+            optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), complete=complete))
+
+    def run_eval(step: int) -> None:
+        results = evaluate(model, data, mode, cfg.batch_size, cfg.eval_examples)
+        metrics.evaluation(step, results)
+        mllog.eval_accuracy(results["eval_mlm_accuracy"], step * cfg.batch_size, step)
+
+    stop = _StopFlag()
+    status, step = "ok", start_step
+    batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers))
+    for _ in range(start_step):  # replay the data order up to the checkpoint
+        checked(next(batches))
+    try:
+        for step in range(start_step + 1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            raw = checked(next(batches))
+            t1 = time.perf_counter()
+            lr = poly_warmup_lr(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with mode.autocast():
+                out = model(to_batch(raw))
+            out.loss.backward()
+            loss = out.loss.item()
+            if fault:
+                loss = fault.poison_loss(step, loss)
+            if not math.isfinite(loss):
+                status = "diverged"
+                print(f"step {step}: loss is {loss}; stopping as diverged", file=sys.stderr, flush=True)
+                break
+            grad_norm = optimizer.step().item()
+            optimizer.zero_grad(set_to_none=True)
+            t2 = time.perf_counter()
+            metrics.step(StepMetrics(
+                step=step, loss=loss, mlm_loss=out.mlm_loss.item(), nsp_loss=out.nsp_loss.item(),
+                lr=lr, grad_norm=grad_norm, step_time_s=t2 - t0, data_time_s=t1 - t0,
+                seq_per_s=cfg.batch_size / (t2 - t0),
+                model_flops=model.training_flops(cfg.batch_size, data.shape.seq_len, out.masked_tokens)))
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+                run_eval(step)
+            if stop.raised:
+                status = "interrupted"
+                save(step, complete=False)
+                break
+            if cfg.save_every and step % cfg.save_every == 0 and step != cfg.steps:
+                save(step, complete=False)
+        if status == "ok":
+            run_eval(cfg.steps)
+            save(cfg.steps, complete=True)
+    finally:
+        summary = metrics.summary(cfg.timing_warmup, cfg.batch_size)
+        metrics.close()
+        mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * cfg.batch_size)
+        mllog.close()
+        _write_json(cfg.output / "result.json", {
+            "status": status,
+            "phase": cfg.phase,
+            "precision": cfg.precision,
+            "model_config": asdict(model_cfg),
+            "seq_len": data.shape.seq_len,
+            "max_predictions": data.shape.max_predictions,
+            "train_files": [s.path for s in data.train],
+            "eval_source": data.eval_source,
+            "steps": cfg.steps,
+            **summary,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads(),
+            "started_at": started_at,
+            "wall_time_s": time.perf_counter() - wall_start,
+            "host": socket.gethostname(),
+            "cpu": platform.processor() or platform.machine(),
+            "pid": os.getpid(),
+            "versions": library_versions(),
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        })
+    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]

@@ -57,10 +57,11 @@ def evaluate(model: BertForPreTraining, data: PhaseData, mode: PrecisionMode,
         with mode.autocast():
             out = model(to_batch(raw))
         n = len(raw["next_sentence_labels"])
+        right, weight, nsp_right = out.accuracy_counts(raw["next_sentence_labels"])
         loss_sum += out.loss.item() * n
-        correct += out.mlm_correct.item()
-        count += out.mlm_count.item()
-        nsp_correct += out.nsp_correct.item()
+        correct += right
+        count += weight
+        nsp_correct += nsp_right
         examples += n
     model.train()
     return {"eval_mlm_accuracy": correct / max(count, 1), "eval_loss": loss_sum / max(examples, 1),

@@ -36,10 +36,18 @@ class PretrainingOutput:
     loss: torch.Tensor  # mlm_loss + nsp_loss, fp32 scalar
     mlm_loss: torch.Tensor
     nsp_loss: torch.Tensor
-    mlm_correct: torch.Tensor  # weighted count of masked tokens predicted right
-    mlm_count: torch.Tensor  # weighted count of masked tokens
-    nsp_correct: torch.Tensor  # count of right next-sentence predictions
+    mlm_logits: torch.Tensor  # [masked tokens, vocab]: only the positions with weight > 0
+    mlm_targets: torch.Tensor  # [masked tokens]
+    mlm_weights: torch.Tensor  # [masked tokens]
+    nsp_logits: torch.Tensor  # [B, 2]
     masked_tokens: int  # masked positions the MLM head ran on (for the FLOP count)
+
+    def accuracy_counts(self, nsp_labels: torch.Tensor) -> tuple[float, float, int]:
+        """(weighted masked tokens predicted right, weighted masked tokens, right NSP answers).
+        Kept out of the forward pass: an argmax over the vocabulary costs time in every step."""
+        right = (self.mlm_logits.argmax(-1) == self.mlm_targets).float()
+        return (float((right * self.mlm_weights).sum()), float(self.mlm_weights.sum()),
+                int((self.nsp_logits.argmax(-1) == nsp_labels).sum()))
 
 
 class Embeddings(nn.Module):
@@ -214,16 +222,13 @@ class BertForPreTraining(nn.Module):
         weights = batch.masked_lm_weights[selected]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
         # The MLCommons reference divides by (sum of weights + 1e-5).
-        mlm_count = weights.sum()
-        mlm_loss = (token_loss * weights).sum() / (mlm_count + 1e-5)
-        mlm_correct = ((logits.argmax(-1) == targets).float() * weights).sum()
+        mlm_loss = (token_loss * weights).sum() / (weights.sum() + 1e-5)
 
         nsp_logits = self.cls.seq_relationship(self.bert.pooler(x)).float()
         nsp_loss = F.cross_entropy(nsp_logits, batch.next_sentence_labels)
-        nsp_correct = (nsp_logits.argmax(-1) == batch.next_sentence_labels).sum()
         return PretrainingOutput(
-            loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
-            mlm_correct=mlm_correct, mlm_count=mlm_count, nsp_correct=nsp_correct,
+            loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss, mlm_logits=logits,
+            mlm_targets=targets, mlm_weights=weights, nsp_logits=nsp_logits,
             masked_tokens=int(rows.numel()),
         )
 

@@ -1,0 +1,84 @@
+"""LAMB against a straightforward per-tensor reference, and the learning-rate schedule."""
+
+import math
+
+import pytest
+import torch
+
+from harness.models import NAMED_CONFIGS, BertForPreTraining, Lamb, poly_warmup_lr
+from harness.models.lamb import parameter_groups
+
+
+def reference_lamb(params, grads_per_step, lr, wd_mask, betas=(0.9, 0.999), eps=1e-6, wd=0.01, max_norm=1.0):
+    """Per tensor, in plain arithmetic: what the MLPerf reference's LAMB does."""
+    params = [p.clone() for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for t, grads in enumerate(grads_per_step, start=1):
+        norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+        scale = 1.0 / max(norm / max_norm, 1.0)
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            g = g * scale
+            m[i] = betas[0] * m[i] + (1 - betas[0]) * g
+            v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
+            m_hat = m[i] / (1 - betas[0] ** t)
+            v_hat = v[i] / (1 - betas[1] ** t)
+            update = m_hat / (v_hat.sqrt() + eps)
+            if wd_mask[i]:
+                update = update + wd * p
+                w_norm, u_norm = float(p.norm()), float(update.norm())
+                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+            else:
+                ratio = 1.0
+            params[i] = p - lr * ratio * update
+    return params
+
+
+@pytest.mark.parametrize("grad_scale", [0.01, 10.0])  # below and above the clipping norm
+def test_foreach_lamb_matches_per_tensor_reference(grad_scale):
+    torch.manual_seed(0)
+    shapes = [(16, 8), (8,), (4, 4, 3), (5,)]
+    params = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    params.append(torch.zeros(7, dtype=torch.float64))  # zero weights: trust ratio falls back to 1
+    wd_mask = [True, False, True, False, True]
+    grads_per_step = [[torch.randn_like(p) * grad_scale for p in params] for _ in range(4)]
+
+    live = [torch.nn.Parameter(p.clone()) for p in params]
+    groups = [{"params": [p for p, d in zip(live, wd_mask, strict=True) if d], "weight_decay": 0.01},
+              {"params": [p for p, d in zip(live, wd_mask, strict=True) if not d], "weight_decay": 0.0}]
+    opt = Lamb(groups, lr=0.05)
+    for grads in grads_per_step:
+        for p, g in zip(live, grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+    expected = reference_lamb(params, grads_per_step, 0.05, wd_mask)
+    for got, want in zip(live, expected, strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_step_returns_the_unclipped_global_norm():
+    p = torch.nn.Parameter(torch.ones(4))
+    p.grad = torch.full((4,), 3.0)
+    assert Lamb([p]).step().item() == pytest.approx(6.0)
+
+
+def test_bias_and_layernorm_get_no_weight_decay():
+    model = BertForPreTraining(NAMED_CONFIGS["bert-tiny"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = parameter_groups(model, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    decayed = {names[id(p)] for p in decay["params"]}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert "bert.encoder.layer.0.attention.self.qkv.weight" in decayed
+    assert "bert.embeddings.word_embeddings.weight" in decayed
+    assert "bert.encoder.layer.1.output.LayerNorm.weight" in exempt
+    assert "cls.predictions.bias" in exempt
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in exempt)
+    assert not any(n.endswith("bias") or "LayerNorm" in n for n in decayed)
+    assert len(decayed) + len(exempt) == len(names)
+
+
+def test_poly_warmup_schedule():
+    lrs = [poly_warmup_lr(s, 1.0, warmup_steps=4, total_steps=12) for s in range(1, 13)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert lrs[4:] == pytest.approx([7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0])

@@ -1,0 +1,123 @@
+"""The BERT model: loss definition, padding, the masked-only MLM head, FLOPs, configs, HF format."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.errors import HarnessError
+from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining, PretrainingBatch, load_config
+from harness.models.flops import training_step_flops
+from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
+
+TINY = NAMED_CONFIGS["bert-tiny"]
+
+
+def random_batch(B=3, S=32, P=6, real=24, seed=0) -> PretrainingBatch:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(999, 30522, (B, S), generator=g)
+    mask = torch.zeros(B, S, dtype=torch.long)
+    mask[:, :real] = 1
+    ids[mask == 0] = 0
+    positions = torch.stack([torch.randperm(real - 2, generator=g)[:P] + 1 for _ in range(B)])
+    weights = torch.ones(B, P)
+    weights[0, -2:] = 0  # padding slots
+    return PretrainingBatch(ids, mask, (torch.arange(S) >= S // 2).long().expand(B, S).clone(),
+                            positions, torch.randint(999, 30522, (B, P), generator=g), weights,
+                            torch.tensor([0, 1, 0][:B]))
+
+
+def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).eval()
+    batch = random_batch()
+    out = model(batch)
+    assert out.masked_tokens == int((batch.masked_lm_weights > 0).sum()) == 16
+
+    # Recompute from the encoder output over all tokens, the way a plain implementation would.
+    with torch.no_grad():
+        mask = batch.input_mask.bool()[:, None, None, :]
+        x = model.bert.encoder(model.bert.embeddings(batch.input_ids, batch.segment_ids), mask)
+        h = model.cls.predictions.transform(x)
+        logits = h @ model.bert.embeddings.word_embeddings.weight.T + model.cls.predictions.bias
+        picked = logits[torch.arange(3)[:, None], batch.masked_lm_positions]  # [B, P, V]
+        ce = F.cross_entropy(picked.reshape(-1, TINY.vocab_size), batch.masked_lm_ids.reshape(-1),
+                             reduction="none")
+        w = batch.masked_lm_weights.reshape(-1)
+        mlm = (ce * w).sum() / (w.sum() + 1e-5)
+        nsp = F.cross_entropy(model.cls.seq_relationship(model.bert.pooler(x)), batch.next_sentence_labels)
+    torch.testing.assert_close(out.mlm_loss, mlm, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.nsp_loss, nsp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.loss, mlm + nsp, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_does_not_change_the_result():
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).eval()
+    short = random_batch(S=24, real=24)
+    padded = random_batch(S=24, real=24)
+    padded.input_ids = F.pad(short.input_ids, (0, 8))
+    padded.input_mask = F.pad(short.input_mask, (0, 8))
+    padded.segment_ids = F.pad(short.segment_ids, (0, 8))
+    with torch.no_grad():
+        a, b = model(short), model(padded)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-5, atol=1e-5)
+    # ... while garbage in the padded positions would change it if the mask were ignored
+    padded.input_mask[:, 24:] = 1
+    padded.input_ids[:, 24:] = 5000
+    with torch.no_grad():
+        assert not torch.allclose(model(padded).loss, a.loss)
+
+
+def test_flops_formula_for_bert_large():
+    cfg = NAMED_CONFIGS["bert-large"]
+    S, B, P = 128, 8, 20 * 8
+    H, L, I, V = 1024, 24, 4096, 30522
+    per_seq = L * (2 * S * H * 3 * H + 4 * S * S * H + 2 * S * H * H + 4 * S * H * I) + 2 * H * H + 4 * H
+    expected = 3 * (B * per_seq + P * (2 * H * H + 2 * H * V))
+    assert training_step_flops(cfg, B, S, P) == expected
+    # ~ 6 x parameters x tokens for the encoder, the usual rule of thumb (within 15%)
+    encoder_params = L * (4 * H * H + 2 * H * I)
+    assert expected == pytest.approx(6 * encoder_params * B * S, rel=0.15)
+
+
+def test_named_configs_and_json_configs(tmp_path):
+    large = load_config("bert-large")
+    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads,
+            large.intermediate_size, large.vocab_size, large.max_position_embeddings) == \
+        (1024, 24, 16, 4096, 30522, 512)
+    mlcommons = {  # the MLCommons bert_config.json, key for key
+        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 4096,
+        "max_position_embeddings": 512, "num_attention_heads": 16, "num_hidden_layers": 24,
+        "type_vocab_size": 2, "vocab_size": 30522,
+    }
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps(mlcommons))
+    assert load_config(str(path)) == large
+    path.write_text(json.dumps({**mlcommons, "num_attention_heads": 5}))
+    with pytest.raises(HarnessError, match="not divisible"):
+        load_config(str(path))
+    path.write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(HarnessError, match=r"bert_config.json: missing keys"):
+        load_config(str(path))
+    with pytest.raises(HarnessError, match=r"--model nope: not a named config"):
+        load_config("nope")
+
+
+def test_hf_state_dict_round_trip():
+    model = BertForPreTraining(TINY)
+    state = model.state_dict()
+    hf = to_hf_state_dict(state)
+    assert "bert.encoder.layer.1.attention.self.query.weight" in hf
+    assert not any(".qkv." in k for k in hf)
+    back = from_hf_state_dict(hf)
+    assert back.keys() == state.keys()
+    for k in state:
+        torch.testing.assert_close(back[k], state[k])
+
+
+def test_config_round_trips_through_hf_dict():
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=96)
+    assert BertConfig.from_dict(cfg.to_hf_dict(), "x") == cfg

@@ -17,8 +17,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        description="Run one phase of BERT pre-training and measure it.")
     p.add_argument("--phase", type=int, required=True, choices=(1, 2))
     p.add_argument("--precision", required=True, help=f"one of: {', '.join(PRECISIONS)}")
-    p.add_argument("--model", default="bert-large",
-                   help="bert-large, bert-base, bert-mini, bert-tiny, or a bert_config.json path")
+    p.add_argument("--model", help="bert-large (phase 1 default), bert-base, bert-mini, bert-tiny, or a "
+                   "bert_config.json path; phase 2 takes the checkpoint's architecture")
     p.add_argument("--dataset", type=Path, required=True, help="DATASET_DIR (seq_128/, seq_512/, eval/)")
     p.add_argument("--output", type=Path, required=True, help="run directory to write")
     p.add_argument("--checkpoint", type=Path, help="phase 2: a phase-1 run's model_save directory")
@@ -53,6 +53,8 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--shards", type=int, default=SynthSpec.shards)
     s.add_argument("--max-predictions", type=int, default=SynthSpec.max_predictions)
     s.add_argument("--seed", type=int, default=SynthSpec.seed)
+    s.add_argument("--reuse", action="store_true",
+                   help="keep a data set already at --output if it was written with the same settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
             info = synthesize(args.output, SynthSpec(
                 examples=args.examples, eval_examples=args.eval_examples, shards=args.shards,
-                seed=args.seed, max_predictions=args.max_predictions))
+                seed=args.seed, max_predictions=args.max_predictions), reuse=args.reuse)
             print(json.dumps(info, indent=2))
             return 0
     except HarnessError as exc:

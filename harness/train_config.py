@@ -29,8 +29,9 @@ class TrainConfig:
     """DATASET_DIR with seq_128/, seq_512/ and optionally eval/."""
     output: Path
     """Run directory: metrics.jsonl, result.json, mllog.txt, model_save/."""
-    model: str = "bert-large"
-    """A named config or a bert_config.json path; phase 2 takes the checkpoint's architecture."""
+    model: str | None = None
+    """A named config or a bert_config.json path (phase 1 default: bert-large); phase 2 takes the
+    checkpoint's architecture, and a --model given there must match it."""
     checkpoint: Path | None = None
     """Phase 2 only: the model_save directory a phase-1 run wrote."""
     steps: int = 100

@@ -109,11 +109,11 @@ def train(cfg: TrainConfig) -> int:
     if cfg.phase == 2:
         checkpoint.require_phase1_result(cfg.checkpoint)
         model_cfg = checkpoint.load_config(cfg.checkpoint)
-        if cfg.model != "bert-large" and load_config(cfg.model) != model_cfg:
+        if cfg.model is not None and load_config(cfg.model) != model_cfg:
             raise HarnessError(f"--model {cfg.model}: differs from the architecture in "
                                f"{cfg.checkpoint}/config.json; phase 2 continues the phase-1 model")
     else:
-        model_cfg = load_config(cfg.model)
+        model_cfg = load_config(cfg.model or "bert-large")
     data = resolve_phase_data(cfg.dataset, cfg.phase, cfg.phase_fraction, cfg.eval_examples)
 
     torch.manual_seed(cfg.seed)
@@ -157,11 +157,11 @@ def train(cfg: TrainConfig) -> int:
         mllog.eval_accuracy(results["eval_mlm_accuracy"], step * cfg.batch_size, step)
 
     stop = _StopFlag()
-    status, step = "ok", start_step
+    status, error, step = "ok", None, start_step
     batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers))
-    for _ in range(start_step):  # replay the data order up to the checkpoint
-        checked(next(batches))
     try:
+        for _ in range(start_step):  # replay the data order up to the checkpoint
+            checked(next(batches))
         for step in range(start_step + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             raw = checked(next(batches))
@@ -198,6 +198,9 @@ def train(cfg: TrainConfig) -> int:
         if status == "ok":
             run_eval(cfg.steps)
             save(cfg.steps, complete=True)
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         summary = metrics.summary(cfg.timing_warmup, cfg.batch_size)
         metrics.close()
@@ -205,6 +208,7 @@ def train(cfg: TrainConfig) -> int:
         mllog.close()
         _write_json(cfg.output / "result.json", {
             "status": status,
+            "error": error,
             "phase": cfg.phase,
             "precision": cfg.precision,
             "model_config": asdict(model_cfg),

@@ -147,6 +147,8 @@ def test_bad_data_stops_with_one_line_naming_file_and_record(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert lines[-1].startswith(f"harness: {part}: record 39 at byte ")
     assert lines[-1].endswith("data CRC mismatch")
+    r = result(tmp_path / "run")
+    assert r["status"] == "failed" and r["error"].startswith(f"DataError: {part}: record 39")
 
 
 def test_an_output_with_a_previous_run_is_refused(synth_dir, tmp_path):

@@ -174,9 +174,16 @@ def _write_shard(path: Path, stream, count: int, targets: Counter) -> None:
         writer.close()
 
 
-def synthesize(output: Path, spec: SynthSpec) -> dict:
-    """Write the layout into `output` (which must not hold files) and return its description."""
+def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
+    """Write the layout into `output` (which must not hold files) and return its description.
+    With `reuse`, a data set already at `output` that was written with the same spec is kept."""
     spec.validate()
+    if reuse and (output / "synth.json").is_file():
+        info = json.loads((output / "synth.json").read_text())
+        if all(info.get(k) == v for k, v in spec.__dict__.items()):
+            return info
+        raise HarnessError(f"--output {output}: holds synthetic data written with other settings "
+                           "(see its synth.json); choose another directory")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise HarnessError(f"--output {output}: exists and is not an empty directory")
     language = Language(spec.seed)

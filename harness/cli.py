@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.precision import PRECISIONS
+from harness.precision import BUILTIN
 from harness.train_config import TrainConfig
 
 
@@ -16,7 +16,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="run one phase of BERT pre-training",
                        description="Run one phase of BERT pre-training and measure it.")
     p.add_argument("--phase", type=int, required=True, choices=(1, 2))
-    p.add_argument("--precision", required=True, help=f"one of: {', '.join(PRECISIONS)}")
+    p.add_argument("--precision", required=True,
+                   help=f"one of: {', '.join(m.name for m in BUILTIN)}, or a mode of $HARNESS_PRECISION_FILE")
     p.add_argument("--model", help="bert-large (phase 1 default), bert-base, bert-mini, bert-tiny, or a "
                    "bert_config.json path; phase 2 takes the checkpoint's architecture")
     p.add_argument("--dataset", type=Path, required=True, help="DATASET_DIR (seq_128/, seq_512/, eval/)")
@@ -38,6 +39,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timing-warmup", type=int, default=5,
                    help="leading steps left out of the throughput statistics")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--cores", help="CPUs to bind the run to, e.g. 0-3 (default: every physical core "
+                   "of the first socket); one OpenMP thread per CPU")
+    p.add_argument("--allow-emulation", action="store_true",
+                   help="run a mode whose CPU features are missing; its results are marked emulated")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def _data_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,19 +67,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness",
                                      description="BERT-Large pre-training benchmark harness for Xeon CPUs.")
     sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("detect", help="what this CPU and OS offer (CPUID, AMX permission, cores)")
+    d.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     _train_parser(sub)
     _data_parser(sub)
     return parser
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    """The parent checks the mode against the machine and starts the worker with the mode's
+    environment; the worker (--worker) trains."""
+    from harness.launch import default_cores, parse_cores, run_worker, worker_environment
+    from harness.platform import detect
+    from harness.precision import get_precision
+
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "cores", "allow_emulation", "worker")}
+    cfg = TrainConfig(**options)
+    cfg.validate()
+    mode = get_precision(cfg.precision)
+    if args.worker:
+        from harness.trainer import train
+
+        return train(cfg, mode)
+    platform = detect()
+    missing = [f for f in mode.requires if not platform.has(f)]
+    if missing and not args.allow_emulation:
+        raise HarnessError(f"--precision {mode.name}: needs {', '.join(missing)}, which this machine "
+                           f"({platform.cpu_model}) lacks; --allow-emulation runs it anyway, marked "
+                           "emulated")
+    cores = parse_cores(args.cores) if args.cores else default_cores()
+    context = {"emulated": bool(missing), "missing_features": missing,
+               "amx_usable": platform.amx_usable, "cpu_model": platform.cpu_model}
+    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            from harness.trainer import train
+            return _train(args, argv if argv is not None else sys.argv[1:])
+        if args.command == "detect":
+            from harness.platform import as_dict, detect, format_table
 
-            options = {k: v for k, v in vars(args).items() if k != "command"}
-            return train(TrainConfig(**options))
+            print(json.dumps(as_dict(detect()), indent=2) if args.json else format_table(detect()))
+            return 0
         if args.command == "data":
             from harness.datasets.synth import SynthSpec, synthesize
 

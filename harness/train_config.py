@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.precision import get_precision
 
 PHASE_DEFAULTS = {
     # Intel's package: phase 1 at max_seq_len 128, phase 2 at 512 from phase 1's model_save.
@@ -67,7 +66,6 @@ class TrainConfig:
         """Fill the phase defaults and refuse what cannot run, one clear line per problem."""
         if self.phase not in PHASE_DEFAULTS:
             raise HarnessError(f"--phase must be 1 or 2, got {self.phase}")
-        get_precision(self.precision)
         defaults = PHASE_DEFAULTS[self.phase]
         if self.batch_size is None:
             self.batch_size = defaults["batch_size"]

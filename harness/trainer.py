@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import signal
 import socket
 import sys
@@ -20,6 +19,8 @@ from harness import checkpoint
 from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
 from harness.errors import HarnessError
 from harness.faults import Fault
+from harness.isa_probe import IsaVerdict, probe
+from harness.launch import CONTEXT_ENV
 from harness.metrics import MetricsProcessor, StepMetrics
 from harness.mlperf_log import MLPerfLog
 from harness.models import (
@@ -30,12 +31,14 @@ from harness.models import (
     parameter_groups,
     poly_warmup_lr,
 )
-from harness.precision import PrecisionMode, get_precision
+from harness.precision import PrecisionMode
 from harness.train_config import TrainConfig
 from harness.versions import library_versions
 
 BETAS, EPS = (0.9, 0.999), 1e-6
-EXIT_DIVERGED, EXIT_INTERRUPTED = 3, 130
+ISA_ENV_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
+                "OMP_PROC_BIND", "OMP_PLACES", "KMP_AFFINITY")
+EXIT_DIVERGED, EXIT_INVALID, EXIT_INTERRUPTED = 3, 4, 130
 
 
 def to_batch(batch: dict[str, torch.Tensor]) -> PretrainingBatch:
@@ -54,7 +57,7 @@ def evaluate(model: BertForPreTraining, data: PhaseData, mode: PrecisionMode,
     model.eval()
     loss_sum = correct = count = nsp_correct = examples = 0.0
     for raw in eval_batches(data, batch_size, max_examples):
-        with mode.autocast():
+        with mode.autocast_context():
             out = model(to_batch(raw))
         n = len(raw["next_sentence_labels"])
         right, weight, nsp_right = out.accuracy_counts(raw["next_sentence_labels"])
@@ -97,10 +100,21 @@ def _prepare_output(cfg: TrainConfig) -> None:
     cfg.output.mkdir(parents=True, exist_ok=True)
 
 
-def train(cfg: TrainConfig) -> int:
-    """Run one phase; returns the process exit code (0 ok, 3 diverged, 130 interrupted)."""
-    cfg.validate()
-    mode = get_precision(cfg.precision)
+def _worker_context(mode: PrecisionMode) -> dict:
+    """What the parent passed (harness.launch); refuses to train without the mode's environment."""
+    raw = os.environ.get(CONTEXT_ENV)
+    wrong = {k: os.environ.get(k) for k, v in mode.environment().items() if os.environ.get(k) != v}
+    if raw is None or wrong:
+        raise HarnessError(f"--worker: this process did not start with the environment of mode "
+                           f"{mode.name} ({wrong or CONTEXT_ENV + ' missing'}); run `harness train` "
+                           "without --worker")
+    return json.loads(raw)
+
+
+def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
+    """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
+    4 invalid: the verified ISA contradicts the mode, 130 interrupted)."""
+    context = _worker_context(mode)
     _prepare_output(cfg)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     wall_start = time.perf_counter()
@@ -115,6 +129,15 @@ def train(cfg: TrainConfig) -> int:
     else:
         model_cfg = load_config(cfg.model or "bert-large")
     data = resolve_phase_data(cfg.dataset, cfg.phase, cfg.phase_fraction, cfg.eval_examples)
+
+    mode.apply_math_mode()
+    verdict = IsaVerdict.judge(mode, probe(mode), context["amx_usable"], context["emulated"])
+    print(f"{mode.name}: ISA cap {verdict.isa_cap}, oneDNN reports {verdict.isa_verified!r}, "
+          f"kernels {', '.join(verdict.kernels) or 'none'}"
+          + (f"; EMULATED (missing {', '.join(context['missing_features'])})" if verdict.emulated else ""),
+          file=sys.stderr, flush=True)
+    if not verdict.valid:
+        print(f"INVALID RUN: {verdict.invalid_reason}", file=sys.stderr, flush=True)
 
     torch.manual_seed(cfg.seed)
     model = BertForPreTraining(model_cfg)
@@ -169,7 +192,7 @@ def train(cfg: TrainConfig) -> int:
             lr = poly_warmup_lr(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with mode.autocast():
+            with mode.autocast_context():
                 out = model(to_batch(raw))
             out.loss.backward()
             loss = out.loss.item()
@@ -198,6 +221,8 @@ def train(cfg: TrainConfig) -> int:
         if status == "ok":
             run_eval(cfg.steps)
             save(cfg.steps, complete=True)
+        if status == "ok" and not verdict.valid:
+            status = "invalid"
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
@@ -219,13 +244,20 @@ def train(cfg: TrainConfig) -> int:
             "steps": cfg.steps,
             **summary,
             "parameters": sum(p.numel() for p in model.parameters()),
+            **asdict(verdict),
+            "precision_mode": asdict(mode),
+            "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS},
+            "cores": context["cores"],
             "threads": torch.get_num_threads(),
+            "cpu_model": context["cpu_model"],
             "started_at": started_at,
             "wall_time_s": time.perf_counter() - wall_start,
             "host": socket.gethostname(),
-            "cpu": platform.processor() or platform.machine(),
             "pid": os.getpid(),
             "versions": library_versions(),
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         })
-    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]
+    if not verdict.valid:
+        print(f"INVALID RUN: {verdict.invalid_reason}", file=sys.stderr, flush=True)
+    return {"ok": 0, "invalid": EXIT_INVALID, "diverged": EXIT_DIVERGED,
+            "interrupted": EXIT_INTERRUPTED}[status]

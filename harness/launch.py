@@ -1,0 +1,85 @@
+"""Start a worker process with a precision mode's environment, bound to its cores.
+
+The parent never changes its own environment: the cap variables must be in place before the
+worker's oneDNN initialises, which only a fresh process guarantees. SIGINT and SIGTERM are
+passed on to the worker, which finishes its step, checkpoints and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.precision import PrecisionMode
+
+CONTEXT_ENV = "HARNESS_WORKER_CONTEXT"
+"""What the parent learnt before starting the worker (JSON): emulated, amx_usable, cores, cpu."""
+
+
+def parse_cores(spec: str) -> list[int]:
+    """"0-3,8" -> [0, 1, 2, 3, 8]; each CPU must be one this process may run on."""
+    cores: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            cores.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise HarnessError(f"--cores {spec}: expected a list like 0-3,8") from None
+    allowed = os.sched_getaffinity(0)
+    outside = sorted(set(cores) - allowed)
+    if not cores or outside:
+        raise HarnessError(f"--cores {spec}: CPUs {outside or 'none'} are not available "
+                           f"(allowed: {sorted(allowed)})")
+    return sorted(set(cores))
+
+
+def default_cores() -> list[int]:
+    """One logical CPU per physical core of the first socket this process may use."""
+    chosen: dict[tuple[str, str], int] = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            key = ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
+        except OSError:
+            key = ("0", str(cpu))
+        chosen.setdefault(key, cpu)
+    first_socket = min(pkg for pkg, _ in chosen)
+    return sorted(cpu for (pkg, _), cpu in chosen.items() if pkg == first_socket)
+
+
+def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict) -> dict[str, str]:
+    """The worker's environment: ours, plus the mode's ISA variables and the thread settings."""
+    env = dict(os.environ)
+    env.update(mode.environment())
+    env[CONTEXT_ENV] = json.dumps({**context, "cores": list(cores)})
+    env.update({
+        "OMP_NUM_THREADS": str(len(cores)),
+        # One thread per core, packed: GNU OpenMP (the PyTorch wheel's) reads OMP_PROC_BIND and
+        # OMP_PLACES; Intel's OpenMP, where it replaces it, reads KMP_AFFINITY.
+        "OMP_PROC_BIND": "close",
+        "OMP_PLACES": "cores",
+        "KMP_AFFINITY": "granularity=fine,compact,1,0",
+    })
+    return env
+
+
+def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -> int:
+    """Run `python -m harness <argv>` as a child bound to `cores`; returns its exit code."""
+    child = subprocess.Popen([sys.executable, "-m", "harness", *argv], env=env,
+                             preexec_fn=lambda: os.sched_setaffinity(0, cores))
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,126 @@
+"""Precision modes: the registry, the ISA environment reaching the worker only, refusal, validity."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+from harness_cli import result, run
+
+from harness import cli
+from harness.errors import HarnessError
+from harness.isa_probe import IsaVerdict
+from harness.onednn_verbose import VerboseReport
+from harness.platform import detect
+from harness.precision import BUILTIN, get_precision, load_modes
+
+TINY = ["--model", "bert-tiny", "--steps", 2, "--batch-size", 4, "--eval-examples", 4]
+
+
+def test_builtin_modes_and_their_caps():
+    modes = {m.name: m for m in BUILTIN}
+    assert list(modes) == ["fp32", "avx-fp32", "bf16", "bf32", "avx-bf16"]
+    # avx-fp32 sets a cap below AMX (unsetting the variable would leave AMX on since oneDNN 2.5)
+    assert modes["avx-fp32"].environment() == {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16",
+                                               "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16",
+                                               "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
+    assert modes["fp32"].environment()["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
+    assert (modes["bf16"].autocast, modes["bf16"].requires, modes["bf16"].expects_amx) == \
+        ("bfloat16", ("amx_usable",), True)
+    assert modes["bf32"].fp32_math == "bf16" and modes["bf32"].autocast is None
+    assert modes["avx-bf16"].isa_cap == "AVX512_CORE_BF16" and modes["avx-bf16"].expects_amx is False
+
+
+def test_modes_from_a_toml_file(tmp_path, monkeypatch):
+    path = tmp_path / "modes.toml"
+    path.write_text('[modes.avx2-fp32]\ndescription = "fp32 on AVX2 only"\nisa_cap = "AVX2"\n'
+                    'mkl_instructions = "AVX2"\nexpects_amx = false\n')
+    monkeypatch.setenv("HARNESS_PRECISION_FILE", str(path))
+    mode = get_precision("avx2-fp32")
+    assert mode.environment()["ONEDNN_MAX_CPU_ISA"] == "AVX2" and mode.expects_amx is False
+    path.write_text('[modes.x]\ndescription = "d"\nisa = "AVX2"\n')
+    with pytest.raises(HarnessError, match=r"\[modes.x\] needs a description and takes only .*\(got isa\)"):
+        load_modes()
+    path.write_text('[modes.x]\ndescription = "d"\nrequires = ["warp_drive"]\n')
+    with pytest.raises(HarnessError, match="requires 'warp_drive', expected some of"):
+        load_modes()
+
+
+def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, tmp_path, monkeypatch):
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(var, raising=False)
+    before = dict(os.environ)
+    out = tmp_path / "run"
+    # in this process: the parent starts the worker as a child and waits for it
+    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", *map(str, TINY),
+                     "--dataset", str(synth_dir), "--output", str(out)])
+    assert code == 0
+    assert dict(os.environ) == before
+    r = result(out)
+    assert r["isa_env"]["ONEDNN_MAX_CPU_ISA"] == r["isa_env"]["DNNL_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
+    assert r["isa_env"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX512"
+    assert r["pid"] != os.getpid()
+    assert r["isa_cap"] == "AVX512_CORE_BF16" and r["isa_verified"]  # oneDNN reported its ISA
+    assert r["amx_used"] is False and r["valid"] is True and r["status"] == "ok"
+    assert r["threads"] == len(r["cores"]) == int(r["isa_env"]["OMP_NUM_THREADS"])
+
+
+def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_path):
+    proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--dataset", synth_dir,
+               "--output", tmp_path / "run", "--worker")
+    assert proc.returncode == 2
+    assert "did not start with the environment of mode avx-fp32" in proc.stderr
+
+
+def test_a_mode_the_cpu_lacks_is_refused_before_any_work(synth_dir, tmp_path, monkeypatch, capsys):
+    no_amx = dataclasses.replace(detect(), amx_tile=False, amx_bf16=False, amx_os_enabled=False,
+                                 amx_permission=False, amx_usable=False, avx512_bf16=False)
+    monkeypatch.setattr("harness.platform.detect", lambda: no_amx)
+    out = tmp_path / "run"
+    for mode, feature in (("bf16", "amx_usable"), ("bf32", "amx_usable"), ("avx-bf16", "avx512_bf16")):
+        code = cli.main(["train", "--phase", "1", "--precision", mode, *map(str, TINY),
+                         "--dataset", str(synth_dir), "--output", str(out)])
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"harness: --precision {mode}: needs {feature}, which this machine "
+                       f"({no_amx.cpu_model}) lacks; --allow-emulation runs it anyway, marked emulated"]
+        assert not out.exists()
+
+
+def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypatch):
+    no_amx = dataclasses.replace(detect(), amx_usable=False)
+    monkeypatch.setattr("harness.platform.detect", lambda: no_amx)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--phase", "1", "--precision", "bf16", "--allow-emulation",
+                     *map(str, TINY), "--dataset", str(synth_dir), "--output", str(out)])
+    assert code == 0
+    r = result(out)
+    assert r["emulated"] is True and r["status"] == "ok" and r["precision_mode"]["autocast"] == "bfloat16"
+
+
+@pytest.mark.parametrize(("name", "kernels", "amx_usable", "valid"), [
+    ("avx-fp32", ["matmul/brg_matmul:avx10_1_512_amx"], True, False),  # the cap did not hold
+    ("avx-fp32", ["matmul/brg_matmul:avx512_core_bf16"], True, True),
+    ("bf16", ["matmul/gemm:jit:bf16"], True, False),  # AMX usable, yet no AMX kernel ran
+    ("bf16", ["matmul/brg_matmul:avx512_core_amx"], True, True),
+    ("bf16", ["matmul/gemm:jit:bf16"], False, True),  # emulated: no AMX to expect
+    ("fp32", ["matmul/brg_matmul:avx512_core_amx"], True, True),  # fp32 makes no AMX claim
+])
+def test_isa_verdict(name, kernels, amx_usable, valid):
+    verdict = IsaVerdict.judge(get_precision(name), VerboseReport("isa", kernels), amx_usable,
+                               emulated=not amx_usable and name == "bf16")
+    assert verdict.valid is valid
+    assert (verdict.invalid_reason is None) is valid
+    assert verdict.amx_used == any("amx" in k for k in kernels)
+
+
+def test_detect_json_reports_the_capability_keys():
+    proc = run("detect", "--json")
+    assert proc.returncode == 0
+    info = json.loads(proc.stdout)
+    for key in ("cpu_model", "flags", "avx512", "avx512_bf16", "amx_bf16", "amx_os_enabled", "amx_usable",
+                "physical_cores", "sockets", "numa_nodes", "memory_gib", "torch_cpu_capability"):
+        assert key in info, key
+    assert info["amx_usable"] == (info["amx_bf16"] and info["amx_os_enabled"] and info["amx_permission"])
+    assert info["avx512"] == ("avx512f" in info["flags"])
+    assert info["versions"]["onednn"]

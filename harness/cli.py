@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     _train_parser(sub)
     _data_parser(sub)
+    r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
+    r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
+                   help="comma-separated modes (default: all built-in)")
+    r.add_argument("--size", type=int, default=4096, help="matrix size N of the NxNxN matmul")
+    r.add_argument("--repeats", type=int, default=10)
+    r.add_argument("--cores", help="CPUs to bind to (default: every physical core of the first socket)")
+    r.add_argument("--allow-emulation", action="store_true",
+                   help="also measure modes whose CPU features are missing (marked emulated)")
+    r.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -102,6 +111,23 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores)
 
 
+def _roofline(args: argparse.Namespace) -> int:
+    from harness import roofline
+    from harness.precision import get_precision
+
+    if args.size < 64 or args.repeats < 1:
+        raise HarnessError("--size must be >= 64 and --repeats >= 1")
+    names = [n for n in args.precisions.split(",") if n]
+    if args.worker:
+        from harness.launch import worker_context
+
+        mode = get_precision(names[0])
+        worker_context(mode)
+        print(json.dumps(roofline.measure(mode, args.size, args.repeats)))
+        return 0
+    return roofline.run_all(names, args.size, args.repeats, args.allow_emulation, args.cores)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -112,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(as_dict(detect()), indent=2) if args.json else format_table(detect()))
             return 0
+        if args.command == "roofline":
+            return _roofline(args)
         if args.command == "data":
             from harness.datasets.synth import SynthSpec, synthesize
 

@@ -22,6 +22,17 @@ CONTEXT_ENV = "HARNESS_WORKER_CONTEXT"
 """What the parent learnt before starting the worker (JSON): emulated, amx_usable, cores, cpu."""
 
 
+def worker_context(mode: PrecisionMode) -> dict:
+    """What the parent passed (harness.launch); refuses to train without the mode's environment."""
+    raw = os.environ.get(CONTEXT_ENV)
+    wrong = {k: os.environ.get(k) for k, v in mode.environment().items() if os.environ.get(k) != v}
+    if raw is None or wrong:
+        raise HarnessError(f"--worker: this process did not start with the environment of mode "
+                           f"{mode.name} ({wrong or CONTEXT_ENV + ' missing'}); run `harness train` "
+                           "without --worker")
+    return json.loads(raw)
+
+
 def parse_cores(spec: str) -> list[int]:
     """"0-3,8" -> [0, 1, 2, 3, 8]; each CPU must be one this process may run on."""
     cores: list[int] = []
@@ -71,7 +82,17 @@ def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict)
 
 def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -> int:
     """Run `python -m harness <argv>` as a child bound to `cores`; returns its exit code."""
-    child = subprocess.Popen([sys.executable, "-m", "harness", *argv], env=env,
+    return _run(argv, env, cores, capture=False)[0]
+
+
+def run_worker_capture(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -> tuple[int, str]:
+    """Like run_worker, and returns what the worker printed on stdout."""
+    return _run(argv, env, cores, capture=True)
+
+
+def _run(argv: Sequence[str], env: dict[str, str], cores: Sequence[int], capture: bool) -> tuple[int, str]:
+    child = subprocess.Popen([sys.executable, "-m", "harness", *argv], env=env, text=True,
+                             stdout=subprocess.PIPE if capture else None,
                              preexec_fn=lambda: os.sched_setaffinity(0, cores))
 
     def forward(signum: int, frame: object) -> None:
@@ -79,7 +100,8 @@ def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return child.wait()
+        out = child.communicate()[0] if capture else ""
+        return child.wait(), out or ""
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -20,7 +20,7 @@ from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve
 from harness.errors import HarnessError
 from harness.faults import Fault
 from harness.isa_probe import IsaVerdict, probe
-from harness.launch import CONTEXT_ENV
+from harness.launch import worker_context
 from harness.metrics import MetricsProcessor, StepMetrics
 from harness.mlperf_log import MLPerfLog
 from harness.models import (
@@ -32,6 +32,7 @@ from harness.models import (
     poly_warmup_lr,
 )
 from harness.precision import PrecisionMode
+from harness.roofline import lookup as roofline_lookup
 from harness.train_config import TrainConfig
 from harness.versions import library_versions
 
@@ -100,21 +101,10 @@ def _prepare_output(cfg: TrainConfig) -> None:
     cfg.output.mkdir(parents=True, exist_ok=True)
 
 
-def _worker_context(mode: PrecisionMode) -> dict:
-    """What the parent passed (harness.launch); refuses to train without the mode's environment."""
-    raw = os.environ.get(CONTEXT_ENV)
-    wrong = {k: os.environ.get(k) for k, v in mode.environment().items() if os.environ.get(k) != v}
-    if raw is None or wrong:
-        raise HarnessError(f"--worker: this process did not start with the environment of mode "
-                           f"{mode.name} ({wrong or CONTEXT_ENV + ' missing'}); run `harness train` "
-                           "without --worker")
-    return json.loads(raw)
-
-
 def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
     4 invalid: the verified ISA contradicts the mode, 130 interrupted)."""
-    context = _worker_context(mode)
+    context = worker_context(mode)
     _prepare_output(cfg)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     wall_start = time.perf_counter()
@@ -228,6 +218,11 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         raise
     finally:
         summary = metrics.summary(cfg.timing_warmup, cfg.batch_size)
+        peak = roofline_lookup(mode.name, context["cpu_model"], torch.get_num_threads())
+        if peak and "model_tflops_per_s" in summary:
+            # MFU: model FLOP/s over the large-matmul peak of this mode on this machine.
+            summary["roofline_gflops"] = peak["gflops"]
+            summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / peak["gflops"]
         metrics.close()
         mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * cfg.batch_size)
         mllog.close()

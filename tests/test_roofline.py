@@ -1,0 +1,44 @@
+"""`harness roofline`: a peak per mode, measured in its own worker, found again by training runs."""
+
+import json
+
+from harness_cli import result, run
+
+TINY = ["--model", "bert-tiny", "--steps", 3, "--batch-size", 4, "--eval-examples", 4]
+
+
+def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_path):
+    env = {"HARNESS_HOME": str(tmp_path / "home")}
+    proc = run("roofline", "--precisions", "fp32,avx-fp32", "--size", 256, "--repeats", 3, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "fp32 " in proc.stdout and "avx-fp32 " in proc.stdout and "stored in" in proc.stdout
+    store = json.loads((tmp_path / "home" / "roofline.json").read_text())
+    (machine,) = store
+    assert set(store[machine]) == {"fp32", "avx-fp32"}
+    fp32 = store[machine]["fp32"]
+    assert fp32["gflops_p10"] <= fp32["gflops"] <= fp32["gflops_p90"] and fp32["gflops"] > 0
+    assert fp32["dtype"] == "float32" and fp32["size"] == 256
+
+    out = tmp_path / "run"
+    proc = run("train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir,
+               "--output", out, env=env)
+    assert proc.returncode == 0, proc.stderr
+    r = result(out)
+    assert r["roofline_gflops"] == fp32["gflops"]
+    assert r["mfu"] == r["model_tflops_per_s"] * 1e3 / fp32["gflops"]
+
+
+def test_modes_the_machine_lacks_are_skipped_and_named(tmp_path):
+    env = {"HARNESS_HOME": str(tmp_path / "home")}
+    proc = run("roofline", "--precisions", "fp32,bf16", "--size", 128, "--repeats", 2, env=env)
+    assert proc.returncode == 0, proc.stderr
+    store = json.loads((tmp_path / "home" / "roofline.json").read_text())
+    (peaks,) = store.values()
+    if "bf16" not in peaks:  # a machine without usable AMX
+        assert "skipped: bf16 (needs amx_usable)" in proc.stdout
+    assert "fp32" in peaks
+
+
+def test_bad_roofline_input_exits_2():
+    proc = run("roofline", "--size", 8)
+    assert proc.returncode == 2 and proc.stderr.strip() == "harness: --size must be >= 64 and --repeats >= 1"

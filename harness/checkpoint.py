@@ -34,6 +34,8 @@ class TrainingState:
     optimizer: dict
     rng: torch.Tensor
     complete: bool
+    config: dict
+    """The run's settings that decide its trajectory; resuming with other values is refused."""
     """True when written at the end of the run (a usable phase-1 result for phase 2)."""
 
 
@@ -45,10 +47,19 @@ def save(directory: Path, model: torch.nn.Module, cfg: BertConfig, state: Traini
     torch.save(to_hf_state_dict(model.state_dict()), tmp / WEIGHTS)
     torch.save(state.__dict__, tmp / STATE)
     old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a crash during an earlier save
     if directory.exists():
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(directory: Path) -> None:
+    """Finish a save that a crash cut between its two renames: the previous checkpoint is whole
+    in model_save.old."""
+    old = directory.with_name(directory.name + ".old")
+    if not directory.exists() and old.is_dir():
+        old.rename(directory)
 
 
 def load_config(directory: Path) -> BertConfig:

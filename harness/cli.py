@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -71,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     _train_parser(sub)
     _data_parser(sub)
+    c = sub.add_parser("compare", help="train every (phase, precision) in its own process and compare",
+                       description="Run every (phase, precision) one at a time, each in its own "
+                       "process, then write runs.csv and steps.csv.")
+    c.add_argument("--precisions", default="fp32,avx-fp32,bf16", help="comma-separated modes")
+    c.add_argument("--phases", default="1,2", help="1, 2 or 1,2 (phase 2 starts from phase 1's model_save)")
+    c.add_argument("--preset", default="default", help="default (bert-large), smoke, convergence")
+    c.add_argument("--model", help="override the preset's model")
+    c.add_argument("--dataset", type=Path, help="DATASET_DIR; default: synthetic data, made once and cached")
+    c.add_argument("--steps", type=int, help="override the preset's steps (each phase)")
+    c.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps per run")
+    c.add_argument("--repeats", type=int, default=1, help="run the whole plan R times")
+    c.add_argument("--output", type=Path, default=Path("runs/compare"))
+    c.add_argument("--resume", action="store_true", help="finish an interrupted comparison in --output")
+    c.add_argument("--timeout", type=float, help="seconds after which a run is stopped as `timeout` "
+                   "(default: the preset's)")
+    c.add_argument("--cores", help="CPUs every run is bound to")
+    c.add_argument("--allow-emulation", action="store_true",
+                   help="run modes whose CPU features are missing (marked emulated)")
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
                    help="comma-separated modes (default: all built-in)")
@@ -111,6 +130,43 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from harness.compare import Comparison, make_plan
+    from harness.presets import get_preset
+    from harness.reports.tables import runs_table, summary_lines, write_tables
+
+    preset = get_preset(args.preset)
+    if args.timeout is not None:
+        if args.timeout <= 0:
+            raise HarnessError(f"--timeout must be > 0 seconds, got {args.timeout}")
+        preset = dataclasses.replace(preset, timeout_s=args.timeout)
+    try:
+        phases = [int(p) for p in args.phases.split(",")]
+    except ValueError:
+        raise HarnessError(f"--phases {args.phases}: expected 1, 2 or 1,2") from None
+    plan = make_plan([p for p in args.precisions.split(",") if p], phases, args.repeats, preset,
+                     args.steps, args.warmup_steps, args.model)
+    dataset = args.dataset or _cached_synthetic_data(preset.synth_examples)
+    extra = (["--cores", args.cores] if args.cores else []) + \
+        (["--allow-emulation"] if args.allow_emulation else [])
+    comparison = Comparison(args.output, dataset, preset, plan, args.resume, extra)
+    code = comparison.run()
+    runs_csv, steps_csv = write_tables(args.output)
+    print("\n".join(summary_lines(runs_table(args.output))))
+    print(f"\nwrote {runs_csv} and {steps_csv}")
+    return code
+
+
+def _cached_synthetic_data(examples: int) -> Path:
+    """The embedded default: synthetic MLCommons-format data, written once per size and reused."""
+    from harness.datasets.synth import SynthSpec, synthesize
+    from harness.roofline import store_path
+
+    path = store_path().parent / "data" / f"synth-{examples}"
+    synthesize(path, SynthSpec(examples=examples), reuse=True)
+    return path
+
+
 def _roofline(args: argparse.Namespace) -> int:
     from harness import roofline
     from harness.precision import get_precision
@@ -138,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(as_dict(detect()), indent=2) if args.json else format_table(detect()))
             return 0
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "roofline":
             return _roofline(args)
         if args.command == "data":

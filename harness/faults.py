@@ -1,9 +1,10 @@
 """Fault injection for testing what the harness does when a run goes wrong.
 
-`HARNESS_FAULT=KIND@STEP` makes the training worker misbehave at that step: `crash` exits the
-process abruptly (as an OOM kill would), `nan` turns the loss into NaN (divergence), `hang` stops
-making progress. Tests and the compare/gate suites use it to exercise resume, divergence and
-time-out handling on real worker processes.
+`HARNESS_FAULT=KIND@STEP[:PRECISION[:PHASE]]` makes the training worker misbehave at that step:
+`crash` exits the process abruptly (as an OOM kill would), `nan` turns the loss into NaN
+(divergence), `hang` stops making progress. The optional precision and phase limit it to those
+runs, so one run of a comparison can fail while the others go on. Tests use it to exercise resume,
+divergence and time-out handling on real worker processes.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ class Fault:
     step: int
 
     @classmethod
-    def from_env(cls) -> Fault | None:
+    def from_env(cls, precision: str, phase: int) -> Fault | None:
+        """The fault meant for this run, if any."""
         spec = os.environ.get("HARNESS_FAULT", "")
         if not spec:
             return None
-        kind, _, step = spec.partition("@")
-        if kind not in KINDS or not step.isdigit():
-            raise HarnessError(f"HARNESS_FAULT={spec}: expected KIND@STEP with KIND one of {KINDS}")
+        kind, _, rest = spec.partition("@")
+        step, *scope = rest.split(":")
+        well_formed = kind in KINDS and step.isdigit() and len(scope) <= 2 and \
+            (len(scope) < 2 or scope[1].isdigit())
+        if not well_formed:
+            raise HarnessError(f"HARNESS_FAULT={spec}: expected KIND@STEP[:PRECISION[:PHASE]] with KIND "
+                               f"one of {', '.join(KINDS)}")
+        if (scope and scope[0] != precision) or (len(scope) == 2 and int(scope[1]) != phase):
+            return None
         return cls(kind, int(step))
 
     def poison_loss(self, step: int, loss: float) -> float:

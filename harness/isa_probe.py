@@ -66,7 +66,9 @@ class IsaVerdict:
     def judge(cls, mode: PrecisionMode, report: VerboseReport, amx_usable: bool,
               emulated: bool) -> IsaVerdict:
         reason = None
-        if mode.expects_amx is False and report.amx_used:
+        if not report.kernels:
+            reason = "oneDNN reported no kernel during the probe: the ISA cannot be verified"
+        elif mode.expects_amx is False and report.amx_used:
             reason = f"{mode.name} must stay off AMX but oneDNN ran {', '.join(report.kernels)}"
         elif mode.expects_amx and amx_usable and not report.amx_used:
             reason = (f"{mode.name} must run on AMX, which this CPU offers, but oneDNN ran "

@@ -66,7 +66,10 @@ def default_cores() -> list[int]:
 
 def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict) -> dict[str, str]:
     """The worker's environment: ours, plus the mode's ISA variables and the thread settings."""
-    env = dict(os.environ)
+    # Inherited oneDNN and MKL settings would change what the mode means (a parent's
+    # ONEDNN_DEFAULT_FPMATH_MODE=BF16 turns fp32 into bf32; ONEDNN_VERBOSE floods stdout): the
+    # worker gets the mode's and nothing else.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEDNN_", "DNNL_", "MKL_"))}
     env.update(mode.environment())
     env[CONTEXT_ENV] = json.dumps({**context, "cores": list(cores)})
     env.update({
@@ -101,7 +104,9 @@ def _run(argv: Sequence[str], env: dict[str, str], cores: Sequence[int], capture
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         out = child.communicate()[0] if capture else ""
-        return child.wait(), out or ""
+        code = child.wait()
+        # Killed by signal N: report it the way a shell does (128 + N), not as a negative number.
+        return (128 - code if code < 0 else code), out or ""
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -50,7 +50,10 @@ class MetricsProcessor:
         """Keep the lines up to the checkpoint's step: the resumed run rewrites what came after."""
         kept = []
         for line in self.path.read_text().splitlines() if self.path.exists() else []:
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the line a crash cut short
+                continue
             if record["step"] > last_step:
                 continue
             kept.append(line)
@@ -58,7 +61,9 @@ class MetricsProcessor:
                 self.evals.append(record)
             else:
                 self.steps.append(StepMetrics(**record))
-        self.path.write_text("".join(line + "\n" for line in kept))
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.path)
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -77,7 +82,7 @@ class MetricsProcessor:
                   f"(mlm {m.mlm_loss:.3f}, nsp {m.nsp_loss:.3f}) | lr {m.lr:.2e} | "
                   f"{statistics.median(s.seq_per_s for s in recent):.2f} seq/s | "
                   f"data wait {wait:.1%} | "
-                  f"ETA {_clock(eta)}", file=sys.stderr, flush=True)
+                  f"ETA {clock(eta)}", file=sys.stderr, flush=True)
 
     def evaluation(self, step: int, results: dict) -> None:
         record = {"step": step, **results}
@@ -87,11 +92,13 @@ class MetricsProcessor:
               f"loss {results['eval_loss']:.4f}, nsp accuracy {results['eval_nsp_accuracy']:.4f}",
               file=sys.stderr, flush=True)
 
-    def summary(self, timing_warmup: int, batch_size: int) -> dict:
-        """Throughput and its spread over the steps after the timing warm-up, and the final loss."""
+    def summary(self, timing_warmup: int, batch_size: int, resumed_at: int = 0) -> dict:
+        """Throughput and its spread over the steps after the timing warm-up (at the start and
+        after a resume), and the final loss."""
         if not self.steps:
             return {"steps_completed": 0}
-        measured = [s for s in self.steps if s.step > timing_warmup] or self.steps
+        cold = {*range(1, timing_warmup + 1), *range(resumed_at + 1, resumed_at + 1 + timing_warmup)}
+        measured = [s for s in self.steps if s.step not in cold] or self.steps
         rates = np.array([s.seq_per_s for s in measured])
         times = np.array([s.step_time_s for s in measured])
         flops = np.array([s.model_flops for s in measured], dtype=np.float64)
@@ -119,6 +126,6 @@ class MetricsProcessor:
         self._file.close()
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -37,8 +37,12 @@ from harness.train_config import TrainConfig
 from harness.versions import library_versions
 
 BETAS, EPS = (0.9, 0.999), 1e-6
-ISA_ENV_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
-                "OMP_PROC_BIND", "OMP_PLACES", "KMP_AFFINITY")
+ISA_ENV_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                "ONEDNN_DEFAULT_FPMATH_MODE", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES",
+                "KMP_AFFINITY")
+TRAJECTORY_FIELDS = ("model", "steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
+                     "seed", "data_workers", "dataset", "phase_fraction", "checkpoint", "eval_examples")
+"""Settings that decide the data order and the updates: a resumed run must keep them."""
 EXIT_DIVERGED, EXIT_INVALID, EXIT_INTERRUPTED = 3, 4, 130
 
 
@@ -57,7 +61,7 @@ def evaluate(model: BertForPreTraining, data: PhaseData, mode: PrecisionMode,
     """MLM accuracy over the masked tokens, loss and NSP accuracy of the evaluation set."""
     model.eval()
     loss_sum = correct = count = nsp_correct = examples = 0.0
-    for raw in eval_batches(data, batch_size, max_examples):
+    for raw in eval_batches(data, batch_size, max_examples, model.config.vocab_size):
         with mode.autocast_context():
             out = model(to_batch(raw))
         n = len(raw["next_sentence_labels"])
@@ -90,8 +94,18 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def _jsonable(cfg: TrainConfig) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+
+def _trajectory(cfg: TrainConfig) -> dict:
+    settings = _jsonable(cfg)
+    return {k: settings[k] for k in TRAJECTORY_FIELDS}
+
+
 def _prepare_output(cfg: TrainConfig) -> None:
     if cfg.resume:
+        checkpoint.recover(cfg.output / "model_save")
         if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
             raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
         return
@@ -103,12 +117,13 @@ def _prepare_output(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
-    4 invalid: the verified ISA contradicts the mode, 130 interrupted)."""
+    4 invalid: the verified ISA contradicts the mode, so nothing is trained, 130 interrupted)."""
+    stop = _StopFlag()  # first: a signal during the (long) set-up must not lose the run either
     context = worker_context(mode)
     _prepare_output(cfg)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     wall_start = time.perf_counter()
-    fault = Fault.from_env()
+    fault = Fault.from_env(cfg.precision, cfg.phase)
 
     if cfg.phase == 2:
         checkpoint.require_phase1_result(cfg.checkpoint)
@@ -119,6 +134,10 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     else:
         model_cfg = load_config(cfg.model or "bert-large")
     data = resolve_phase_data(cfg.dataset, cfg.phase, cfg.phase_fraction, cfg.eval_examples)
+    longest = max(data.shape.seq_len, data.eval_shape.seq_len)
+    if longest > model_cfg.max_position_embeddings:
+        raise HarnessError(f"--dataset {cfg.dataset}: sequences of {longest} tokens, longer than the "
+                           f"model's max_position_embeddings {model_cfg.max_position_embeddings}")
 
     mode.apply_math_mode()
     verdict = IsaVerdict.judge(mode, probe(mode), context["amx_usable"], context["emulated"])
@@ -127,7 +146,14 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
           + (f"; EMULATED (missing {', '.join(context['missing_features'])})" if verdict.emulated else ""),
           file=sys.stderr, flush=True)
     if not verdict.valid:
-        print(f"INVALID RUN: {verdict.invalid_reason}", file=sys.stderr, flush=True)
+        # Measuring a run that does not compute what its mode promises would only waste hours.
+        print(f"INVALID RUN: {verdict.invalid_reason}; not training", file=sys.stderr, flush=True)
+        _write_json(cfg.output / "result.json", {
+            "status": "invalid", "error": verdict.invalid_reason, "phase": cfg.phase,
+            "precision": cfg.precision, **asdict(verdict), "precision_mode": asdict(mode),
+            "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS}, "cpu_model": context["cpu_model"],
+            "started_at": started_at, "versions": library_versions(), "config": _jsonable(cfg)})
+        return EXIT_INVALID
 
     torch.manual_seed(cfg.seed)
     model = BertForPreTraining(model_cfg)
@@ -142,6 +168,12 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         if (state.phase, state.precision) != (cfg.phase, cfg.precision):
             raise HarnessError(f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
                                f"not phase {cfg.phase} {cfg.precision}")
+        now = _trajectory(cfg)
+        changed = [k for k in TRAJECTORY_FIELDS if state.config.get(k) != now[k]]
+        if changed:
+            k = changed[0]
+            raise HarnessError(f"--resume: --{k.replace('_', '-')} is {now[k]} but the run in "
+                               f"{cfg.output} used {state.config.get(k)}; resume with the same settings")
         checkpoint.load_weights(save_dir, model)
         optimizer.load_state_dict(state.optimizer)
         torch.set_rng_state(state.rng)
@@ -162,19 +194,21 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     def save(step: int, complete: bool) -> None:
         checkpoint.save(save_dir, model, model_cfg, checkpoint.TrainingState(
             step=step, phase=cfg.phase, precision=cfg.precision,
-            optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), complete=complete))
+            optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), complete=complete,
+            config=_trajectory(cfg)))
 
     def run_eval(step: int) -> None:
         results = evaluate(model, data, mode, cfg.batch_size, cfg.eval_examples)
         metrics.evaluation(step, results)
         mllog.eval_accuracy(results["eval_mlm_accuracy"], step * cfg.batch_size, step)
 
-    stop = _StopFlag()
     status, error, step = "ok", None, start_step
-    batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers))
+    batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers, model_cfg.vocab_size))
     try:
         for _ in range(start_step):  # replay the data order up to the checkpoint
             checked(next(batches))
+            if stop.raised:
+                raise KeyboardInterrupt
         for step in range(start_step + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             raw = checked(next(batches))
@@ -192,7 +226,12 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 status = "diverged"
                 print(f"step {step}: loss is {loss}; stopping as diverged", file=sys.stderr, flush=True)
                 break
-            grad_norm = optimizer.step().item()
+            grad_norm = optimizer.step_if_finite()
+            if grad_norm is None:
+                status = "diverged"
+                print(f"step {step}: gradient norm is not finite; stopping as diverged",
+                      file=sys.stderr, flush=True)
+                break
             optimizer.zero_grad(set_to_none=True)
             t2 = time.perf_counter()
             metrics.step(StepMetrics(
@@ -211,13 +250,12 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         if status == "ok":
             run_eval(cfg.steps)
             save(cfg.steps, complete=True)
-        if status == "ok" and not verdict.valid:
-            status = "invalid"
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        summary = metrics.summary(cfg.timing_warmup, cfg.batch_size)
+        # Steps just after a resume are as cold as the first ones: leave them out too.
+        summary = metrics.summary(cfg.timing_warmup, cfg.batch_size, resumed_at=start_step)
         peak = roofline_lookup(mode.name, context["cpu_model"], torch.get_num_threads())
         if peak and "model_tflops_per_s" in summary:
             # MFU: model FLOP/s over the large-matmul peak of this mode on this machine.
@@ -250,9 +288,6 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "versions": library_versions(),
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "config": _jsonable(cfg),
         })
-    if not verdict.valid:
-        print(f"INVALID RUN: {verdict.invalid_reason}", file=sys.stderr, flush=True)
-    return {"ok": 0, "invalid": EXIT_INVALID, "diverged": EXIT_DIVERGED,
-            "interrupted": EXIT_INTERRUPTED}[status]
+    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]

@@ -10,7 +10,8 @@ from harness.models.lamb import parameter_groups
 
 
 def reference_lamb(params, grads_per_step, lr, wd_mask, betas=(0.9, 0.999), eps=1e-6, wd=0.01, max_norm=1.0):
-    """Per tensor, in plain arithmetic: what the MLPerf reference's LAMB does."""
+    """Per tensor, in plain arithmetic: what the MLPerf reference's LAMB does. Parameter 0 stands
+    for a fused Q/K/V weight: the reference holds it as three tensors, so three trust ratios."""
     params = [p.clone() for p in params]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
@@ -26,26 +27,30 @@ def reference_lamb(params, grads_per_step, lr, wd_mask, betas=(0.9, 0.999), eps=
             update = m_hat / (v_hat.sqrt() + eps)
             if wd_mask[i]:
                 update = update + wd * p
-                w_norm, u_norm = float(p.norm()), float(update.norm())
-                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
-            else:
-                ratio = 1.0
-            params[i] = p - lr * ratio * update
+                parts = []
+                for pc, uc in zip(p.chunk(3 if i == 0 else 1), update.chunk(3 if i == 0 else 1), strict=True):
+                    w_norm, u_norm = float(pc.norm()), float(uc.norm())
+                    parts.append(uc * (w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0))
+                update = torch.cat(parts)
+            params[i] = p - lr * update
     return params
 
 
 @pytest.mark.parametrize("grad_scale", [0.01, 10.0])  # below and above the clipping norm
 def test_foreach_lamb_matches_per_tensor_reference(grad_scale):
     torch.manual_seed(0)
-    shapes = [(16, 8), (8,), (4, 4, 3), (5,)]
+    shapes = [(18, 8), (8,), (4, 4, 3), (5,)]
     params = [torch.randn(s, dtype=torch.float64) for s in shapes]
     params.append(torch.zeros(7, dtype=torch.float64))  # zero weights: trust ratio falls back to 1
     wd_mask = [True, False, True, False, True]
     grads_per_step = [[torch.randn_like(p) * grad_scale for p in params] for _ in range(4)]
 
     live = [torch.nn.Parameter(p.clone()) for p in params]
-    groups = [{"params": [p for p, d in zip(live, wd_mask, strict=True) if d], "weight_decay": 0.01},
-              {"params": [p for p, d in zip(live, wd_mask, strict=True) if not d], "weight_decay": 0.0}]
+    live[0].lamb_chunks = 3
+    groups = [{"params": [p for p, d in zip(live, wd_mask, strict=True) if d], "weight_decay": 0.01,
+               "adaptive": True},
+              {"params": [p for p, d in zip(live, wd_mask, strict=True) if not d], "weight_decay": 0.0,
+               "adaptive": False}]
     opt = Lamb(groups, lr=0.05)
     for grads in grads_per_step:
         for p, g in zip(live, grads, strict=True):
@@ -78,7 +83,18 @@ def test_bias_and_layernorm_get_no_weight_decay():
     assert len(decayed) + len(exempt) == len(names)
 
 
-def test_poly_warmup_schedule():
+def test_poly_warmup_schedule_as_the_mlperf_reference():
+    # polynomial (power 1) decay over all 12 steps; the first 4 replaced by the linear warm-up
     lrs = [poly_warmup_lr(s, 1.0, warmup_steps=4, total_steps=12) for s in range(1, 13)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert lrs[4:] == pytest.approx([7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0])
+    assert lrs[4:] == pytest.approx([7 / 12, 6 / 12, 5 / 12, 4 / 12, 3 / 12, 2 / 12, 1 / 12, 0.0])
+
+
+def test_trust_ratio_is_decided_by_the_group_not_by_the_decay_rate():
+    torch.manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(6, 4))
+    p.grad = torch.randn(6, 4)
+    before = p.detach().clone()
+    Lamb([{"params": [p], "weight_decay": 0.0, "adaptive": True}], lr=0.1).step()
+    # with the trust ratio, the step's size is lr * ||p|| whatever the gradient's scale
+    assert float((p.detach() - before).norm()) == pytest.approx(0.1 * float(before.norm()), rel=1e-5)

@@ -85,6 +85,19 @@ def test_wrong_feature_shape(tmp_path):
         read_all(other, Shape(128, 20))
 
 
+@pytest.mark.parametrize(("feature", "values", "message"), [
+    ("masked_lm_positions", [200] * 20,
+     r"feature masked_lm_positions holds 200, expected values in \[0, 128\)"),
+    ("next_sentence_labels", [2], r"feature next_sentence_labels holds 2, expected values in \[0, 2\)"),
+    ("input_ids", [40000] * 128, r"feature input_ids holds 40000, expected values in \[0, 30522\)"),
+])
+def test_values_out_of_range(tmp_path, feature, values, message):
+    path = tmp_path / "part-0"
+    write_file(path, range(2), override={feature: (values, "int")})
+    with pytest.raises(DataError, match=rf"{path}: record 0: {message}"):
+        [decode_example(d, path, i, Shape(128, 20), vocab_size=30522) for i, d in iter_records(path)]
+
+
 def test_wrong_feature_dtype(tmp_path):
     path = tmp_path / "part-0"
     write_file(path, range(2), override={"masked_lm_weights": ([1] * 20, "int")})

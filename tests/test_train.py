@@ -33,7 +33,8 @@ def test_phase1_learns_the_synthetic_language(phase1, synth_dir):
     assert np.mean([s["mlm_loss"] for s in steps[-20:]]) < synth["mlm_unigram_entropy_nats"] - 1.0
     r = result(phase1)
     assert r["status"] == "ok" and r["steps_completed"] == 400
-    assert r["eval_mlm_accuracy"] > 10 * synth["mlm_majority_accuracy"]
+    # above chance: 5x the accuracy of always predicting the most frequent masked token
+    assert r["eval_mlm_accuracy"] > 5 * synth["mlm_majority_accuracy"]
     assert [e["step"] for e in evals] == [200, 400]
     assert evals[-1]["eval_mlm_accuracy"] > evals[0]["eval_mlm_accuracy"]
 
@@ -80,7 +81,8 @@ def test_phase2_continues_from_the_phase1_model(phase1, synth_dir, tmp_path):
     steps, _ = metrics(out)
     # Starting from phase 1's weights, the very first steps already beat the unigram baseline.
     assert np.mean([s["mlm_loss"] for s in steps[:5]]) < synth["mlm_unigram_entropy_nats"] - 1.0
-    assert r["eval_mlm_accuracy"] > 10 * synth["mlm_majority_accuracy"]
+    # above chance: 5x the accuracy of always predicting the most frequent masked token
+    assert r["eval_mlm_accuracy"] > 5 * synth["mlm_majority_accuracy"]
 
 
 def test_phase2_refuses_to_start_without_a_phase1_checkpoint(phase1, synth_dir, tmp_path):

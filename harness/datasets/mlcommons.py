@@ -1,9 +1,12 @@
 """MLCommons BERT TFRecords as training batches: phase split, hold-out, and exact sharding.
 
-Sharding is explicit. A shard is one (rank, DataLoader worker) pair. When the phase has at least
-as many files as shards, whole files are dealt out; otherwise every shard walks every file and
-keeps record i when i % shards == shard. Either way each example is read exactly once per epoch,
-which the plain `tfrecord` dataset does not guarantee under workers.
+Sharding is explicit. A shard is one (rank, DataLoader worker) pair. Each epoch puts the slices in
+a seeded order that every shard computes alike and numbers the records 0..N-1 along it; shard s
+keeps the records whose number is s modulo the shard count, up to the largest multiple of the
+shard count. Every shard thus reads the same number of examples per epoch, so shards stay in step
+across epochs (the DataLoader takes batches from its workers in turn) and no example is read twice
+in a pass; at most shards-1 examples, a different few each epoch, are left out. The plain
+`tfrecord` dataset, by contrast, repeats the whole file in every worker.
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ class RecordSlice:
     path: str
     start: int = 0
     stop: int | None = None
+
+    def resolved(self) -> RecordSlice:
+        """The same slice with `stop` counted (a scan of the file's framing, no payloads)."""
+        if self.stop is not None:
+            return self
+        return RecordSlice(self.path, self.start, count_records(Path(self.path)))
+
+    def __len__(self) -> int:
+        if self.stop is None:
+            raise ValueError("resolve the slice first")
+        return self.stop - self.start
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,10 @@ def phase_slices(dataset_dir: Path, phase: int, fraction: float) -> list[RecordS
         cut = min(max(round(total * fraction), 1), total - 1)
         part = RecordSlice(str(files[0]), 0, cut) if phase == 1 else RecordSlice(str(files[0]), cut)
         return [part]
+    other = dataset_dir / PHASE_DIRS[3 - phase]
+    if other.is_dir() and len(shard_files(other)) != len(files):
+        raise DataError(f"{dataset_dir}: {PHASE_DIRS[1]} and {PHASE_DIRS[2]} hold different numbers of "
+                        "part-* files; the phase split by shard needs matching shard lists")
     cut = min(max(round(len(files) * fraction), 1), len(files) - 1)
     chosen = files[:cut] if phase == 1 else files[cut:]
     return [RecordSlice(str(f)) for f in chosen]
@@ -65,16 +83,16 @@ def phase_slices(dataset_dir: Path, phase: int, fraction: float) -> list[RecordS
 def resolve_phase_data(dataset_dir: Path, phase: int, fraction: float, eval_examples: int) -> PhaseData:
     """Training slices for the phase and evaluation slices: DATASET_DIR/eval if present, else a
     fixed hold-out of the last `eval_examples` records of the phase's last slice."""
-    train = phase_slices(dataset_dir, phase, fraction)
+    train = [s.resolved() for s in phase_slices(dataset_dir, phase, fraction)]
     shape = read_shape(Path(train[0].path))
     eval_dir = dataset_dir / EVAL_DIR
     if eval_dir.exists():
-        eval_slices = [RecordSlice(str(f)) for f in shard_files(eval_dir)]
+        eval_slices = [RecordSlice(str(f)).resolved() for f in shard_files(eval_dir)]
         source = str(eval_dir)
     else:
         last = train[-1]
-        stop = last.stop if last.stop is not None else count_records(Path(last.path))
-        if stop - last.start <= eval_examples:
+        stop = last.stop
+        if len(last) <= eval_examples:
             raise DataError(f"{last.path}: {stop - last.start} records, too few to hold out "
                             f"{eval_examples} for evaluation (add DATASET_DIR/eval or lower "
                             "--eval-examples)")
@@ -89,7 +107,7 @@ def resolve_phase_data(dataset_dir: Path, phase: int, fraction: float, eval_exam
 class ShardedExamples(IterableDataset):
     """Batches of MLCommons examples for one rank, split exactly among its DataLoader workers.
 
-    Each epoch reshuffles the file order (same permutation on every shard, so the deal stays
+    Each epoch reshuffles the slice order (the same permutation on every shard, so the deal stays
     disjoint) and shuffles examples through a per-shard buffer. Everything is seeded, so a run
     replays the same batches: resuming skips the batches already consumed. A worker never raises:
     bad data becomes an {"error": message} item that the main process turns into one clean line.
@@ -97,11 +115,12 @@ class ShardedExamples(IterableDataset):
 
     def __init__(self, slices: tuple[RecordSlice, ...], shape: Shape, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, shuffle_buffer: int = 2048,
-                 epochs: int | None = None) -> None:
+                 epochs: int | None = None, vocab_size: int | None = None) -> None:
         super().__init__()
-        self.slices, self.shape, self.batch_size = slices, shape, batch_size
+        self.slices = tuple(s.resolved() for s in slices)
+        self.shape, self.batch_size = shape, batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.shuffle_buffer, self.epochs = shuffle_buffer, epochs
+        self.shuffle_buffer, self.epochs, self.vocab_size = shuffle_buffer, epochs, vocab_size
 
     def _shard(self) -> tuple[int, int]:
         info = get_worker_info()
@@ -109,19 +128,23 @@ class ShardedExamples(IterableDataset):
         return self.rank * workers + worker, self.world_size * workers
 
     def examples(self, epoch: int, shard: int, shards: int) -> Iterator[dict[str, np.ndarray]]:
-        """This shard's examples of one epoch, in file order (before the shuffle buffer)."""
+        """This shard's examples of one epoch, in slice order (before the shuffle buffer)."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.slices))
-        by_file = len(self.slices) >= shards
-        mine = order[shard::shards] if by_file else order
-        for i in mine:
+        end = sum(len(s) for s in self.slices) // shards * shards  # equal counts for all shards
+        first = 0  # epoch-wide number of the current slice's first record
+        for i in order:
+            if first >= end:
+                return
             s = self.slices[i]
             path = Path(s.path)
-            if by_file:
-                take = lambda index, s=s: index >= s.start  # noqa: E731
-            else:
-                take = lambda index, s=s: index >= s.start and (index - s.start) % shards == shard  # noqa: E731
+
+            def take(index: int, s: RecordSlice = s, first: int = first) -> bool:
+                n = first + index - s.start  # the record's number in this epoch
+                return index >= s.start and n % shards == shard and n < end
+
             for index, data in iter_records(path, take=take, stop=s.stop):
-                yield decode_example(data, path, index, self.shape)
+                yield decode_example(data, path, index, self.shape, self.vocab_size)
+            first += len(s)
 
     def _shuffled(self, items: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
         if self.shuffle_buffer <= 1:
@@ -169,7 +192,7 @@ def checked(batch: dict) -> dict[str, torch.Tensor]:
     return batch
 
 
-def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int,
+def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int, vocab_size: int,
                     rank: int = 0, world_size: int = 1) -> DataLoader:
     """An endless stream of training batches, loaded by `workers` background processes.
 
@@ -178,7 +201,8 @@ def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int,
     """
     if workers < 0:
         raise HarnessError(f"--data-workers must be >= 0, got {workers}")
-    dataset = ShardedExamples(data.train, data.shape, batch_size, seed, rank, world_size)
+    dataset = ShardedExamples(data.train, data.shape, batch_size, seed, rank, world_size,
+                              vocab_size=vocab_size)
     return DataLoader(
         dataset, batch_size=None, num_workers=workers,
         prefetch_factor=4 if workers else None, persistent_workers=workers > 0,
@@ -188,9 +212,11 @@ def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int,
     )
 
 
-def eval_batches(data: PhaseData, batch_size: int, max_examples: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The first `max_examples` evaluation examples in file order, in the training process."""
-    dataset = ShardedExamples(data.eval, data.eval_shape, batch_size, seed=0, shuffle_buffer=0, epochs=1)
+def eval_batches(data: PhaseData, batch_size: int, max_examples: int,
+                 vocab_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """A fixed set of `max_examples` evaluation examples, read in the training process."""
+    dataset = ShardedExamples(data.eval, data.eval_shape, batch_size, seed=0, shuffle_buffer=0,
+                              epochs=1, vocab_size=vocab_size)
     seen = 0
     for batch in dataset:
         batch = checked(batch)

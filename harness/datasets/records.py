@@ -97,9 +97,11 @@ class Shape:
     max_predictions: int
 
 
-def decode_example(data: bytes, path: Path, index: int,
-                   shape: Shape | None = None) -> dict[str, np.ndarray]:
-    """Parse one serialized `tf.train.Example` and check it against the schema (and `shape`)."""
+def decode_example(data: bytes, path: Path, index: int, shape: Shape | None = None,
+                   vocab_size: int | None = None) -> dict[str, np.ndarray]:
+    """Parse one serialized `tf.train.Example` and check it against the schema (and `shape`):
+    feature presence, dtype and length, and value ranges (token ids below `vocab_size`, masked
+    positions inside the sequence, 0/1 masks and labels)."""
     example = example_pb2.Example()
     try:
         example.ParseFromString(data)
@@ -120,6 +122,17 @@ def decode_example(data: bytes, path: Path, index: int,
         if len(out[name]) != length:
             raise DataError(f"{where}: feature {name} has {len(out[name])} values, "
                             f"expected {length}")
+    ranges = {"input_ids": (0, vocab_size), "masked_lm_ids": (0, vocab_size),
+              "masked_lm_positions": (0, seq_len), "input_mask": (0, 2), "segment_ids": (0, None),
+              NSP_FEATURE: (0, 2)}
+    for name, (low, high) in ranges.items():
+        values = out[name]
+        if values.min() < low or (high is not None and values.max() >= high):
+            bad = values[(values < low) | (values >= (high if high is not None else np.inf))][0]
+            raise DataError(f"{where}: feature {name} holds {bad}, expected values in "
+                            f"[{low}, {high if high is not None else 'inf'})")
+    if out[WEIGHT_FEATURE].min() < 0:
+        raise DataError(f"{where}: feature {WEIGHT_FEATURE} holds a negative weight")
     return out
 
 

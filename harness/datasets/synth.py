@@ -122,11 +122,14 @@ def _mask(tokens: list[int], max_pred: int, rng: np.random.Generator):
     return masked, positions, [tokens[p] for p in positions]
 
 
-def _examples(language: Language, rng: np.random.Generator, seq_len: int, max_pred: int):
-    """Endless (features, masked targets) of one length, from one document stream."""
+def _examples(language: Language, docs: np.random.Generator, rng: np.random.Generator,
+              seq_len: int, max_pred: int):
+    """Endless (features, masked targets) of one length. Documents come from `docs` alone, so two
+    lengths cut from generators with the same seed read the same documents in the same order;
+    cutting, random sentences B and masking draw from `rng`."""
     limit = seq_len - 3
     while True:
-        doc = language.document(rng)
+        doc = language.document(docs)
         i = 0
         while i < len(doc):
             target = limit if rng.random() > 0.1 else int(rng.integers(2, limit + 1))
@@ -198,14 +201,16 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
             directory = tmp / PHASE_DIRS[1 if seq_len == 128 else 2]
             directory.mkdir()
             for shard in range(spec.shards):
-                # Same document stream for shard i at both lengths (seeded by seed and shard).
+                # The same documents for shard i at both lengths (seeded by seed and shard).
                 stream = _examples(language, np.random.default_rng([spec.seed, 1, shard]),
+                                   np.random.default_rng([spec.seed, 3, shard, seq_len]),
                                    seq_len, spec.max_predictions)
                 n = total * (shard + 1) // spec.shards - total * shard // spec.shards
                 name = f"part-{shard:05d}-of-{spec.shards:05d}" + ("_128" if seq_len == 128 else "")
                 _write_shard(directory / name, stream, n, targets if seq_len == 128 else Counter())
         (tmp / EVAL_DIR).mkdir()
-        stream = _examples(language, np.random.default_rng([spec.seed, 2]), 512, spec.max_predictions)
+        stream = _examples(language, np.random.default_rng([spec.seed, 2]),
+                           np.random.default_rng([spec.seed, 4]), 512, spec.max_predictions)
         _write_shard(tmp / EVAL_DIR / "part-00000-of-00001", stream, spec.eval_examples, Counter())
         total_targets = sum(targets.values())
         probs = np.array(list(targets.values()), dtype=np.float64) / total_targets

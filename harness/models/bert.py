@@ -73,6 +73,8 @@ class SelfAttention(nn.Module):
         self.num_heads = cfg.num_attention_heads
         self.dropout_p = cfg.attention_probs_dropout_prob
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        # LAMB gives query, key and value a trust ratio each, as for the reference's three layers.
+        self.qkv.weight.lamb_chunks = self.qkv.bias.lamb_chunks = 3  # type: ignore[attr-defined]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, S, H = x.shape

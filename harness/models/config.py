@@ -59,8 +59,11 @@ class BertConfig:
 
     def to_hf_dict(self) -> dict:
         """The config.json Hugging Face `BertForPreTraining` reads (a superset of MLCommons')."""
+        data = asdict(self)
+        if data["hidden_act"] == "gelu_tanh":
+            data["hidden_act"] = "gelu_new"  # Hugging Face's name for the tanh approximation
         return {
-            **asdict(self),
+            **data,
             "model_type": "bert",
             "architectures": ["BertForPreTraining"],
             "pad_token_id": 0,

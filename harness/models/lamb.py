@@ -18,31 +18,33 @@ NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights that decay and take the trust ratio, and biases / LayerNorm that do neither."""
+    """Two groups, split by name as the reference does: weights that decay and take the trust
+    ratio, and biases / LayerNorm that do neither (whatever the decay rate is)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "adaptive": True},
+            {"params": no_decay, "weight_decay": 0.0, "adaptive": False}]
 
 
 def poly_warmup_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int,
                    power: float = 1.0) -> float:
-    """Learning rate for 1-based `step`: linear warm-up to base_lr, then polynomial decay to 0."""
+    """Learning rate for 1-based `step`, as the MLPerf reference computes it: polynomial decay
+    from base_lr to 0 over all steps, with the first `warmup_steps` replaced by a linear ramp."""
     if step <= warmup_steps:
         return base_lr * step / max(warmup_steps, 1)
-    remaining = (total_steps - step) / max(total_steps - warmup_steps, 1)
-    return base_lr * max(remaining, 0.0) ** power
+    return base_lr * max(1.0 - step / total_steps, 0.0) ** power
 
 
 class Lamb(torch.optim.Optimizer):
     """Layer-wise adaptive moments with global gradient-norm clipping before the moments.
 
     Per step: g <- g / max(||g||_global / max_grad_norm, 1); Adam moments with bias correction;
-    u = m_hat / (sqrt(v_hat) + eps) + wd * p; for decayed tensors u <- u * ||p|| / ||u|| (1 where
-    either norm is 0); p <- p - lr * u. As in the reference, tensors without weight decay (biases,
-    LayerNorm) skip the trust ratio.
+    u = m_hat / (sqrt(v_hat) + eps) + wd * p; in "adaptive" groups u <- u * ||p|| / ||u|| per
+    tensor (1 where either norm is 0); p <- p - lr * u. As in the reference, biases and LayerNorm
+    skip the trust ratio. A parameter that fuses several of the reference's tensors (the Q/K/V
+    projection) carries `lamb_chunks = n` and gets one trust ratio per chunk, as they would.
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -52,11 +54,28 @@ class Lamb(torch.optim.Optimizer):
         self.max_grad_norm = max_grad_norm
 
     @torch.no_grad()
+    def step_if_finite(self) -> float | None:
+        """Update unless the gradients hold a NaN or inf; returns the global gradient norm before
+        clipping, or None (and leaves the weights alone) when it is not finite."""
+        norm = self._global_norm()
+        if not torch.isfinite(norm):
+            return None
+        self._update(norm)
+        return float(norm)
+
+    @torch.no_grad()
     def step(self, closure: None = None) -> torch.Tensor:  # type: ignore[override]
         """One update; returns the global gradient norm before clipping."""
+        norm = self._global_norm()
+        self._update(norm)
+        return norm
+
+    def _global_norm(self) -> torch.Tensor:
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+    def _update(self, global_norm: torch.Tensor) -> None:
         groups = [(g, [p for p in g["params"] if p.grad is not None]) for g in self.param_groups]
-        all_grads = [p.grad for _, params in groups for p in params]
-        global_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(all_grads)))
         clip = self.max_grad_norm / torch.clamp(global_norm, min=self.max_grad_norm)
 
         for group, params in groups:
@@ -90,9 +109,13 @@ class Lamb(torch.optim.Optimizer):
 
             if group["weight_decay"]:
                 torch._foreach_add_(update, params, alpha=group["weight_decay"])
-                w_norm = torch.stack(torch._foreach_norm(params))
-                u_norm = torch.stack(torch._foreach_norm(update))
+            if group.get("adaptive", True):
+                # Non-overlapping views: scaling a chunk of `update` scales that part in place.
+                p_parts = [c for p in params for c in p.chunk(getattr(p, "lamb_chunks", 1))]
+                u_parts = [c for p, u in zip(params, update, strict=True)
+                           for c in u.chunk(getattr(p, "lamb_chunks", 1))]
+                w_norm = torch.stack(torch._foreach_norm(p_parts))
+                u_norm = torch.stack(torch._foreach_norm(u_parts))
                 ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
-                torch._foreach_mul_(update, list(ratio.unbind(0)))
+                torch._foreach_mul_(u_parts, list(ratio.unbind(0)))
             torch._foreach_add_(params, update, alpha=-group["lr"])
-        return global_norm

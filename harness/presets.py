@@ -1,0 +1,51 @@
+"""Step budgets for `harness compare`: what each preset trains, and for how long."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A comparison's workload; every field can be overridden by the compare flag of that name."""
+
+    model: str
+    """Named model config or bert_config.json path."""
+    steps: tuple[int, int]
+    """Optimizer steps in phase 1 and in phase 2."""
+    batch_size: tuple[int, int]
+    """Sequences per step in phase 1 (seq 128) and phase 2 (seq 512)."""
+    learning_rate: tuple[float, float]
+    """LAMB peak learning rate per phase."""
+    timing_warmup: int
+    """Leading steps of each run left out of the throughput statistics."""
+    eval_examples: int
+    """Evaluation examples per run."""
+    synth_examples: int
+    """Size of the synthetic data set made when --dataset is not given (seq 128 examples)."""
+    timeout_s: float
+    """A run still going after this long is stopped and recorded as `timeout`."""
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    # BERT-Large as the package measured it. Budgets sized so 3 precisions x 2 phases finish in
+    # about 30 minutes on a 2-core Xeon (a phase-1 fp32 step takes ~15 s there).
+    "default": Preset("bert-large", (10, 5), (8, 2), (1e-3, 5e-4), 2, 8, 1024, 1800.0,
+                      "BERT-Large, a few measured steps per run"),
+    # CI: every code path, tiny model, seconds per run.
+    "smoke": Preset("bert-tiny", (20, 10), (8, 4), (1e-2, 5e-3), 3, 16, 1024, 300.0,
+                    "bert-tiny, 20 + 10 steps: does everything run"),
+    # Long enough that loss curves of different precisions can be told apart.
+    "convergence": Preset("bert-tiny", (400, 100), (32, 8), (1e-2, 5e-3), 5, 256, 8192, 3600.0,
+                          "bert-tiny, 400 + 100 steps: do the precisions converge alike"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise HarnessError(f"--preset {name}: unknown (known: {', '.join(PRESETS)})") from None

@@ -1,0 +1,1 @@
+"""Tables, the HTML report and comparisons built from run directories."""

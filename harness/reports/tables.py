@@ -1,0 +1,127 @@
+"""runs.csv (a row per run) and steps.csv (a row per run and step), with stable dtypes.
+
+Every figure comes from a run's result.json and metrics.jsonl; what a run did not produce (a
+crashed run has no throughput) stays empty, never zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+RUN_COLUMNS: dict[str, str] = {
+    "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64",
+    "status": "string", "model": "string", "seq_len": "Int64", "batch_size": "Int64",
+    "steps_measured": "Int64", "throughput_seq_per_s": "float64", "throughput_p10": "float64",
+    "throughput_p90": "float64", "step_time_cv": "float64", "tokens_per_s": "float64",
+    "model_tflops_per_s": "float64", "mfu": "float64", "speedup_vs_fp32": "float64",
+    "final_loss": "float64", "eval_mlm_accuracy": "float64", "loss_gap_vs_fp32": "float64",
+    "isa_cap": "string", "isa_verified": "string", "amx_used": "boolean", "emulated": "boolean",
+    "valid": "boolean", "kernels": "string", "threads": "Int64", "cpu_model": "string",
+    "torch_version": "string", "started_at": "string", "wall_time_s": "float64", "error": "string",
+}
+STEP_COLUMNS: dict[str, str] = {
+    "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64", "step": "Int64",
+    "loss": "float64", "mlm_loss": "float64", "nsp_loss": "float64", "lr": "float64",
+    "step_time_s": "float64", "data_time_s": "float64", "seq_per_s": "float64",
+    "eval_mlm_accuracy": "float64", "eval_loss": "float64",
+}
+
+
+def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
+    row: dict = {k: spec.get(k) for k in ("run_id", "phase", "precision", "repeat", "model", "batch_size")}
+    row["status"] = outcome["status"] if outcome else "not run"
+    if outcome and outcome["status"] in ("crashed", "timeout", "skipped", "interrupted"):
+        row["error"] = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else None
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return row
+    r = json.loads(path.read_text())
+    for key in ("seq_len", "batch_size", "steps_measured", "throughput_seq_per_s", "throughput_p10",
+                "throughput_p90", "step_time_cv", "model_tflops_per_s", "mfu", "final_loss",
+                "eval_mlm_accuracy", "isa_cap", "isa_verified", "amx_used", "emulated", "valid",
+                "threads", "cpu_model", "started_at", "wall_time_s"):
+        if r.get(key) is not None:
+            row[key] = r[key]
+    row["kernels"] = " ".join(r.get("kernels", []))
+    row["torch_version"] = r["versions"]["torch"]
+    invalid = r.get("invalid_reason") if r["status"] == "invalid" else None
+    row["error"] = r.get("error") or invalid or row.get("error")
+    if row.get("throughput_seq_per_s") is not None:
+        row["tokens_per_s"] = row["throughput_seq_per_s"] * r["seq_len"]
+    return row
+
+
+def runs_table(compare_dir: Path) -> pd.DataFrame:
+    """A row per planned run, with speed-up and loss gap against fp32 of the same phase and repeat."""
+    plan = json.loads((compare_dir / "plan.json").read_text())
+    outcomes = {o["run_id"]: o for o in plan["outcomes"]}
+    rows = [_run_row(s, outcomes.get(s["run_id"]), compare_dir / "runs" / s["run_id"]) for s in plan["runs"]]
+    df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    df = df.astype(RUN_COLUMNS)
+    baseline = df[(df["precision"] == "fp32") & (df["status"] == "ok")].set_index(["phase", "repeat"])
+    for i, row in df.iterrows():
+        key = (row["phase"], row["repeat"])
+        if key in baseline.index:
+            base = baseline.loc[key]
+            df.loc[i, "speedup_vs_fp32"] = row["throughput_seq_per_s"] / base["throughput_seq_per_s"]
+            df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
+    return df
+
+
+def steps_table(compare_dir: Path) -> pd.DataFrame:
+    plan = json.loads((compare_dir / "plan.json").read_text())
+    frames = []
+    for spec in plan["runs"]:
+        path = compare_dir / "runs" / spec["run_id"] / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not records:
+            continue
+        # An evaluation line shares its step with the training line: merge them into one row.
+        frame = pd.DataFrame(records).groupby("step", as_index=False).first()
+        for key in ("run_id", "phase", "precision", "repeat"):
+            frame[key] = spec[key]
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = df.reindex(columns=list(STEP_COLUMNS))
+    return df.astype(STEP_COLUMNS)
+
+
+def write_tables(compare_dir: Path) -> tuple[Path, Path]:
+    """runs.csv and steps.csv beside plan.json, each written under a temporary name first."""
+    out = []
+    for name, table in (("runs.csv", runs_table(compare_dir)), ("steps.csv", steps_table(compare_dir))):
+        tmp = compare_dir / (name + ".tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(compare_dir / name)
+        out.append(compare_dir / name)
+    return out[0], out[1]
+
+
+def read_runs(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=RUN_COLUMNS)
+
+
+def read_steps(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=STEP_COLUMNS)
+
+
+def summary_lines(df: pd.DataFrame) -> list[str]:
+    """The run table as fixed-width text, for the terminal."""
+    lines = [f"{'run':<18} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
+             f"{'loss gap':>8} {'eval acc':>8}  ISA"]
+    for _, r in df.iterrows():
+        def f(v, fmt):
+            return format(v, fmt) if v is not None and not pd.isna(v) else "-"
+        spread = f"{f(r['throughput_p10'], '.3f')}..{f(r['throughput_p90'], '.3f')}"
+        lines.append(f"{r['run_id']:<18} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
+                     f"{spread:>17} {f(r['speedup_vs_fp32'], '.2f'):>7} {f(r['final_loss'], '.4f'):>10} "
+                     f"{f(r['loss_gap_vs_fp32'], '+.4f'):>8} {f(r['eval_mlm_accuracy'], '.4f'):>8}  "
+                     f"{r['isa_verified'] if not pd.isna(r['isa_verified']) else '-'}"
+                     f"{' [emulated]' if r['emulated'] is True else ''}")
+    return lines
+

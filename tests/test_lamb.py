@@ -98,3 +98,13 @@ def test_trust_ratio_is_decided_by_the_group_not_by_the_decay_rate():
     Lamb([{"params": [p], "weight_decay": 0.0, "adaptive": True}], lr=0.1).step()
     # with the trust ratio, the step's size is lr * ||p|| whatever the gradient's scale
     assert float((p.detach() - before).norm()) == pytest.approx(0.1 * float(before.norm()), rel=1e-5)
+
+
+def test_a_non_finite_gradient_is_not_applied():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.tensor([1.0, float("nan"), 0.0])
+    opt = Lamb([p])
+    assert opt.step_if_finite() is None
+    assert torch.equal(p.detach(), torch.ones(3)) and not opt.state
+    p.grad = torch.tensor([1.0, 2.0, 2.0])
+    assert opt.step_if_finite() == pytest.approx(3.0)

@@ -65,6 +65,17 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     assert r["threads"] == len(r["cores"]) == int(r["isa_env"]["OMP_NUM_THREADS"])
 
 
+def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir, "--output", out,
+               env={"ONEDNN_DEFAULT_FPMATH_MODE": "BF16", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                    "ONEDNN_VERBOSE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    env = result(out)["isa_env"]
+    assert env["ONEDNN_DEFAULT_FPMATH_MODE"] is None and env["MKL_ENABLE_INSTRUCTIONS"] is None
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
+
+
 def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_path):
     proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--dataset", synth_dir,
                "--output", tmp_path / "run", "--worker")

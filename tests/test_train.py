@@ -159,3 +159,23 @@ def test_an_output_with_a_previous_run_is_refused(synth_dir, tmp_path):
     (out / "result.json").write_text("{}")
     proc = run(*SHORT, "--dataset", synth_dir, "--output", out)
     assert proc.returncode == 2 and "holds a previous run; use an empty directory or --resume" in proc.stderr
+
+
+def test_resume_with_other_settings_is_refused(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    crash = run(*SHORT, "--dataset", synth_dir, "--output", out, env={"HARNESS_FAULT": "crash@10"})
+    assert crash.returncode == 86
+    proc = run(*SHORT, "--dataset", synth_dir, "--output", out, "--resume", "--seed", 7)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"harness: --resume: --seed is 7 but the run in {out} used 42; resume with the same settings")
+
+
+def test_a_save_cut_between_its_renames_is_recovered(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    crash = run(*SHORT, "--dataset", synth_dir, "--output", out, env={"HARNESS_FAULT": "crash@10"})
+    assert crash.returncode == 86
+    (out / "model_save").rename(out / "model_save.old")  # as if the crash came mid-save
+    proc = run(*SHORT, "--dataset", synth_dir, "--output", out, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert result(out)["steps_completed"] == 24 and not (out / "model_save.old").exists()

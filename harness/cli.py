@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cores", help="CPUs every run is bound to")
     c.add_argument("--allow-emulation", action="store_true",
                    help="run modes whose CPU features are missing (marked emulated)")
+    c.add_argument("--loss-tolerance", type=float, default=0.02,
+                   help="a precision converges like fp32 when its final loss is within this share of fp32's")
+    rep = sub.add_parser("report", help="re-render report.html (and the CSV tables) of a comparison")
+    rep.add_argument("directory", type=Path, help="a compare --output directory")
+    rep.add_argument("--loss-tolerance", type=float, default=0.02)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
                    help="comma-separated modes (default: all built-in)")
@@ -133,7 +138,6 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from harness.compare import Comparison, make_plan
     from harness.presets import get_preset
-    from harness.reports.tables import runs_table, summary_lines, write_tables
 
     preset = get_preset(args.preset)
     if args.timeout is not None:
@@ -151,10 +155,23 @@ def _compare(args: argparse.Namespace) -> int:
         (["--allow-emulation"] if args.allow_emulation else [])
     comparison = Comparison(args.output, dataset, preset, plan, args.resume, extra)
     code = comparison.run()
-    runs_csv, steps_csv = write_tables(args.output)
-    print("\n".join(summary_lines(runs_table(args.output))))
-    print(f"\nwrote {runs_csv} and {steps_csv}")
+    _report(args.output, args.loss_tolerance)
     return code
+
+
+def _report(directory: Path, tolerance: float) -> int:
+    from harness.reports.html import write_report
+    from harness.reports.tables import runs_table, summary_lines, write_tables
+
+    if not (directory / "plan.json").is_file():
+        raise HarnessError(f"{directory}: no plan.json; not a `harness compare` output directory")
+    if not 0 < tolerance < 1:
+        raise HarnessError(f"--loss-tolerance must be in (0, 1), got {tolerance}")
+    runs_csv, steps_csv = write_tables(directory)
+    report = write_report(directory, tolerance)
+    print("\n".join(summary_lines(runs_table(directory))))
+    print(f"\nwrote {runs_csv}, {steps_csv} and {report}")
+    return 0
 
 
 def _cached_synthetic_data(examples: int) -> Path:
@@ -196,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return _compare(args)
+        if args.command == "report":
+            return _report(args.directory, args.loss_tolerance)
         if args.command == "roofline":
             return _roofline(args)
         if args.command == "data":

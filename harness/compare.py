@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.metrics import clock
+from harness.platform import as_dict, detect
 from harness.presets import Preset
 
 PLAN_FILE = "plan.json"
@@ -98,6 +99,8 @@ class Comparison:
             self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
         (output / "runs").mkdir(parents=True, exist_ok=True)
         (output / "logs").mkdir(exist_ok=True)
+        machine = {k: v for k, v in as_dict(detect()).items() if k != "flags"}
+        (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
 
     def run_dir(self, run_id: str) -> Path:
         return self.output / "runs" / run_id
@@ -173,7 +176,7 @@ class Comparison:
             timed_out.set()
             child.send_signal(signal.SIGTERM)  # the worker checkpoints and exits ...
             try:
-                child.wait(30)
+                child.wait(min(30.0, self.preset.timeout_s))
             except subprocess.TimeoutExpired:  # ... unless it is hung for real
                 os.killpg(child.pid, signal.SIGKILL)
 

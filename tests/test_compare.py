@@ -67,7 +67,7 @@ def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir,
 def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
     out = tmp_path / "cmp"
     proc = compare(out, "--precisions", "fp32", "--phases", "1", "--dataset", synth_dir, "--steps", 6,
-                   "--timeout", 25, env={"HARNESS_FAULT": "hang@3"})
+                   "--timeout", 15, env={"HARNESS_FAULT": "hang@3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(read_runs(out / "runs.csv")["status"]) == ["timeout"]
 

@@ -33,8 +33,10 @@ STEP_COLUMNS: dict[str, str] = {
 def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     row: dict = {k: spec.get(k) for k in ("run_id", "phase", "precision", "repeat", "model", "batch_size")}
     row["status"] = outcome["status"] if outcome else "not run"
-    if outcome and outcome["status"] in ("crashed", "timeout", "skipped", "interrupted"):
-        row["error"] = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else None
+    if outcome and outcome["status"] in ("crashed", "timeout", "skipped", "interrupted", "refused"):
+        last = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else "no output"
+        code = f"exit code {outcome['exit_code']}; " if outcome["exit_code"] is not None else ""
+        row["error"] = f"{code}last output: {last}"
     path = run_dir / "result.json"
     if not path.is_file():
         return row

@@ -1,0 +1,288 @@
+"""report.html: one self-contained page (inline CSS and SVG, no script, no network) per comparison.
+
+Verdicts and the summary table first, then throughput with its spread, loss curves per phase with
+every precision overlaid (raw and smoothed), evaluation accuracy, MFU, and the machine with the
+ISA each run really used. Failed, diverged, invalid and skipped runs are shown as such.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.reports.tables import runs_table, steps_table
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}.bad{color:#b00020;font-weight:600}
+.ok{color:#0a7d2c;font-weight:600}.warn{color:#a15c00;font-weight:600}.muted{color:#777}
+svg{background:#fff;border:1px solid #ddd;margin:6px 0}code{font-size:12px}
+"""
+
+
+def _esc(v: object) -> str:
+    return html.escape("-" if v is None or pd.isna(v) else str(v))
+
+
+def _num(v: object, fmt: str) -> str:
+    if v is None or pd.isna(v):
+        return "-"
+    return format(v, fmt)
+
+
+def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
+    """(precision, css class, sentence) per non-fp32 precision: speed and convergence against fp32."""
+    out = []
+    for precision in [p for p in dict.fromkeys(runs["precision"]) if p != "fp32"]:
+        mine = runs[runs.precision == precision]
+        bad = mine[~mine.status.isin(["ok"])]
+        if len(bad):
+            out.append(
+                (
+                    precision,
+                    "bad",
+                    f"{len(bad)} of {len(mine)} runs did not finish ok: "
+                    + ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples()),
+                )
+            )
+            continue
+        gaps = mine["loss_gap_vs_fp32"].dropna()
+        speed = mine["speedup_vs_fp32"].dropna()
+        if gaps.empty:
+            out.append((precision, "warn", "no fp32 run to compare with"))
+            continue
+        base = mine["final_loss"] - gaps
+        worst = float((gaps.abs() / base).max())
+        converges = worst <= tolerance
+        emulated = " (emulated: this CPU lacks its features)" if mine["emulated"].fillna(False).any() else ""
+        out.append(
+            (
+                precision,
+                "ok" if converges else "bad",
+                f"speed-up vs fp32 {speed.median():.2f}x (median over {len(speed)} runs){emulated}; "
+                f"final loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's "
+                f"(largest gap {worst:.2%})",
+            )
+        )
+    return out
+
+
+def _table(df: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
+    head = "".join(f'<th class="{"l" if f == "s" else ""}">{_esc(title)}</th>' for _, title, f in columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for key, _, fmt in columns:
+            value = r[key]
+            if fmt == "s":
+                cls = (
+                    {
+                        "ok": "ok",
+                        "diverged": "bad",
+                        "invalid": "bad",
+                        "failed": "bad",
+                        "crashed": "bad",
+                        "timeout": "bad",
+                        "refused": "warn",
+                        "skipped": "warn",
+                    }.get(str(value), "")
+                    if key == "status"
+                    else ""
+                )
+                cells.append(f'<td class="l {cls}">{_esc(value)}</td>')
+            else:
+                cells.append(f"<td>{_num(value, fmt)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
+    """Median throughput per run as bars, p10..p90 as whiskers, grouped by phase."""
+    ok = runs[runs.throughput_seq_per_s.notna()]
+    if ok.empty:
+        return '<p class="muted">no run measured a throughput</p>'
+    width, row_h, left = 900, 26, 170
+    top = float(ok["throughput_p90"].max()) or 1.0
+    height = row_h * len(ok) + 30
+    parts = [f'<svg id="throughput-chart" width="{width}" height="{height}" role="img">']
+    for i, r in enumerate(ok.itertuples()):
+        y = 10 + i * row_h
+        scale = (width - left - 90) / top
+        w = r.throughput_seq_per_s * scale
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" font-size="12">{_esc(r.run_id)}</text>'
+        )
+        parts.append(
+            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="{colors[r.precision]}" '
+            f'opacity="0.8"><title>{r.throughput_seq_per_s:.3f} seq/s</title></rect>'
+        )
+        x10, x90 = left + r.throughput_p10 * scale, left + r.throughput_p90 * scale
+        parts.append(f'<line x1="{x10:.1f}" x2="{x90:.1f}" y1="{y + 11}" y2="{y + 11}" stroke="#000"/>')
+        parts.append(
+            f'<text x="{x90 + 6:.1f}" y="{y + 15}" font-size="12">{r.throughput_seq_per_s:.3f}</text>'
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 6}" font-size="11" fill="#777">sequences/s: bar = median, '
+        "line = p10..p90 of the measured steps</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _smooth(values: list[float], alpha: float = 0.1) -> list[float]:
+    out, acc = [], None
+    for v in values:
+        acc = v if acc is None else alpha * v + (1 - alpha) * acc
+        out.append(acc)
+    return out
+
+
+def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str]) -> str:
+    data = steps[(steps.phase == phase) & steps.loss.notna()]
+    if data.empty:
+        return f'<p class="muted">no steps recorded in phase {phase}</p>'
+    width, height, left, bottom = 900, 320, 60, 30
+    x_max = float(data["step"].max())
+    y_lo, y_hi = float(data["loss"].min()), float(data["loss"].max())
+    y_hi = y_hi if y_hi > y_lo else y_lo + 1
+
+    def xy(step: float, loss: float) -> str:
+        x = left + (step - 1) / max(x_max - 1, 1) * (width - left - 20)
+        y = 10 + (y_hi - loss) / (y_hi - y_lo) * (height - bottom - 20)
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [f'<svg class="loss-chart" id="loss-phase{phase}" width="{width}" height="{height}" role="img">']
+    for frac in (0, 0.5, 1):
+        v = y_lo + frac * (y_hi - y_lo)
+        parts.append(
+            f'<text x="{left - 6}" y="{xy(1, v).split(",")[1]}" text-anchor="end" font-size="11">'
+            f"{v:.2f}</text>"
+        )
+    legend_y = 20
+    for run_id, run in data.groupby("run_id", sort=False):
+        precision = run["precision"].iloc[0]
+        color = colors[precision]
+        steps_, losses = run["step"].tolist(), run["loss"].tolist()
+        raw = " ".join(xy(s, v) for s, v in zip(steps_, losses, strict=True))
+        smooth = " ".join(xy(s, v) for s, v in zip(steps_, _smooth(losses), strict=True))
+        parts.append(
+            f'<polyline points="{raw}" fill="none" stroke="{color}" stroke-width="1" opacity="0.3"/>'
+        )
+        parts.append(
+            f'<polyline points="{smooth}" fill="none" stroke="{color}" stroke-width="2">'
+            f"<title>{_esc(run_id)}</title></polyline>"
+        )
+        parts.append(
+            f'<text x="{width - 190}" y="{legend_y}" font-size="12" fill="{color}">{_esc(run_id)}</text>'
+        )
+        legend_y += 16
+    parts.append(
+        f'<text x="{left}" y="{height - 8}" font-size="11" fill="#777">step (1..{int(x_max)}); thin: '
+        "raw loss, thick: exponentially smoothed (alpha 0.1)</text></svg>"
+    )
+    return "".join(parts)
+
+
+def render(compare_dir: Path, tolerance: float = 0.02) -> str:
+    runs, steps = runs_table(compare_dir), steps_table(compare_dir)
+    machine_path = compare_dir / "machine.json"
+    machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
+    colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(dict.fromkeys(runs["precision"]))}
+    verdict_html = (
+        "".join(
+            f'<li><b>{_esc(p)}</b>: <span class="{c}">{_esc(text)}</span></li>'
+            for p, c, text in verdicts(runs, tolerance)
+        )
+        or "<li>only fp32 was run</li>"
+    )
+    summary = _table(
+        runs,
+        [
+            ("run_id", "run", "s"),
+            ("status", "status", "s"),
+            ("model", "model", "s"),
+            ("seq_len", "seq", "d"),
+            ("batch_size", "batch", "d"),
+            ("throughput_seq_per_s", "seq/s", ".3f"),
+            ("throughput_p10", "p10", ".3f"),
+            ("throughput_p90", "p90", ".3f"),
+            ("step_time_cv", "step cv", ".1%"),
+            ("speedup_vs_fp32", "speed-up", ".2f"),
+            ("final_loss", "final loss", ".4f"),
+            ("loss_gap_vs_fp32", "gap vs fp32", "+.4f"),
+            ("eval_mlm_accuracy", "eval MLM acc", ".4f"),
+        ],
+    )
+    efficiency = _table(
+        runs,
+        [
+            ("run_id", "run", "s"),
+            ("tokens_per_s", "tokens/s", ".1f"),
+            ("model_tflops_per_s", "model TFLOP/s", ".4f"),
+            ("mfu", "MFU", ".1%"),
+            ("threads", "threads", "d"),
+            ("wall_time_s", "wall s", ".1f"),
+        ],
+    )
+    isa = _table(
+        runs,
+        [
+            ("run_id", "run", "s"),
+            ("isa_cap", "ISA cap", "s"),
+            ("isa_verified", "oneDNN reports", "s"),
+            ("kernels", "kernels", "s"),
+            ("amx_used", "AMX used", "s"),
+            ("emulated", "emulated", "s"),
+            ("valid", "valid", "s"),
+        ],
+    )
+    problems = runs[~runs.status.isin(["ok"])]
+    problem_html = (
+        "".join(
+            f'<li><b>{_esc(r.run_id)}</b> <span class="bad">{_esc(r.status)}</span>: '
+            f"<code>{_esc(r.error)}</code></li>"
+            for r in problems.itertuples()
+        )
+        or '<li class="ok">every run finished ok</li>'
+    )
+    charts = "".join(
+        f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors)}" for p in sorted(runs["phase"].dropna().unique())
+    )
+    machine_rows = "".join(
+        f'<tr><th class="l">{_esc(k)}</th><td class="l">{_esc(v)}</td></tr>'
+        for k, v in machine.items()
+        if k not in ("flags", "versions")
+    )
+    versions = machine.get("versions", {})
+    machine_rows += "".join(
+        f'<tr><th class="l">{_esc(k)}</th><td class="l">{_esc(v)}</td></tr>' for k, v in versions.items()
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>harness comparison: {_esc(compare_dir.name)}</title>
+<style>{CSS}</style></head><body>
+<h1>BERT pre-training: precision comparison</h1>
+<p class="muted">{_esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
+{tolerance:.0%} of fp32's final loss</p>
+<h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
+<h2>Summary</h2><div id="summary">{summary}</div>
+<h2>Problems</h2><ul id="problems">{problem_html}</ul>
+<h2>Throughput</h2>{_bars(runs, colors)}
+<h2>Loss curves</h2>{charts}
+<h2>Efficiency</h2><div id="efficiency">{efficiency}</div>
+<h2>ISA actually used</h2><div id="isa">{isa}</div>
+<h2>Machine</h2><table id="machine">{machine_rows}</table>
+</body></html>
+"""
+
+
+def write_report(compare_dir: Path, tolerance: float = 0.02) -> Path:
+    path = compare_dir / "report.html"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(compare_dir, tolerance))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,70 @@
+"""report.html: self-contained, with its tables and charts, rendered by a real headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness_cli import run
+
+from harness.reports.html import verdicts
+from harness.reports.tables import runs_table
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def comparison(synth_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cmp") / "cmp"
+    proc = run("compare", "--preset", "smoke", "--precisions", "fp32,avx-fp32", "--dataset", synth_dir,
+               "--output", out, "--steps", 8, env={"HARNESS_FAULT": "crash@4:avx-fp32:2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_report_is_self_contained_and_complete(comparison):
+    page = (comparison / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from a network
+    assert "<script" not in page
+    for anchor in ('id="verdicts"', 'id="summary"', 'id="throughput-chart"', 'id="loss-phase1"',
+                   'id="loss-phase2"', 'id="efficiency"', 'id="isa"', 'id="machine"', 'id="problems"'):
+        assert anchor in page, anchor
+    assert page.index('id="verdicts"') < page.index('id="summary"') < page.index('id="throughput-chart"')
+    # the crashed run is shown as such, with the tail of its log
+    assert "p2-avx-fp32-r0</b> <span class=\"bad\">crashed</span>" in page
+    machine = json.loads((comparison / "machine.json").read_text())
+    assert machine["cpu_model"] in page
+
+
+def test_verdicts_name_speed_and_convergence(comparison):
+    (verdict,) = verdicts(runs_table(comparison), tolerance=0.02)
+    precision, css, text = verdict
+    assert precision == "avx-fp32" and css == "bad" and "p2-avx-fp32-r0 crashed" in text
+    proc = run("report", comparison, "--loss-tolerance", 2)
+    assert proc.returncode == 2 and "--loss-tolerance must be in (0, 1)" in proc.stderr
+
+
+def test_chromium_renders_the_report(comparison):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("Debian's chromium package is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={comparison / 'chromium-profile'}"]
+    page = (comparison / "report.html").as_uri()
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # the DOM Chromium built holds the charts and tables
+    assert dom.stdout.count("<polyline") >= 8 and 'id="throughput-chart"' in dom.stdout
+    assert dom.stdout.count("<table") >= 4
+    subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000

@@ -30,8 +30,10 @@ from harness.datasets.schema import CLS_ID, EVAL_DIR, FIRST_WORDPIECE_ID, MASK_I
 from harness.errors import HarnessError
 
 VOCAB_SIZE = 30522
-TOPICS = 16
-LEXICON = 32
+TOPICS = 4
+"""Few topics, so that bert-tiny learns them within a few hundred steps; a random sentence B then
+comes from another topic three times in four, which next-sentence prediction can pick up."""
+LEXICON = 64
 """Word pieces per topic; topics draw disjoint lexicons."""
 DOC_VOCAB = 16
 """Word pieces one document uses, drawn from its topic's lexicon."""

@@ -176,10 +176,10 @@ def _report(directory: Path, tolerance: float) -> int:
 
 def _cached_synthetic_data(examples: int) -> Path:
     """The embedded default: synthetic MLCommons-format data, written once per size and reused."""
-    from harness.datasets.synth import SynthSpec, synthesize
+    from harness.datasets.synth import GENERATOR_VERSION, SynthSpec, synthesize
     from harness.roofline import store_path
 
-    path = store_path().parent / "data" / f"synth-{examples}"
+    path = store_path().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
     synthesize(path, SynthSpec(examples=examples), reuse=True)
     return path
 

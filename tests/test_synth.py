@@ -69,6 +69,11 @@ def test_deterministic_per_seed_and_reusable(tmp_path):
     with pytest.raises(HarnessError, match="exists and is not an empty directory"):
         synthesize(a, spec)
     assert synthesize(a, spec, reuse=True)["seed"] == 3
+    info = json.loads((a / "synth.json").read_text())
+    (a / "synth.json").write_text(json.dumps({**info, "topics": 16}))  # made by an older generator
+    with pytest.raises(HarnessError, match="written with other settings"):
+        synthesize(a, spec, reuse=True)
+    (a / "synth.json").write_text(json.dumps(info))
     with pytest.raises(HarnessError, match="written with other settings"):
         synthesize(a, SynthSpec(examples=80, eval_examples=4, shards=2, seed=9), reuse=True)
     assert not list(tmp_path.glob(".*"))  # no temporary directories left behind

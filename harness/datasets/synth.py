@@ -179,13 +179,23 @@ def _write_shard(path: Path, stream, count: int, targets: Counter) -> None:
         writer.close()
 
 
+GENERATOR_VERSION = 2
+"""Raised whenever the process changes, so caches of data made by an older generator are not reused."""
+
+
+def _process() -> dict:
+    """The generator's own constants: data made with other ones is other data, whatever the spec."""
+    return {"generator_version": GENERATOR_VERSION, "topics": TOPICS, "lexicon": LEXICON,
+            "doc_vocab": DOC_VOCAB, "follow": FOLLOW}
+
+
 def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
     """Write the layout into `output` (which must not hold files) and return its description.
     With `reuse`, a data set already at `output` that was written with the same spec is kept."""
     spec.validate()
     if reuse and (output / "synth.json").is_file():
         info = json.loads((output / "synth.json").read_text())
-        if all(info.get(k) == v for k, v in spec.__dict__.items()):
+        if all(info.get(k) == v for k, v in {**spec.__dict__, **_process()}.items()):
             return info
         raise HarnessError(f"--output {output}: holds synthetic data written with other settings "
                            "(see its synth.json); choose another directory")
@@ -219,6 +229,7 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
         info = {
             "generator": "harness synthetic topic-Markov BERT data",
             **spec.__dict__,
+            **_process(),
             "examples_seq_512": counts[512],
             "vocab_size": VOCAB_SIZE,
             # Baselines a trained model must beat: the loss of predicting every masked token from

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import write_atomic
 from harness.metrics import clock
 from harness.platform import as_dict, detect
 from harness.presets import Preset
@@ -109,9 +110,7 @@ class Comparison:
         data = {"dataset": str(self.dataset), "preset": asdict(self.preset),
                 "runs": [asdict(s) for s in self.plan],
                 "outcomes": [asdict(o) for o in self.outcomes.values()]}
-        tmp = self.output / (PLAN_FILE + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.output / PLAN_FILE)
+        write_atomic(self.output / PLAN_FILE, json.dumps(data, indent=2) + "\n")
 
     def run(self) -> int:
         """Run what is not done yet; returns 0, or 130 when interrupted."""

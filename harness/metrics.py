@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.files import write_atomic
+
 
 @dataclass
 class StepMetrics:
@@ -61,9 +63,7 @@ class MetricsProcessor:
                 self.evals.append(record)
             else:
                 self.steps.append(StepMetrics(**record))
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import write_atomic
 from harness.precision import PrecisionMode
 
 STORE_ENV = "HARNESS_HOME"
@@ -59,9 +60,7 @@ def save(cpu_model: str, peaks: dict[str, dict]) -> Path:
     for name, peak in peaks.items():
         data.setdefault(fingerprint(cpu_model, peak["threads"]), {})[name] = peak
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 
 

@@ -19,6 +19,7 @@ from harness import checkpoint
 from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
 from harness.errors import HarnessError
 from harness.faults import Fault
+from harness.files import write_atomic
 from harness.isa_probe import IsaVerdict, probe
 from harness.launch import worker_context
 from harness.metrics import MetricsProcessor, StepMetrics
@@ -89,9 +90,7 @@ class _StopFlag:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _jsonable(cfg: TrainConfig) -> dict:

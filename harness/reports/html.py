@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.files import write_atomic
 from harness.reports.tables import runs_table, steps_table
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
@@ -282,7 +283,5 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
 
 def write_report(compare_dir: Path, tolerance: float = 0.02) -> Path:
     path = compare_dir / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(compare_dir, tolerance))
-    tmp.replace(path)
+    write_atomic(path, render(compare_dir, tolerance))
     return path

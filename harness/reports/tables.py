@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.files import write_atomic
+
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64",
     "status": "string", "model": "string", "seq_len": "Int64", "batch_size": "Int64",
@@ -97,9 +99,7 @@ def write_tables(compare_dir: Path) -> tuple[Path, Path]:
     """runs.csv and steps.csv beside plan.json, each written under a temporary name first."""
     out = []
     for name, table in (("runs.csv", runs_table(compare_dir)), ("steps.csv", steps_table(compare_dir))):
-        tmp = compare_dir / (name + ".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(compare_dir / name)
+        write_atomic(compare_dir / name, table.to_csv(index=False))
         out.append(compare_dir / name)
     return out[0], out[1]
 

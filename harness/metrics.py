@@ -106,6 +106,9 @@ class MetricsProcessor:
         out = {
             "steps_completed": self.steps[-1].step,
             "steps_measured": len(measured),
+            # Which steps the statistics left out, so that readers of metrics.jsonl (steps.csv,
+            # the gate's per-step tests) pick the same samples.
+            "cold_steps": sorted({s.step for s in self.steps} - {s.step for s in measured}),
             "throughput_seq_per_s": float(np.median(rates)),
             "throughput_p10": float(np.percentile(rates, 10)),
             "throughput_p90": float(np.percentile(rates, 90)),

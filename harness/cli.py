@@ -92,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run modes whose CPU features are missing (marked emulated)")
     c.add_argument("--loss-tolerance", type=float, default=0.02,
                    help="a precision converges like fp32 when its final loss is within this share of fp32's")
-    rep = sub.add_parser("report", help="re-render report.html (and the CSV tables) of a comparison")
-    rep.add_argument("directory", type=Path, help="a compare --output directory")
+    rep = sub.add_parser("report", help="re-render a comparison's report, compare run sets side by side, "
+                         "or index a folder of run sets",
+                         description="One compare output: re-render its runs.csv, steps.csv and "
+                         "report.html. Several (folders or runs.csv): one page with them side by side. "
+                         "A folder holding run sets: index.html with throughput over time.")
+    rep.add_argument("directories", type=Path, nargs="+", metavar="DIR",
+                     help="compare --output folders, their runs.csv, or one folder of run sets")
+    rep.add_argument("--output", type=Path, help="page to write for several run sets (default "
+                     "side-by-side.html) or a folder of them (default FOLDER/index.html)")
     rep.add_argument("--loss-tolerance", type=float, default=0.02)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
@@ -174,6 +181,35 @@ def _report(directory: Path, tolerance: float) -> int:
     return 0
 
 
+def _reports(args: argparse.Namespace) -> int:
+    from harness.files import write_atomic
+    from harness.reports.history import find_runsets, render_history
+    from harness.reports.runsets import is_runset, load_runset, name_sets
+    from harness.reports.side_by_side import render_side_by_side
+
+    dirs: list[Path] = args.directories
+    if len(dirs) == 1 and (dirs[0] / "plan.json").is_file():
+        return _report(dirs[0], args.loss_tolerance)
+    if len(dirs) == 1 and dirs[0].is_dir() and not is_runset(dirs[0]):
+        found = find_runsets(dirs[0])
+        if not found:
+            raise HarnessError(f"{dirs[0]}: holds no run sets (folders with plan.json or runs.csv)")
+        for folder in found:  # every set gets its own page for the index to link to
+            if (folder / "plan.json").is_file():
+                _report(folder, args.loss_tolerance)
+        sets = name_sets(sorted((load_runset(f) for f in found), key=lambda s: s.started_at))
+        page, path = render_history(dirs[0], sets), args.output or dirs[0] / "index.html"
+    else:
+        if len(dirs) == 1:
+            raise HarnessError(f"{dirs[0]}: a saved run set has nothing to re-render; give two or more "
+                               "to compare them side by side")
+        page = render_side_by_side(name_sets([load_runset(d) for d in dirs]))
+        path = args.output or Path("side-by-side.html")
+    write_atomic(path, page)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cached_synthetic_data(examples: int) -> Path:
     """The embedded default: synthetic MLCommons-format data, written once per size and reused."""
     from harness.datasets.synth import GENERATOR_VERSION, SynthSpec, synthesize
@@ -214,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args)
         if args.command == "report":
-            return _report(args.directory, args.loss_tolerance)
+            return _reports(args)
         if args.command == "roofline":
             return _roofline(args)
         if args.command == "data":

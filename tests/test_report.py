@@ -68,3 +68,56 @@ def test_chromium_renders_the_report(comparison):
     subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page],
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def _copy_run_set(source: Path, target: Path, speed: float, started_at: str) -> None:
+    """A copy of a comparison as if run at another time, every step `speed` times as fast."""
+    shutil.copytree(source, target)
+    for run_dir in (target / "runs").iterdir():
+        metrics = run_dir / "metrics.jsonl"
+        records = [json.loads(line) for line in metrics.read_text().splitlines()]
+        for record in records:
+            if "seq_per_s" in record:
+                record["seq_per_s"] *= speed
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+        result_path = run_dir / "result.json"
+        if result_path.is_file():
+            result = json.loads(result_path.read_text())
+            result["started_at"] = started_at
+            result_path.write_text(json.dumps(result))
+
+
+def test_run_sets_side_by_side_and_over_time(comparison, tmp_path):
+    nightly = tmp_path / "nightly"
+    _copy_run_set(comparison, nightly / "b-night", 0.5, "2026-11-02T01:00:00+00:00")
+    _copy_run_set(comparison, nightly / "a-night", 1.0, "2026-11-01T01:00:00+00:00")
+    page = tmp_path / "side.html"
+    proc = run("report", nightly / "a-night", nightly / "b-night", "--output", page)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = page.read_text()
+    assert 'id="side-by-side-chart"' in html and 'id="machines"' in html
+    # every matched configuration of the half-speed set shows as half the reference
+    row = re.search(r"p1 fp32 · bert-tiny · 8x128</td>(.*?)</tr>", html).group(1)
+    assert "0.500x" in row
+    # the crashed run of both sets is named, not given a figure
+    assert re.search(r"p2 avx-fp32 .*?</td><td class=\"bad\">crashed</td>", html)
+
+    proc = run("report", nightly)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = (nightly / "index.html").read_text()
+    assert 'id="history-phase1"' in index and 'id="history-phase2"' in index
+    # oldest first, each linking to its own re-rendered report
+    assert index.index('href="a-night/report.html"') < index.index('href="b-night/report.html"')
+    assert (nightly / "b-night" / "report.html").is_file()
+
+
+def test_report_refuses_what_is_not_a_run_set(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run("report", tmp_path / "empty")
+    assert proc.returncode == 2 and "holds no run sets" in proc.stderr
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "runs.csv").write_text("run_id,phase,precision\np1-fp32-r0,1,fp32\n")
+    proc = run("report", tmp_path / "old", tmp_path / "old" / "runs.csv")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"harness: {tmp_path / 'old' / 'runs.csv'}: missing columns")

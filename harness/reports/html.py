@@ -7,34 +7,14 @@ ISA each run really used. Failed, diverged, invalid and skipped runs are shown a
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from harness.files import write_atomic
+from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.reports.tables import runs_table, steps_table
-
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}.bad{color:#b00020;font-weight:600}
-.ok{color:#0a7d2c;font-weight:600}.warn{color:#a15c00;font-weight:600}.muted{color:#777}
-svg{background:#fff;border:1px solid #ddd;margin:6px 0}code{font-size:12px}
-"""
-
-
-def _esc(v: object) -> str:
-    return html.escape("-" if v is None or pd.isna(v) else str(v))
-
-
-def _num(v: object, fmt: str) -> str:
-    if v is None or pd.isna(v):
-        return "-"
-    return format(v, fmt)
 
 
 def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
@@ -74,35 +54,6 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
     return out
 
 
-def _table(df: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
-    head = "".join(f'<th class="{"l" if f == "s" else ""}">{_esc(title)}</th>' for _, title, f in columns)
-    rows = []
-    for _, r in df.iterrows():
-        cells = []
-        for key, _, fmt in columns:
-            value = r[key]
-            if fmt == "s":
-                cls = (
-                    {
-                        "ok": "ok",
-                        "diverged": "bad",
-                        "invalid": "bad",
-                        "failed": "bad",
-                        "crashed": "bad",
-                        "timeout": "bad",
-                        "refused": "warn",
-                        "skipped": "warn",
-                    }.get(str(value), "")
-                    if key == "status"
-                    else ""
-                )
-                cells.append(f'<td class="l {cls}">{_esc(value)}</td>')
-            else:
-                cells.append(f"<td>{_num(value, fmt)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-
-
 def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
     """Median throughput per run as bars, p10..p90 as whiskers, grouped by phase."""
     ok = runs[runs.throughput_seq_per_s.notna()]
@@ -117,7 +68,7 @@ def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
         scale = (width - left - 90) / top
         w = r.throughput_seq_per_s * scale
         parts.append(
-            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" font-size="12">{_esc(r.run_id)}</text>'
+            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" font-size="12">{esc(r.run_id)}</text>'
         )
         parts.append(
             f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="{colors[r.precision]}" '
@@ -176,10 +127,10 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str]) -> str:
         )
         parts.append(
             f'<polyline points="{smooth}" fill="none" stroke="{color}" stroke-width="2">'
-            f"<title>{_esc(run_id)}</title></polyline>"
+            f"<title>{esc(run_id)}</title></polyline>"
         )
         parts.append(
-            f'<text x="{width - 190}" y="{legend_y}" font-size="12" fill="{color}">{_esc(run_id)}</text>'
+            f'<text x="{width - 190}" y="{legend_y}" font-size="12" fill="{color}">{esc(run_id)}</text>'
         )
         legend_y += 16
     parts.append(
@@ -196,12 +147,12 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
     colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(dict.fromkeys(runs["precision"]))}
     verdict_html = (
         "".join(
-            f'<li><b>{_esc(p)}</b>: <span class="{c}">{_esc(text)}</span></li>'
+            f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
             for p, c, text in verdicts(runs, tolerance)
         )
         or "<li>only fp32 was run</li>"
     )
-    summary = _table(
+    summary = table(
         runs,
         [
             ("run_id", "run", "s"),
@@ -219,7 +170,7 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
             ("eval_mlm_accuracy", "eval MLM acc", ".4f"),
         ],
     )
-    efficiency = _table(
+    efficiency = table(
         runs,
         [
             ("run_id", "run", "s"),
@@ -230,7 +181,7 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
             ("wall_time_s", "wall s", ".1f"),
         ],
     )
-    isa = _table(
+    isa = table(
         runs,
         [
             ("run_id", "run", "s"),
@@ -245,8 +196,8 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
     problems = runs[~runs.status.isin(["ok"])]
     problem_html = (
         "".join(
-            f'<li><b>{_esc(r.run_id)}</b> <span class="bad">{_esc(r.status)}</span>: '
-            f"<code>{_esc(r.error)}</code></li>"
+            f'<li><b>{esc(r.run_id)}</b> <span class="bad">{esc(r.status)}</span>: '
+            f"<code>{esc(r.error)}</code></li>"
             for r in problems.itertuples()
         )
         or '<li class="ok">every run finished ok</li>'
@@ -255,19 +206,19 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
         f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors)}" for p in sorted(runs["phase"].dropna().unique())
     )
     machine_rows = "".join(
-        f'<tr><th class="l">{_esc(k)}</th><td class="l">{_esc(v)}</td></tr>'
+        f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>'
         for k, v in machine.items()
         if k not in ("flags", "versions")
     )
     versions = machine.get("versions", {})
     machine_rows += "".join(
-        f'<tr><th class="l">{_esc(k)}</th><td class="l">{_esc(v)}</td></tr>' for k, v in versions.items()
+        f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>' for k, v in versions.items()
     )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>harness comparison: {_esc(compare_dir.name)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>harness comparison: {esc(compare_dir.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>BERT pre-training: precision comparison</h1>
-<p class="muted">{_esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
+<p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
 {tolerance:.0%} of fp32's final loss</p>
 <h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
 <h2>Summary</h2><div id="summary">{summary}</div>

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import HarnessError
 from harness.files import write_atomic
 
 RUN_COLUMNS: dict[str, str] = {
@@ -28,8 +29,9 @@ STEP_COLUMNS: dict[str, str] = {
     "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64", "step": "Int64",
     "loss": "float64", "mlm_loss": "float64", "nsp_loss": "float64", "lr": "float64",
     "step_time_s": "float64", "data_time_s": "float64", "seq_per_s": "float64",
-    "eval_mlm_accuracy": "float64", "eval_loss": "float64",
+    "eval_mlm_accuracy": "float64", "eval_loss": "float64", "timed": "boolean",
 }
+"""`timed`: the step counts in the throughput statistics (not a warm-up step, not an eval row)."""
 
 
 def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
@@ -75,11 +77,22 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
     return df
 
 
+def _cold_steps(run_dir: Path, timing_warmup: int) -> set[int]:
+    """The steps the run's own statistics left out; a run that wrote no result (it crashed)
+    leaves out its first timing_warmup steps."""
+    path = run_dir / "result.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    if "cold_steps" in result:
+        return set(result["cold_steps"])
+    return set(range(1, result.get("config", {}).get("timing_warmup", timing_warmup) + 1))
+
+
 def steps_table(compare_dir: Path) -> pd.DataFrame:
     plan = json.loads((compare_dir / "plan.json").read_text())
     frames = []
     for spec in plan["runs"]:
-        path = compare_dir / "runs" / spec["run_id"] / "metrics.jsonl"
+        run_dir = compare_dir / "runs" / spec["run_id"]
+        path = run_dir / "metrics.jsonl"
         if not path.is_file():
             continue
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -89,6 +102,8 @@ def steps_table(compare_dir: Path) -> pd.DataFrame:
         frame = pd.DataFrame(records).groupby("step", as_index=False).first()
         for key in ("run_id", "phase", "precision", "repeat"):
             frame[key] = spec[key]
+        cold = _cold_steps(run_dir, plan["preset"]["timing_warmup"])
+        frame["timed"] = frame.reindex(columns=["seq_per_s"])["seq_per_s"].notna() & ~frame["step"].isin(cold)
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df = df.reindex(columns=list(STEP_COLUMNS))
@@ -104,12 +119,27 @@ def write_tables(compare_dir: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+def _read(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=columns)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise HarnessError(f"{path}: not a harness table ({exc})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise HarnessError(f"{path}: missing columns {', '.join(missing)}; a table from another harness "
+                           "version: `harness report` on its compare folder writes it anew")
+    return df[list(columns)]
+
+
 def read_runs(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=RUN_COLUMNS)
+    return _read(path, RUN_COLUMNS)
 
 
-def read_steps(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=STEP_COLUMNS)
+def read_steps(path: Path | None) -> pd.DataFrame:
+    """steps.csv; an empty table for None (a run set saved without its steps)."""
+    if path is None:
+        return pd.DataFrame(columns=list(STEP_COLUMNS)).astype(STEP_COLUMNS)
+    return _read(path, STEP_COLUMNS)
 
 
 def summary_lines(df: pd.DataFrame) -> list[str]:

@@ -1,0 +1,117 @@
+"""A run set (one `harness compare` output) loaded for comparison with others.
+
+A run set is found from its folder (plan.json, or runs.csv and steps.csv as a saved baseline keeps
+them) or from its runs.csv. Runs of two sets are matched by their configuration key, and figures
+are pooled over a key's repeats from the per-step samples, so a set run with --repeats 3 compares
+with one run once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.reports.tables import read_runs, read_steps, runs_table, steps_table
+
+KEY = ["phase", "precision", "model", "batch_size", "seq_len"]
+"""What makes two runs comparable: the same phase, mode, model and shapes."""
+
+
+@dataclass
+class RunSet:
+    path: Path
+    runs: pd.DataFrame
+    steps: pd.DataFrame
+    machine: dict
+    label: str = ""
+    """How pages name the set: its folder's name, or more of its path where names collide."""
+
+    @property
+    def started_at(self) -> str:
+        times = self.runs["started_at"].dropna()
+        return str(times.min()) if len(times) else ""
+
+    @property
+    def commit(self) -> str | None:
+        return self.machine.get("versions", {}).get("harness_commit")
+
+
+def name_sets(sets: list[RunSet]) -> list[RunSet]:
+    """Label each set by its folder name, widened to parent/name where two sets share a name."""
+    for depth in (1, 2, 3):
+        labels = ["/".join(s.path.resolve().parts[-depth:]) for s in sets]
+        if len(set(labels)) == len(labels):
+            break
+    for s, label in zip(sets, labels, strict=True):
+        s.label = label
+    return sets
+
+
+def is_runset(path: Path) -> bool:
+    return (path / "plan.json").is_file() or (path / "runs.csv").is_file()
+
+
+def load_runset(path: Path) -> RunSet:
+    """From a compare folder (tables recomputed from its runs) or a runs.csv (tables as saved)."""
+    if path.is_file():
+        if path.name != "runs.csv":
+            raise HarnessError(f"{path}: expected a compare output folder or its runs.csv")
+        folder = path.parent
+    elif path.is_dir():
+        folder = path
+    else:
+        raise HarnessError(f"{path}: no such folder or runs.csv")
+    machine_path = folder / "machine.json"
+    machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
+    try:
+        if (folder / "plan.json").is_file() and path.is_dir():
+            return RunSet(folder, runs_table(folder), steps_table(folder), machine)
+        if not (folder / "runs.csv").is_file():
+            raise HarnessError(f"{folder}: neither plan.json nor runs.csv; not a `harness compare` output")
+        steps_csv = folder / "steps.csv"
+        steps = read_steps(steps_csv) if steps_csv.is_file() else read_steps(None)
+        return RunSet(folder, read_runs(folder / "runs.csv"), steps, machine)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{folder}: unreadable run set ({type(exc).__name__}: {exc})") from None
+
+
+def timed_samples(steps: pd.DataFrame, run_ids: list[str]) -> np.ndarray:
+    """Per-step sequences/s of the given runs, warm-up steps left out."""
+    rows = steps[steps["run_id"].isin(run_ids) & steps["timed"].fillna(False).astype(bool)]
+    return rows["seq_per_s"].dropna().to_numpy(dtype=np.float64)
+
+
+def key_stats(runset: RunSet) -> pd.DataFrame:
+    """One row per configuration key: run statuses, pooled throughput, mean final loss and eval
+    accuracy over its repeats, the ISA it ran on."""
+    rows = []
+    runs = runset.runs.dropna(subset=["phase", "precision"])
+    for key, group in runs.groupby(KEY, sort=False, dropna=False):
+        ok = group[group["status"] == "ok"]
+        samples = timed_samples(runset.steps, ok["run_id"].tolist())
+        row = dict(zip(KEY, key, strict=True))
+        row.update(
+            {
+                "runs": len(group),
+                "runs_ok": len(ok),
+                "statuses": ",".join(sorted(set(group["status"].astype(str)))),
+                "samples": len(samples),
+                "throughput_seq_per_s": float(np.median(samples)) if len(samples) else np.nan,
+                "throughput_p10": float(np.percentile(samples, 10)) if len(samples) else np.nan,
+                "throughput_p90": float(np.percentile(samples, 90)) if len(samples) else np.nan,
+                "final_loss": ok["final_loss"].mean(),
+                "eval_mlm_accuracy": ok["eval_mlm_accuracy"].mean(),
+                "isa_verified": next(iter(group["isa_verified"].dropna()), None),
+                "amx_used": bool(group["amx_used"].fillna(False).any()),
+                "emulated": bool(group["emulated"].fillna(False).any()),
+                "valid": bool(group["valid"].fillna(True).all()),
+                "run_ids": " ".join(group["run_id"]),
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,158 @@
+"""Several run sets (two machines, two commits) on one self-contained page, the first as reference.
+
+Runs are matched by configuration (phase, precision, model, batch, seq len), their throughput
+pooled over repeats from the timed per-step samples; every other set's median is shown as a ratio
+to the first's. Machines and library versions are listed side by side so that a difference in
+throughput can be traced to a difference in setting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.reports.htmlkit import CSS, PALETTE, esc, num
+from harness.reports.runsets import KEY, RunSet, key_stats
+
+MACHINE_FIELDS = [
+    ("cpu_model", "CPU"),
+    ("physical_cores", "physical cores"),
+    ("sockets", "sockets"),
+    ("amx_usable", "AMX usable"),
+]
+VERSION_FIELDS = ["harness_commit", "torch", "onednn", "mkl", "python"]
+
+
+def _key_label(row: pd.Series) -> str:
+    return f"p{row.phase} {row.precision} · {row.model} · {row.batch_size}x{row.seq_len}"
+
+
+def _matched(stats: list[pd.DataFrame]) -> pd.DataFrame:
+    """The union of keys, in the order they first appear, with each set's figures suffixed _i."""
+    keys = pd.concat([s[KEY] for s in stats if len(s)], ignore_index=True).drop_duplicates()
+    out = keys.reset_index(drop=True)
+    for i, s in enumerate(stats):
+        if s.empty:
+            continue
+        out = out.merge(
+            s.add_suffix(f"_{i}").rename(columns={f"{k}_{i}": k for k in KEY}), on=KEY, how="left"
+        )
+    return out
+
+
+def _machines(sets: list[RunSet]) -> str:
+    head = "".join(f"<th>{esc(s.label)}</th>" for s in sets)
+    rows = [f'<tr><th class="l">started</th>{"".join(f"<td>{esc(s.started_at)}</td>" for s in sets)}</tr>']
+    fields = [(k, t, lambda s, k=k: s.machine.get(k)) for k, t in MACHINE_FIELDS]
+    fields += [(k, k, lambda s, k=k: s.machine.get("versions", {}).get(k)) for k in VERSION_FIELDS]
+    for _, title, get in fields:
+        values = [get(s) for s in sets]
+        differs = len({str(v) for v in values}) > 1
+        cells = "".join(f'<td class="{"warn" if differs else ""}">{esc(v)}</td>' for v in values)
+        rows.append(f'<tr><th class="l">{esc(title)}</th>{cells}</tr>')
+    return f'<table id="machines"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
+    head = "".join(
+        f"<th>{esc(s.label)} seq/s (p10..p90)</th>" + (f"<th>vs {esc(sets[0].label)}</th>" if i else "")
+        for i, s in enumerate(sets)
+    )
+    rows = []
+    for _, r in matched.iterrows():
+        cells = []
+        for i in range(len(sets)):
+            median = r.get(f"throughput_seq_per_s_{i}")
+            status = r.get(f"statuses_{i}")
+            if median is None or pd.isna(median):
+                text = esc(status) if isinstance(status, str) else "not run"
+                cells.append(f'<td class="{"bad" if isinstance(status, str) else "muted"}">{text}</td>')
+            else:
+                cells.append(
+                    f"<td>{median:.3f} ({r[f'throughput_p10_{i}']:.3f}..{r[f'throughput_p90_{i}']:.3f})"
+                    f"{'' if status == 'ok' else f' <span class=warn>{esc(status)}</span>'}</td>"
+                )
+            if i:
+                base = r.get("throughput_seq_per_s_0")
+                ratio = median / base if base and not pd.isna(base) and not pd.isna(median) else math.nan
+                cls = "" if pd.isna(ratio) else ("ok" if ratio >= 1 else "bad")
+                cells.append(f'<td class="{cls}">{num(ratio, ".3f")}{"x" if not pd.isna(ratio) else ""}</td>')
+        rows.append(f'<tr><td class="l">{esc(_key_label(r))}</td>{"".join(cells)}</tr>')
+    return f'<table id="throughput"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
+    head = "".join(f"<th>{esc(s.label)} final loss</th><th>eval MLM acc</th><th>ISA</th>" for s in sets)
+    rows = []
+    for _, r in matched.iterrows():
+        cells = "".join(
+            f"<td>{num(r.get(f'final_loss_{i}'), '.4f')}</td>"
+            f"<td>{num(r.get(f'eval_mlm_accuracy_{i}'), '.4f')}</td>"
+            f'<td class="l">{esc(r.get(f"isa_verified_{i}"))}'
+            f"{' [AMX]' if r.get(f'amx_used_{i}') is True else ''}"
+            f"{' [emulated]' if r.get(f'emulated_{i}') is True else ''}</td>"
+            for i in range(len(sets))
+        )
+        rows.append(f'<tr><td class="l">{esc(_key_label(r))}</td>{cells}</tr>')
+    return f'<table id="convergence"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _chart(matched: pd.DataFrame, sets: list[RunSet]) -> str:
+    """Grouped bars: a group per configuration, a bar per run set, p10..p90 as whiskers."""
+    p90 = [matched[f"throughput_p90_{i}"].max() for i in range(len(sets)) if f"throughput_p90_{i}" in matched]
+    top = max((float(v) for v in p90 if not pd.isna(v)), default=0.0)
+    if top <= 0:
+        return '<p class="muted">no run set measured a throughput</p>'
+    bar_h, left, width = 14, 240, 900
+    group_h = bar_h * len(sets) + 12
+    height = group_h * len(matched) + 40
+    scale = (width - left - 90) / top
+    parts = [f'<svg id="side-by-side-chart" width="{width}" height="{height}" role="img">']
+    for g, (_, r) in enumerate(matched.iterrows()):
+        y0 = 10 + g * group_h
+        parts.append(
+            f'<text x="{left - 6}" y="{y0 + group_h / 2}" text-anchor="end" font-size="12">'
+            f"{esc(_key_label(r))}</text>"
+        )
+        for i, s in enumerate(sets):
+            median = r.get(f"throughput_seq_per_s_{i}")
+            if median is None or pd.isna(median):
+                continue
+            y = y0 + i * bar_h
+            color = PALETTE[i % len(PALETTE)]
+            parts.append(
+                f'<rect x="{left}" y="{y}" width="{median * scale:.1f}" height="{bar_h - 2}" '
+                f'fill="{color}" opacity="0.8"><title>{esc(s.label)}: {median:.3f} seq/s</title></rect>'
+            )
+            x10, x90 = left + r[f"throughput_p10_{i}"] * scale, left + r[f"throughput_p90_{i}"] * scale
+            parts.append(
+                f'<line x1="{x10:.1f}" x2="{x90:.1f}" y1="{y + bar_h / 2 - 1}" '
+                f'y2="{y + bar_h / 2 - 1}" stroke="#000"/>'
+            )
+            parts.append(f'<text x="{x90 + 5:.1f}" y="{y + bar_h - 3}" font-size="11">{median:.3f}</text>')
+    legend = " ".join(
+        f'<tspan fill="{PALETTE[i % len(PALETTE)]}">&#9632; {esc(s.label)}</tspan>'
+        for i, s in enumerate(sets)
+    )
+    parts.append(
+        f'<text x="{left}" y="{height - 10}" font-size="11">{legend} &#8212; sequences/s: bar = '
+        "median of the timed steps, line = p10..p90</text></svg>"
+    )
+    return "".join(parts)
+
+
+def render_side_by_side(sets: list[RunSet]) -> str:
+    matched = _matched([key_stats(s) for s in sets])
+    names = ", ".join(esc(s.label) for s in sets)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>harness: {names}</title>
+<style>{CSS}</style></head><body>
+<h1>BERT pre-training: {len(sets)} run sets side by side</h1>
+<p class="muted">{"; ".join(esc(s.path.resolve()) for s in sets)}. Ratios are against
+{esc(sets[0].label)}; throughput pools the timed steps of every repeat.</p>
+<h2>Machines and versions</h2>{_machines(sets)}
+<h2>Throughput</h2>{_throughput(matched, sets)}{_chart(matched, sets)}
+<h2>Convergence and ISA</h2>{_convergence(matched, sets)}
+</body></html>
+"""

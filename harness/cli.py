@@ -64,6 +64,34 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep a data set already at --output if it was written with the same settings")
 
 
+def _gate_parser(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("gate", help="fail on a real throughput or convergence regression against a baseline",
+                       description="Compare a run set with a baseline. Exit 0: every check passed; 1: a "
+                       "check failed; 2: bad input or usage, or the machines differ.")
+    g.add_argument("--current", type=Path, required=True, help="compare --output folder or its runs.csv")
+    g.add_argument("--baseline", help="compare --output folder, its runs.csv, or a saved baseline's name")
+    g.add_argument("--baselines-dir", type=Path, default=Path("baselines"),
+                   help="where --save-baseline keeps baselines and --baseline NAME finds them")
+    g.add_argument("--save-baseline", metavar="NAME",
+                   help="keep --current as baseline NAME (after the gate passes, when --baseline is given)")
+    g.add_argument("--max-regression", action="append", default=[], metavar="[MODE=]SHARE",
+                   help="largest tolerated throughput drop, e.g. 5%% (default) or bf16=8%%; repeatable")
+    g.add_argument("--alpha", type=float, default=0.01,
+                   help="a drop counts only if a one-sided Mann-Whitney test on the per-step samples "
+                   "gives p below this")
+    g.add_argument("--min-speedup", action="append", default=[], metavar="MODE/MODE=FACTOR",
+                   help="speed-up floor inside the current run set, e.g. bf16/fp32=1.5; repeatable")
+    g.add_argument("--loss-tolerance", type=float, default=0.02,
+                   help="final loss may exceed the baseline's and fp32's by this share")
+    g.add_argument("--accuracy-tolerance", type=float, default=0.02,
+                   help="eval MLM accuracy may fall below the baseline's by this much")
+    g.add_argument("--allow-machine-mismatch", action="store_true",
+                   help="compare run sets whose CPU, cores or library builds differ")
+    g.add_argument("--markdown", type=Path, help="Markdown summary to write (default: gate.md beside "
+                   "--current's runs.csv)")
+    g.add_argument("--json", type=Path, help="JSON result to write (default: gate.json beside it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness",
                                      description="BERT-Large pre-training benchmark harness for Xeon CPUs.")
@@ -102,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--output", type=Path, help="page to write for several run sets (default "
                      "side-by-side.html) or a folder of them (default FOLDER/index.html)")
     rep.add_argument("--loss-tolerance", type=float, default=0.02)
+    _gate_parser(sub)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
                    help="comma-separated modes (default: all built-in)")
@@ -210,6 +239,47 @@ def _reports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    from harness.gate import EXIT_FAILED, run_checks, terminal_table, write_outputs
+    from harness.gate.baselines import resolve, save
+    from harness.gate.checks import GateConfig, SpeedupFloor, parse_fraction
+    from harness.reports.runsets import load_runset, name_sets
+
+    cfg = GateConfig(alpha=args.alpha, loss_tolerance=args.loss_tolerance,
+                     accuracy_tolerance=args.accuracy_tolerance,
+                     min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup])
+    for spec in args.max_regression:
+        mode, _, share = spec.rpartition("=")
+        if mode:
+            cfg.max_regression_for[mode] = parse_fraction("--max-regression", share)
+        else:
+            cfg.max_regression = parse_fraction("--max-regression", share)
+    if not 0 < cfg.alpha < 1 or not 0 <= cfg.loss_tolerance < 1 or not 0 <= cfg.accuracy_tolerance < 1:
+        raise HarnessError("--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)")
+    if args.baseline is None:
+        if args.save_baseline is None:
+            raise HarnessError("gate: give --baseline to compare with, --save-baseline NAME to keep "
+                               "--current as a baseline, or both")
+        load_runset(args.current)  # a run set that cannot be read is no baseline
+        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
+        return 0
+    baseline, current = name_sets([load_runset(resolve(args.baseline, args.baselines_dir)),
+                                   load_runset(args.current)])
+    checks, differences = run_checks(baseline, current, cfg, args.allow_machine_mismatch)
+    folder = args.current if args.current.is_dir() else args.current.parent
+    md_path, json_path = args.markdown or folder / "gate.md", args.json or folder / "gate.json"
+    write_outputs(checks, baseline, current, differences, md_path, json_path)
+    print(terminal_table(checks))
+    failed = [c for c in checks if not c.passed]
+    print(f"\ngate {'FAILED' if failed else 'passed'}: {len(checks) - len(failed)} of {len(checks)} checks "
+          f"passed; wrote {md_path} and {json_path}")
+    if failed:
+        return EXIT_FAILED
+    if args.save_baseline:
+        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
+    return 0
+
+
 def _cached_synthetic_data(examples: int) -> Path:
     """The embedded default: synthetic MLCommons-format data, written once per size and reused."""
     from harness.datasets.synth import GENERATOR_VERSION, SynthSpec, synthesize
@@ -253,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reports(args)
         if args.command == "roofline":
             return _roofline(args)
+        if args.command == "gate":
+            return _gate(args)
         if args.command == "data":
             from harness.datasets.synth import SynthSpec, synthesize
 

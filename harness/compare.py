@@ -9,6 +9,7 @@ Phase 2 of a precision starts from that precision's phase-1 model_save.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -100,7 +101,11 @@ class Comparison:
             self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
         (output / "runs").mkdir(parents=True, exist_ok=True)
         (output / "logs").mkdir(exist_ok=True)
-        machine = {k: v for k, v in as_dict(detect()).items() if k != "flags"}
+        detected = as_dict(detect())
+        machine = {k: v for k, v in detected.items() if k != "flags"}
+        # The flag list is long; its digest is enough to tell two CPUs apart (the gate's fingerprint).
+        flags = " ".join(sorted(detected["flags"])).encode()
+        machine["flags_digest"] = hashlib.sha256(flags).hexdigest()[:16]
         (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
 
     def run_dir(self, run_id: str) -> Path:

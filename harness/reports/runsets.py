@@ -111,6 +111,7 @@ def key_stats(runset: RunSet) -> pd.DataFrame:
                 "emulated": bool(group["emulated"].fillna(False).any()),
                 "valid": bool(group["valid"].fillna(True).all()),
                 "run_ids": " ".join(group["run_id"]),
+            "ok_run_ids": " ".join(ok["run_id"]),
             }
         )
         rows.append(row)

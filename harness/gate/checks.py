@@ -1,0 +1,269 @@
+"""The gate's checks: validity, throughput against the baseline, speed-up floors, convergence.
+
+Each check yields a `Check` with the figures it judged, so that the printed table, the Markdown
+and the JSON all say the same thing. Runs of the two sets are matched by configuration (phase,
+precision, model, batch size, seq len) with their repeats pooled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.gate.stats import compare_samples
+from harness.reports.runsets import KEY, RunSet, key_stats, timed_samples
+
+
+@dataclass(frozen=True)
+class SpeedupFloor:
+    numerator: str
+    denominator: str
+    floor: float
+
+    @classmethod
+    def parse(cls, spec: str) -> SpeedupFloor:
+        """'bf16/fp32=1.5': bf16 must run at least 1.5x fp32's sequences/s in the same phase."""
+        try:
+            pair, value = spec.split("=")
+            numerator, denominator = pair.split("/")
+            floor = float(value.rstrip("x"))
+        except ValueError:
+            raise HarnessError(
+                f"--min-speedup {spec}: expected MODE/MODE=FACTOR, e.g. bf16/fp32=1.5"
+            ) from None
+        if floor <= 0 or not numerator or not denominator:
+            raise HarnessError(f"--min-speedup {spec}: expected MODE/MODE=FACTOR with FACTOR > 0")
+        return cls(numerator, denominator, floor)
+
+
+def parse_fraction(flag: str, text: str) -> float:
+    """'5%' or '0.05' as 0.05."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise HarnessError(f"{flag} {text}: expected a share such as 5% or 0.05") from None
+    if not 0 <= value < 1:
+        raise HarnessError(f"{flag} {text}: expected a share in [0%, 100%)")
+    return value
+
+
+@dataclass
+class GateConfig:
+    """What the gate tolerates; every field has a command-line flag of the same name."""
+
+    max_regression: float = 0.05
+    """Largest tolerated drop of median throughput against the baseline."""
+    max_regression_for: dict[str, float] = field(default_factory=dict)
+    """Per-precision overrides of max_regression (--max-regression bf16=8%)."""
+    alpha: float = 0.01
+    """A drop must also be significant: one-sided Mann-Whitney p-value below alpha."""
+    min_speedup: list[SpeedupFloor] = field(default_factory=list)
+    loss_tolerance: float = 0.02
+    """Final loss may exceed the baseline's, and fp32's in the same run set, by this share."""
+    accuracy_tolerance: float = 0.02
+    """Eval MLM accuracy may fall below the baseline's by this much (absolute)."""
+
+    def threshold(self, precision: str) -> float:
+        return self.max_regression_for.get(precision, self.max_regression)
+
+
+@dataclass
+class Check:
+    kind: str
+    run: str
+    passed: bool
+    message: str
+    figures: dict = field(default_factory=dict)
+
+
+def _label(row: pd.Series | dict) -> str:
+    return f"p{row['phase']} {row['precision']} {row['model']} {row['batch_size']}x{row['seq_len']}"
+
+
+def validity(current: RunSet) -> list[Check]:
+    """Every current run must have finished ok with an ISA that matches its mode."""
+    checks = []
+    for _, r in current.runs.iterrows():
+        ok = r["status"] == "ok" and r["valid"] is not False
+        error = r["error"] if isinstance(r["error"], str) else ""
+        checks.append(
+            Check(
+                "validity",
+                str(r["run_id"]),
+                ok,
+                "ok" if ok else f"status {r['status']}{': ' + error if error else ''}",
+                {
+                    "status": str(r["status"]),
+                    "isa_verified": r["isa_verified"] if isinstance(r["isa_verified"], str) else None,
+                },
+            )
+        )
+    return checks
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check]:
+    """A configuration fails when its median drops by more than its threshold and the drop is
+    significant on the per-step samples; either alone is noise or a tolerated change."""
+    checks = []
+    base_stats, cur_stats = key_stats(baseline), key_stats(current)
+    cur_index = {tuple(r[k] for k in KEY): r for _, r in cur_stats.iterrows()}
+    for _, b in base_stats.iterrows():
+        label = _label(b)
+        if b["runs_ok"] == 0:
+            checks.append(
+                Check("throughput", label, True, f"not compared: no baseline run ok ({b['statuses']})")
+            )
+            continue
+        c = cur_index.get(tuple(b[k] for k in KEY))
+        if c is None:
+            checks.append(Check("throughput", label, False, "not in the current run set"))
+            continue
+        if c["runs_ok"] == 0:
+            checks.append(Check("throughput", label, False, f"no current run finished ok ({c['statuses']})"))
+            continue
+        base_samples = timed_samples(baseline.steps, b["ok_run_ids"].split())
+        cur_samples = timed_samples(current.steps, c["ok_run_ids"].split())
+        if len(base_samples) == 0 or len(cur_samples) == 0:
+            missing = "baseline" if len(base_samples) == 0 else "current"
+            checks.append(
+                Check("throughput", label, False, f"no timed steps in the {missing} run set's steps.csv")
+            )
+            continue
+        cmp = compare_samples(cur_samples, base_samples)
+        limit = cfg.threshold(str(b["precision"]))
+        regressed = -cmp.change > limit and cmp.p_value < cfg.alpha
+        verdict = (
+            "REGRESSION"
+            if regressed
+            else (
+                "faster"
+                if cmp.change > limit and cmp.p_value > 1 - cfg.alpha
+                else "within noise or threshold"
+            )
+        )
+        checks.append(
+            Check(
+                "throughput",
+                label,
+                not regressed,
+                f"{cmp.baseline_median:.4g} -> {cmp.current_median:.4g} seq/s ({_pct(cmp.change)}, 95% CI "
+                f"{_pct(cmp.ratio_ci[0] - 1)}..{_pct(cmp.ratio_ci[1] - 1)}, p={cmp.p_value:.2g}, "
+                f"n={cmp.samples[0]}/{cmp.samples[1]}); limit -{limit:.0%} at p<{cfg.alpha}: {verdict}",
+                {
+                    "baseline_seq_per_s": cmp.baseline_median,
+                    "current_seq_per_s": cmp.current_median,
+                    "change": cmp.change,
+                    "change_ci": [cmp.ratio_ci[0] - 1, cmp.ratio_ci[1] - 1],
+                    "p_value": cmp.p_value,
+                    "samples": list(cmp.samples),
+                    "max_regression": limit,
+                },
+            )
+        )
+    return checks
+
+
+def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
+    """Inside the current set: MODE must reach FACTOR times the other mode's median, per phase."""
+    checks = []
+    stats = key_stats(current)
+    for floor in cfg.min_speedup:
+        name = f"{floor.numerator}/{floor.denominator}"
+        found = False
+        for phase, group in stats.groupby("phase"):
+            top = group[group.precision == floor.numerator]
+            bottom = group[group.precision == floor.denominator]
+            if top.empty or bottom.empty:
+                continue
+            found = True
+            a, b = top.iloc[0]["throughput_seq_per_s"], bottom.iloc[0]["throughput_seq_per_s"]
+            if pd.isna(a) or pd.isna(b):
+                checks.append(
+                    Check("speed-up", f"p{phase} {name}", False, "not measured: a run did not finish ok")
+                )
+                continue
+            ratio = a / b
+            checks.append(
+                Check(
+                    "speed-up",
+                    f"p{phase} {name}",
+                    ratio >= floor.floor,
+                    f"{a:.4g} / {b:.4g} seq/s = {ratio:.2f}x; floor {floor.floor:.2f}x",
+                    {"speedup": ratio, "floor": floor.floor},
+                )
+            )
+        if not found:
+            checks.append(
+                Check(
+                    "speed-up",
+                    name,
+                    False,
+                    f"the current run set has no {floor.numerator} and "
+                    f"{floor.denominator} runs of the same phase",
+                )
+            )
+    return checks
+
+
+def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check]:
+    """Final loss and eval accuracy against the baseline, and final loss against fp32 of the
+    current set."""
+    checks = []
+    cur_stats = key_stats(current)
+    base_index = {tuple(r[k] for k in KEY): r for _, r in key_stats(baseline).iterrows()}
+    for _, c in cur_stats.iterrows():
+        label = _label(c)
+        if c["runs_ok"] == 0:
+            continue  # validity already failed it
+        b = base_index.get(tuple(c[k] for k in KEY))
+        if b is not None and b["runs_ok"]:
+            limit = b["final_loss"] * (1 + cfg.loss_tolerance)
+            checks.append(
+                Check(
+                    "loss vs baseline",
+                    label,
+                    bool(c["final_loss"] <= limit),
+                    f"{b['final_loss']:.4f} -> {c['final_loss']:.4f}; limit {limit:.4f}",
+                    {"baseline": b["final_loss"], "current": c["final_loss"], "limit": limit},
+                )
+            )
+            if not pd.isna(b["eval_mlm_accuracy"]) and not pd.isna(c["eval_mlm_accuracy"]):
+                floor = b["eval_mlm_accuracy"] - cfg.accuracy_tolerance
+                checks.append(
+                    Check(
+                        "accuracy vs baseline",
+                        label,
+                        bool(c["eval_mlm_accuracy"] >= floor),
+                        f"{b['eval_mlm_accuracy']:.4f} -> {c['eval_mlm_accuracy']:.4f}; floor {floor:.4f}",
+                        {
+                            "baseline": b["eval_mlm_accuracy"],
+                            "current": c["eval_mlm_accuracy"],
+                            "floor": floor,
+                        },
+                    )
+                )
+        fp32 = cur_stats[
+            (cur_stats.precision == "fp32")
+            & (cur_stats.phase == c["phase"])
+            & (cur_stats.model == c["model"])
+            & (cur_stats.runs_ok > 0)
+        ]
+        if c["precision"] != "fp32" and len(fp32):
+            ref = fp32.iloc[0]["final_loss"]
+            limit = ref * (1 + cfg.loss_tolerance)
+            checks.append(
+                Check(
+                    "loss vs fp32",
+                    label,
+                    bool(c["final_loss"] <= limit),
+                    f"fp32 {ref:.4f}, {c['precision']} {c['final_loss']:.4f}; limit {limit:.4f}",
+                    {"fp32": ref, "current": c["final_loss"], "limit": limit},
+                )
+            )
+    return checks

@@ -1,0 +1,104 @@
+"""pytest-benchmark suites: the BERT encoder-layer training step and the LAMB step, per precision.
+
+Each (kernel, mode) runs in its own process started with the mode's environment (see
+kernel_server.py); pytest-benchmark times the round trip of one kernel call, and the IPC cost of
+a round trip without work is measured and recorded beside it. Not part of the normal test command:
+
+    pytest tests/benchmarks/bench_kernels.py --benchmark-autosave
+    pytest tests/benchmarks/bench_kernels.py --benchmark-compare --benchmark-compare-fail=median:10%
+
+Environment: BENCH_MODEL (default bert-large), BENCH_PRECISIONS (default: every built-in mode),
+BENCH_ALLOW_EMULATION=1 to also run modes this CPU lacks (their extra_info says emulated),
+BENCH_ROUNDS (default 10), BENCH_BATCH / BENCH_SEQ (default 8 / 128).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.launch import default_cores, worker_environment
+from harness.platform import detect
+from harness.precision import BUILTIN, get_precision
+
+SERVER = Path(__file__).with_name("kernel_server.py")
+MODEL = os.environ.get("BENCH_MODEL", "bert-large")
+BATCH, SEQ = int(os.environ.get("BENCH_BATCH", "8")), int(os.environ.get("BENCH_SEQ", "128"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
+PRECISIONS = os.environ.get("BENCH_PRECISIONS", ",".join(m.name for m in BUILTIN)).split(",")
+
+
+class KernelServer:
+    """A kernel_server.py child; `call()` runs its kernel once."""
+
+    def __init__(self, kernel: str, precision: str) -> None:
+        mode = get_precision(precision)
+        platform = detect()
+        missing = [f for f in mode.requires if not platform.has(f)]
+        if missing and os.environ.get("BENCH_ALLOW_EMULATION") != "1":
+            pytest.skip(f"{precision} needs {', '.join(missing)}; BENCH_ALLOW_EMULATION=1 runs it emulated")
+        cores = default_cores()
+        env = worker_environment(mode, cores, {"emulated": bool(missing), "missing_features": missing,
+                                               "amx_usable": platform.amx_usable,
+                                               "cpu_model": platform.cpu_model})
+        command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ)]
+        self.child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, bufsize=1,
+                                      preexec_fn=lambda: os.sched_setaffinity(0, cores))
+        ready = self.child.stdout.readline()  # type: ignore[union-attr]
+        if not ready.startswith("ready "):
+            self.child.kill()
+            raise RuntimeError(f"kernel server {kernel}/{precision} did not start: {ready!r}")
+        self.info = json.loads(ready[len("ready "):])
+        self.kernel_seconds: list[float] = []
+
+    def _ask(self, line: str) -> str:
+        self.child.stdin.write(line + "\n")  # type: ignore[union-attr]
+        return self.child.stdout.readline()  # type: ignore[union-attr]
+
+    def call(self) -> None:
+        answer = self._ask("run")
+        self.kernel_seconds.append(float(answer.split()[1]))
+
+    def round_trip_overhead(self, n: int = 50) -> float:
+        """Median seconds of a round trip that runs nothing: what the timings include besides work."""
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            self._ask("ping")
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def close(self) -> None:
+        self.child.stdin.close()  # type: ignore[union-attr]
+        self.child.wait(timeout=60)
+
+
+def _bench(benchmark, kernel: str, precision: str) -> None:
+    server = KernelServer(kernel, precision)
+    try:
+        benchmark.pedantic(server.call, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+        benchmark.extra_info.update({
+            "precision": precision, "model": MODEL, "batch": BATCH, "seq": SEQ, **server.info,
+            "round_trip_overhead_s": server.round_trip_overhead(),
+            "kernel_median_s": statistics.median(server.kernel_seconds[1:]),
+        })
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_encoder_layer_step(benchmark, precision):
+    _bench(benchmark, "encoder-layer", precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_lamb_step(benchmark, precision):
+    _bench(benchmark, "lamb", precision)

@@ -1,0 +1,74 @@
+"""One benchmark kernel served from a process that started with a precision mode's environment.
+
+oneDNN reads its ISA cap once, at its first kernel, so a mode cannot be switched inside the
+pytest process. The suite starts this script per (kernel, mode) through harness.launch, with the
+mode's variables, thread settings and core binding in place before torch loads; pytest-benchmark
+then times round trips: it writes a line, this process runs the kernel once and answers.
+
+    kernel_server.py KERNEL PRECISION MODEL BATCH SEQ
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from harness.launch import worker_context
+from harness.models import BertForPreTraining, Lamb, load_config
+from harness.models.bert import Layer
+from harness.models.lamb import parameter_groups
+from harness.precision import get_precision
+
+
+def encoder_layer_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
+    """Forward and backward of one BERT encoder layer on (batch, seq, hidden) activations."""
+    cfg = load_config(model)
+    layer = Layer(cfg).train()
+    x = torch.randn(batch, seq, cfg.hidden_size, requires_grad=True)
+
+    def step() -> None:
+        layer.zero_grad(set_to_none=True)
+        with autocast():
+            out = layer(x, None)
+        out.float().mean().backward()
+
+    return step
+
+
+def lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
+    """One LAMB update over every parameter of the model, gradients already in place."""
+    net = BertForPreTraining(load_config(model))
+    for p in net.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer = Lamb(parameter_groups(net, 0.01), lr=1e-4)
+    return optimizer.step_if_finite  # type: ignore[return-value]
+
+
+KERNELS = {"encoder-layer": encoder_layer_step, "lamb": lamb_step}
+
+
+def main() -> None:
+    kernel, precision, model, batch, seq = sys.argv[1:6]
+    mode = get_precision(precision)
+    context = worker_context(mode)  # refuses unless started with the mode's environment
+    mode.apply_math_mode()
+    run = KERNELS[kernel](model, int(batch), int(seq), mode.autocast_context)
+    run()  # first touch: allocations and oneDNN's JIT happen here, outside every timed round
+    info = {"threads": torch.get_num_threads(), "cores": context["cores"], "emulated": context["emulated"],
+            "env": mode.environment(), "torch": torch.__version__}
+    print("ready " + json.dumps(info), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "ping":
+            print("pong", flush=True)
+            continue
+        start = time.perf_counter()
+        run()
+        print(f"done {time.perf_counter() - start:.6f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""`harness gate`: an A/A pair passes, a real slowdown and a diverged run fail, other machines are
+refused, bad input exits 2 with one line."""
+
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pytest
+from harness_cli import run
+
+from harness.gate.stats import _exact_cdf, _u_statistic, slower_p_value
+
+# Phase 1 only, two modes (so that a speed-up floor has something to judge), enough timed steps
+# for the rank test to see a slowdown.
+PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32,avx-fp32", "--steps", 40]
+
+
+@pytest.fixture(scope="module")
+def run_sets(synth_dir, tmp_path_factory):
+    """baseline, an A/A repeat, the same plan on one core instead of two, and one that diverges."""
+    root = tmp_path_factory.mktemp("gate")
+    variants = {"baseline": ([], None), "again": ([], None), "one-core": (["--cores", "0"], None),
+                "diverged": ([], "nan@30:avx-fp32")}
+    for name, (extra, fault) in variants.items():
+        proc = run("compare", *PLAN, "--dataset", synth_dir, "--output", root / name, *extra,
+                   env={"HARNESS_FAULT": fault} if fault else None)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def gate(run_sets, current, *args):
+    return run("gate", "--baseline", run_sets / "baseline", "--current", run_sets / current,
+               "--baselines-dir", run_sets / "saved", *args)
+
+
+def test_an_a_a_pair_passes(run_sets):
+    proc = gate(run_sets, "again")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((run_sets / "again" / "gate.json").read_text())
+    assert report["passed"] and {c["kind"] for c in report["checks"]} >= {
+        "validity", "throughput", "loss vs baseline", "accuracy vs baseline", "loss vs fp32"}
+    assert (run_sets / "again" / "gate.md").read_text().startswith("## harness gate: passed")
+
+
+def test_one_core_instead_of_two_is_caught_and_named(run_sets):
+    proc = gate(run_sets, "one-core")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    md = (run_sets / "one-core" / "gate.md").read_text()
+    failed = md.split("### Failed")[1].split("### Passed")[0]
+    # the regressed runs are named with their figures: both medians, the change, its CI and p
+    row = next(line for line in failed.splitlines() if "p1 fp32 bert-tiny 8x128" in line)
+    assert "| throughput |" in row and "seq/s (-" in row and "95% CI" in row and "p=" in row
+    assert "REGRESSION" in row
+
+
+def test_a_generous_threshold_lets_the_slowdown_through(run_sets):
+    proc = gate(run_sets, "one-core", "--max-regression", "95%")
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_a_diverged_run_fails_the_gate(run_sets):
+    proc = gate(run_sets, "diverged")
+    assert proc.returncode == 1
+    assert "FAIL  validity" in proc.stdout and "p1-avx-fp32-r0" in proc.stdout and "diverged" in proc.stdout
+
+
+def test_speedup_floors(run_sets):
+    assert gate(run_sets, "again", "--min-speedup", "avx-fp32/fp32=0.5").returncode == 0
+    proc = gate(run_sets, "again", "--min-speedup", "avx-fp32/fp32=5")
+    assert proc.returncode == 1 and "FAIL  speed-up" in proc.stdout and "floor 5.00x" in proc.stdout
+
+
+def test_another_machine_is_refused_unless_allowed(run_sets, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(run_sets / "again", other)
+    machine = json.loads((other / "machine.json").read_text())
+    machine["cpu_model"] = "Some Other CPU"
+    (other / "machine.json").write_text(json.dumps(machine))
+    proc = run("gate", "--baseline", run_sets / "baseline", "--current", other)
+    assert proc.returncode == 2
+    assert "measured on another machine or build (cpu_model:" in proc.stderr.strip().splitlines()[-1]
+    proc = run("gate", "--baseline", run_sets / "baseline", "--current", other, "--allow-machine-mismatch")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Machines differ" in (other / "gate.md").read_text()
+
+
+def test_saved_baseline_is_found_by_name(run_sets):
+    saved = run_sets / "saved"
+    proc = run("gate", "--current", run_sets / "baseline", "--save-baseline", "nightly",
+               "--baselines-dir", saved)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((saved / "nightly" / "baseline.json").read_text())["fingerprint"]["cpu_model"]
+    proc = run("gate", "--baseline", "nightly", "--baselines-dir", saved, "--current", run_sets / "again")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-regression", "lots"], "--max-regression lots: expected a share such as 5% or 0.05"),
+    (["--min-speedup", "bf16"], "--min-speedup bf16: expected MODE/MODE=FACTOR"),
+    (["--baseline", "no-such-baseline"], "--baseline no-such-baseline: no such folder or runs.csv"),
+    ([], "gate: give --baseline to compare with"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    (tmp_path / "cur").mkdir()
+    (tmp_path / "cur" / "runs.csv").write_text("run_id\n")
+    if "--baseline" not in args and args:
+        args = [*args, "--baseline", tmp_path / "cur"]
+    proc = run("gate", "--current", tmp_path / "cur", "--baselines-dir", tmp_path / "none", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_exact_rank_test_matches_enumeration():
+    m, n = 4, 5
+    us = []
+    for chosen in itertools.combinations(range(m + n), m):
+        current = np.array(chosen, dtype=float)
+        baseline = np.array([v for v in range(m + n) if v not in chosen], dtype=float)
+        us.append(_u_statistic(current, baseline))
+    for u in range(m * n + 1):
+        assert _exact_cdf(u, m, n) == pytest.approx(np.mean(np.array(us) <= u), abs=1e-12)
+
+
+def test_rank_test_sees_a_shift_and_not_its_absence():
+    rng = np.random.default_rng(3)
+    baseline = rng.lognormal(0, 0.05, 30)
+    assert slower_p_value(baseline * 0.9, baseline) < 1e-4
+    assert slower_p_value(rng.permutation(baseline), baseline) > 0.4

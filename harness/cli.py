@@ -44,7 +44,45 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "of the first socket); one OpenMP thread per CPU")
     p.add_argument("--allow-emulation", action="store_true",
                    help="run a mode whose CPU features are missing; its results are marked emulated")
+    p.add_argument("--shuffle-buffer", type=int, default=2048,
+                   help="examples each data shard holds for shuffling (0: record order)")
+    p.add_argument("--backend", default="stock", choices=("stock", "ipex"),
+                   help="stock PyTorch, or ipex (intel-extension-for-pytorch, installed separately)")
+    p.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "ccl"),
+                   help="process-group backend with several ranks (auto: ccl if oneCCL's bindings "
+                   "import, else gloo)")
+    p.add_argument("--instances", type=int, default=1,
+                   help="K independent copies on disjoint core sets, started together; OUTPUT holds "
+                   "their aggregate (throughput summed) and instance-<k>/ each one")
+    _rank_flags(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+LAUNCH_FLAGS = ("nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
+                "rdzv_id")
+
+
+def _rank_flags(p: argparse.ArgumentParser, nodes: bool = True) -> None:
+    """torchrun's layout flags: train takes them all, compare (one node) --nproc-per-node."""
+    g = p.add_argument_group("several ranks (torchrun, DistributedDataParallel)")
+    g.add_argument("--nproc-per-node", type=int, default=1,
+                   help="ranks on this node, each on an equal share of the cores; --batch-size is per rank")
+    if not nodes:
+        return
+    g.add_argument("--nnodes", type=int, default=1, help="nodes; run the same command on each")
+    g.add_argument("--node-rank", type=int, help="this node's rank, with --master-addr")
+    g.add_argument("--master-addr", help="address of node 0 (static rendezvous)")
+    g.add_argument("--master-port", type=int, default=29500)
+    g.add_argument("--rdzv-endpoint", help="HOST:PORT of a c10d rendezvous (instead of --master-addr)")
+    g.add_argument("--rdzv-id", default="harness", help="job id shared by the nodes of one run")
+
+
+def _rank_layout(args: argparse.Namespace):  # -> harness.launch.RankLayout
+    from harness.launch import RankLayout
+
+    layout = RankLayout(**{k: getattr(args, k) for k in LAUNCH_FLAGS if hasattr(args, k)})
+    layout.validate()
+    return layout
 
 
 def _data_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "process, then write runs.csv and steps.csv.")
     c.add_argument("--precisions", default="fp32,avx-fp32,bf16", help="comma-separated modes")
     c.add_argument("--phases", default="1,2", help="1, 2 or 1,2 (phase 2 starts from phase 1's model_save)")
+    c.add_argument("--backends", default="stock", help="stock, ipex or stock,ipex: compared like precisions")
     c.add_argument("--preset", default="default", help="default (bert-large), smoke, convergence")
     c.add_argument("--model", help="override the preset's model")
     c.add_argument("--dataset", type=Path, help="DATASET_DIR; default: synthetic data, made once and cached")
@@ -116,10 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, help="seconds after which a run is stopped as `timeout` "
                    "(default: the preset's)")
     c.add_argument("--cores", help="CPUs every run is bound to")
+    c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
     c.add_argument("--allow-emulation", action="store_true",
                    help="run modes whose CPU features are missing (marked emulated)")
     c.add_argument("--loss-tolerance", type=float, default=0.02,
                    help="a precision converges like fp32 when its final loss is within this share of fp32's")
+    _rank_flags(c, nodes=False)
     rep = sub.add_parser("report", help="re-render a comparison's report, compare run sets side by side, "
                          "or index a folder of run sets",
                          description="One compare output: re-render its runs.csv, steps.csv and "
@@ -131,6 +172,26 @@ def build_parser() -> argparse.ArgumentParser:
                      "side-by-side.html) or a folder of them (default FOLDER/index.html)")
     rep.add_argument("--loss-tolerance", type=float, default=0.02)
     _gate_parser(sub)
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = b.add_subparsers(dest="bench_command", required=True)
+    peer = bench_sub.add_parser("peer", help="our training step against Hugging Face's, side by side",
+                                description="Time our BertForPreTraining + LAMB step, Hugging Face's "
+                                "BertForPreTraining + fused AdamW, and a real `harness train` run, per "
+                                "precision, each in a process with the mode's environment; print the "
+                                "ratio, MFU, peak memory, the harness's overhead and the top operators.")
+    peer.add_argument("--precisions", default="fp32,bf16")
+    peer.add_argument("--model", default="bert-large")
+    peer.add_argument("--phase", type=int, default=1, choices=(1, 2), help="1: seq 128; 2: seq 512")
+    peer.add_argument("--batch-size", type=int, default=8)
+    peer.add_argument("--steps", type=int, default=5, help="timed steps per implementation")
+    peer.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    peer.add_argument("--top", type=int, default=12, help="operators listed from one profiled step")
+    peer.add_argument("--dataset", type=Path, help="DATASET_DIR (default: the cached synthetic data)")
+    peer.add_argument("--no-train", action="store_true", help="skip the `harness train` overhead run")
+    peer.add_argument("--json", type=Path, help="also write the measurements here")
+    peer.add_argument("--cores", help="CPUs to bind every worker to")
+    peer.add_argument("--allow-emulation", action="store_true")
+    peer.add_argument("--worker", help=argparse.SUPPRESS)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
                    help="comma-separated modes (default: all built-in)")
@@ -151,7 +212,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.precision import get_precision
 
     options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "cores", "allow_emulation", "worker")}
+               if k not in ("command", "cores", "allow_emulation", "worker", "instances", *LAUNCH_FLAGS)}
     cfg = TrainConfig(**options)
     cfg.validate()
     mode = get_precision(cfg.precision)
@@ -159,16 +220,33 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         from harness.trainer import train
 
         return train(cfg, mode)
+    from harness.backends import check_available
+
+    check_available(cfg.backend)
     platform = detect()
     missing = [f for f in mode.requires if not platform.has(f)]
     if missing and not args.allow_emulation:
         raise HarnessError(f"--precision {mode.name}: needs {', '.join(missing)}, which this machine "
                            f"({platform.cpu_model}) lacks; --allow-emulation runs it anyway, marked "
                            "emulated")
+    layout = _rank_layout(args)
     cores = parse_cores(args.cores) if args.cores else default_cores()
+    if layout.nproc_per_node > len(cores):
+        raise HarnessError(f"--nproc-per-node {layout.nproc_per_node}: more ranks than the {len(cores)} "
+                           f"cores this run may use ({','.join(map(str, cores))}); each rank needs one")
     context = {"emulated": bool(missing), "missing_features": missing,
                "amx_usable": platform.amx_usable, "cpu_model": platform.cpu_model}
-    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores)
+    if args.instances != 1:
+        from harness.instances import run_instances
+
+        if layout.world_size > 1:
+            raise HarnessError("--instances runs independent copies; it does not combine with "
+                               "--nproc-per-node")
+        if not cfg.resume and cfg.output.exists() and any(cfg.output.iterdir()):
+            raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory "
+                               "or --resume")
+        return run_instances(argv, cfg.output, cfg.seed, args.instances, mode, cores, context)
+    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores, layout)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -184,110 +262,34 @@ def _compare(args: argparse.Namespace) -> int:
         phases = [int(p) for p in args.phases.split(",")]
     except ValueError:
         raise HarnessError(f"--phases {args.phases}: expected 1, 2 or 1,2") from None
+    from harness.backends import check_available
+
+    backends = tuple(b for b in args.backends.split(",") if b)
+    for backend in backends:
+        check_available(backend)
     plan = make_plan([p for p in args.precisions.split(",") if p], phases, args.repeats, preset,
-                     args.steps, args.warmup_steps, args.model)
-    dataset = args.dataset or _cached_synthetic_data(preset.synth_examples)
+                     args.steps, args.warmup_steps, args.model, backends)
+    from harness.datasets.synth import cached_default
+
+    dataset = args.dataset or cached_default(preset.synth_examples)
+    layout = _rank_layout(args)
     extra = (["--cores", args.cores] if args.cores else []) + \
-        (["--allow-emulation"] if args.allow_emulation else [])
+        (["--allow-emulation"] if args.allow_emulation else []) + \
+        (["--instances", str(args.instances)] if args.instances != 1 else [])
+    # every run of the plan trains on the same layout of ranks
+    for name in LAUNCH_FLAGS:
+        value, default = getattr(layout, name), getattr(type(layout)(), name)
+        if value != default:
+            extra += [f"--{name.replace('_', '-')}", str(value)]
     comparison = Comparison(args.output, dataset, preset, plan, args.resume, extra)
     code = comparison.run()
-    _report(args.output, args.loss_tolerance)
+    from harness.reports.render import render_run_set
+
+    render_run_set(args.output, args.loss_tolerance)
     return code
 
 
-def _report(directory: Path, tolerance: float) -> int:
-    from harness.reports.html import write_report
-    from harness.reports.tables import runs_table, summary_lines, write_tables
 
-    if not (directory / "plan.json").is_file():
-        raise HarnessError(f"{directory}: no plan.json; not a `harness compare` output directory")
-    if not 0 < tolerance < 1:
-        raise HarnessError(f"--loss-tolerance must be in (0, 1), got {tolerance}")
-    runs_csv, steps_csv = write_tables(directory)
-    report = write_report(directory, tolerance)
-    print("\n".join(summary_lines(runs_table(directory))))
-    print(f"\nwrote {runs_csv}, {steps_csv} and {report}")
-    return 0
-
-
-def _reports(args: argparse.Namespace) -> int:
-    from harness.files import write_atomic
-    from harness.reports.history import find_runsets, render_history
-    from harness.reports.runsets import is_runset, load_runset, name_sets
-    from harness.reports.side_by_side import render_side_by_side
-
-    dirs: list[Path] = args.directories
-    if len(dirs) == 1 and (dirs[0] / "plan.json").is_file():
-        return _report(dirs[0], args.loss_tolerance)
-    if len(dirs) == 1 and dirs[0].is_dir() and not is_runset(dirs[0]):
-        found = find_runsets(dirs[0])
-        if not found:
-            raise HarnessError(f"{dirs[0]}: holds no run sets (folders with plan.json or runs.csv)")
-        for folder in found:  # every set gets its own page for the index to link to
-            if (folder / "plan.json").is_file():
-                _report(folder, args.loss_tolerance)
-        sets = name_sets(sorted((load_runset(f) for f in found), key=lambda s: s.started_at))
-        page, path = render_history(dirs[0], sets), args.output or dirs[0] / "index.html"
-    else:
-        if len(dirs) == 1:
-            raise HarnessError(f"{dirs[0]}: a saved run set has nothing to re-render; give two or more "
-                               "to compare them side by side")
-        page = render_side_by_side(name_sets([load_runset(d) for d in dirs]))
-        path = args.output or Path("side-by-side.html")
-    write_atomic(path, page)
-    print(f"wrote {path}")
-    return 0
-
-
-def _gate(args: argparse.Namespace) -> int:
-    from harness.gate import EXIT_FAILED, run_checks, terminal_table, write_outputs
-    from harness.gate.baselines import resolve, save
-    from harness.gate.checks import GateConfig, SpeedupFloor, parse_fraction
-    from harness.reports.runsets import load_runset, name_sets
-
-    cfg = GateConfig(alpha=args.alpha, loss_tolerance=args.loss_tolerance,
-                     accuracy_tolerance=args.accuracy_tolerance,
-                     min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup])
-    for spec in args.max_regression:
-        mode, _, share = spec.rpartition("=")
-        if mode:
-            cfg.max_regression_for[mode] = parse_fraction("--max-regression", share)
-        else:
-            cfg.max_regression = parse_fraction("--max-regression", share)
-    if not 0 < cfg.alpha < 1 or not 0 <= cfg.loss_tolerance < 1 or not 0 <= cfg.accuracy_tolerance < 1:
-        raise HarnessError("--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)")
-    if args.baseline is None:
-        if args.save_baseline is None:
-            raise HarnessError("gate: give --baseline to compare with, --save-baseline NAME to keep "
-                               "--current as a baseline, or both")
-        load_runset(args.current)  # a run set that cannot be read is no baseline
-        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
-        return 0
-    baseline, current = name_sets([load_runset(resolve(args.baseline, args.baselines_dir)),
-                                   load_runset(args.current)])
-    checks, differences = run_checks(baseline, current, cfg, args.allow_machine_mismatch)
-    folder = args.current if args.current.is_dir() else args.current.parent
-    md_path, json_path = args.markdown or folder / "gate.md", args.json or folder / "gate.json"
-    write_outputs(checks, baseline, current, differences, md_path, json_path)
-    print(terminal_table(checks))
-    failed = [c for c in checks if not c.passed]
-    print(f"\ngate {'FAILED' if failed else 'passed'}: {len(checks) - len(failed)} of {len(checks)} checks "
-          f"passed; wrote {md_path} and {json_path}")
-    if failed:
-        return EXIT_FAILED
-    if args.save_baseline:
-        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
-    return 0
-
-
-def _cached_synthetic_data(examples: int) -> Path:
-    """The embedded default: synthetic MLCommons-format data, written once per size and reused."""
-    from harness.datasets.synth import GENERATOR_VERSION, SynthSpec, synthesize
-    from harness.roofline import store_path
-
-    path = store_path().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
-    synthesize(path, SynthSpec(examples=examples), reuse=True)
-    return path
 
 
 def _roofline(args: argparse.Namespace) -> int:
@@ -320,11 +322,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args)
         if args.command == "report":
-            return _reports(args)
+            from harness.reports.render import main as report_main
+
+            return report_main(args)
         if args.command == "roofline":
             return _roofline(args)
         if args.command == "gate":
-            return _gate(args)
+            from harness.gate import main as gate_main
+
+            return gate_main(args)
+        if args.command == "bench":
+            from harness.bench import main as bench_main
+
+            return bench_main(args)
         if args.command == "data":
             from harness.datasets.synth import SynthSpec, synthesize
 

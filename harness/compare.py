@@ -43,10 +43,13 @@ class RunSpec:
     warmup_steps: int | None
     checkpoint_of: str | None
     """run_id of the phase-1 run whose model_save this phase-2 run starts from."""
+    backend: str = "stock"
+    """stock PyTorch or ipex; compared like a precision."""
 
 
 def make_plan(precisions: list[str], phases: list[int], repeats: int, preset: Preset,
-              steps: int | None, warmup_steps: int | None, model: str | None) -> list[RunSpec]:
+              steps: int | None, warmup_steps: int | None, model: str | None,
+              backends: tuple[str, ...] = ("stock",)) -> list[RunSpec]:
     """Runs in execution order: phase by phase, the precisions interleaved within each, so that
     a machine that drifts (thermals, a neighbour) does not favour one precision."""
     if not precisions or len(set(precisions)) != len(precisions):
@@ -57,16 +60,24 @@ def make_plan(precisions: list[str], phases: list[int], repeats: int, preset: Pr
         raise HarnessError("--phases 2 needs phase 1 in the same plan: phase 2 starts from its model_save")
     if repeats < 1:
         raise HarnessError(f"--repeats must be >= 1, got {repeats}")
+    if not backends or len(set(backends)) != len(backends):
+        raise HarnessError(f"--backends {','.join(backends)}: expected distinct backend names")
+
+    def run_id(phase: int, precision: str, backend: str, repeat: int) -> str:
+        return f"p{phase}-{precision}{'' if backend == 'stock' else '-' + backend}-r{repeat}"
+
     plan = []
     for repeat in range(repeats):
         for phase in sorted(phases):
-            for precision in precisions:
-                plan.append(RunSpec(
-                    run_id=f"p{phase}-{precision}-r{repeat}", phase=phase, precision=precision,
-                    repeat=repeat, model=model or preset.model,
-                    steps=steps or preset.steps[phase - 1], batch_size=preset.batch_size[phase - 1],
-                    learning_rate=preset.learning_rate[phase - 1], warmup_steps=warmup_steps,
-                    checkpoint_of=f"p1-{precision}-r{repeat}" if phase == 2 else None))
+            for backend in backends:
+                for precision in precisions:
+                    plan.append(RunSpec(
+                        run_id=run_id(phase, precision, backend, repeat), phase=phase, precision=precision,
+                        repeat=repeat, model=model or preset.model,
+                        steps=steps or preset.steps[phase - 1], batch_size=preset.batch_size[phase - 1],
+                        learning_rate=preset.learning_rate[phase - 1], warmup_steps=warmup_steps,
+                        checkpoint_of=run_id(1, precision, backend, repeat) if phase == 2 else None,
+                        backend=backend))
     return plan
 
 
@@ -154,7 +165,8 @@ class Comparison:
                "--batch-size", str(spec.batch_size), "--learning-rate", str(spec.learning_rate),
                "--timing-warmup", str(self.preset.timing_warmup),
                "--eval-examples", str(self.preset.eval_examples),
-               "--seed", str(42 + spec.repeat), "--log-every", str(max(1, spec.steps // 10))]
+               "--seed", str(42 + spec.repeat), "--log-every", str(max(1, spec.steps // 10)),
+               "--backend", spec.backend]
         if spec.phase == 1:
             cmd += ["--model", spec.model]
         else:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -83,18 +84,67 @@ def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict)
     return env
 
 
-def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -> int:
-    """Run `python -m harness <argv>` as a child bound to `cores`; returns its exit code."""
-    return _run(argv, env, cores, capture=False)[0]
+@dataclass(frozen=True)
+class RankLayout:
+    """How many training processes, on how many nodes, and how they meet (torchrun's flags)."""
+
+    nproc_per_node: int = 1
+    """Ranks on this node; each gets an equal, disjoint share of the run's cores."""
+    nnodes: int = 1
+    """Nodes; every node runs the same `harness train` with its own --node-rank."""
+    node_rank: int | None = None
+    """This node's rank (0 .. nnodes-1), with --master-addr: static rendezvous."""
+    master_addr: str | None = None
+    master_port: int = 29500
+    rdzv_endpoint: str | None = None
+    """HOST:PORT of a c10d rendezvous, instead of --node-rank and --master-addr."""
+    rdzv_id: str = "harness"
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    def validate(self) -> None:
+        if self.nproc_per_node < 1 or self.nnodes < 1:
+            raise HarnessError("--nproc-per-node and --nnodes must be >= 1")
+        static = self.master_addr is not None and self.node_rank is not None
+        if self.nnodes > 1 and not self.rdzv_endpoint and not static:
+            raise HarnessError(f"--nnodes {self.nnodes}: give --rdzv-endpoint HOST:PORT, or --master-addr "
+                               "and --node-rank, so that the nodes can find each other")
+        if self.node_rank is not None and not 0 <= self.node_rank < self.nnodes:
+            raise HarnessError(f"--node-rank {self.node_rank}: expected 0 .. {self.nnodes - 1}")
+
+    def torchrun(self, argv: Sequence[str]) -> list[str]:
+        """The torch.distributed.run command that starts every local rank through rank_launch."""
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={self.nproc_per_node}",
+               f"--nnodes={self.nnodes}"]
+        if self.nnodes == 1 and not self.rdzv_endpoint:
+            cmd.append("--standalone")  # a free local port, no rendezvous server to name
+        elif self.rdzv_endpoint:
+            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={self.rdzv_endpoint}",
+                    f"--rdzv-id={self.rdzv_id}"]
+        else:
+            cmd += [f"--node-rank={self.node_rank}", f"--master-addr={self.master_addr}",
+                    f"--master-port={self.master_port}"]
+        return [*cmd, "-m", "harness.rank_launch", *argv]
+
+
+def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int],
+               ranks: RankLayout | None = None) -> int:
+    """Run `python -m harness <argv>` as a child bound to `cores` (through torchrun, once per
+    rank, when `ranks` asks for more than one process); returns its exit code."""
+    if ranks is not None and (ranks.world_size > 1 or ranks.rdzv_endpoint):
+        return _run(ranks.torchrun(argv), env, cores, capture=False)[0]
+    return _run([sys.executable, "-m", "harness", *argv], env, cores, capture=False)[0]
 
 
 def run_worker_capture(argv: Sequence[str], env: dict[str, str], cores: Sequence[int]) -> tuple[int, str]:
     """Like run_worker, and returns what the worker printed on stdout."""
-    return _run(argv, env, cores, capture=True)
+    return _run([sys.executable, "-m", "harness", *argv], env, cores, capture=True)
 
 
-def _run(argv: Sequence[str], env: dict[str, str], cores: Sequence[int], capture: bool) -> tuple[int, str]:
-    child = subprocess.Popen([sys.executable, "-m", "harness", *argv], env=env, text=True,
+def _run(command: list[str], env: dict[str, str], cores: Sequence[int], capture: bool) -> tuple[int, str]:
+    child = subprocess.Popen(command, env=env, text=True,
                              stdout=subprocess.PIPE if capture else None,
                              preexec_fn=lambda: os.sched_setaffinity(0, cores))
 

@@ -36,20 +36,24 @@ class StepMetrics:
 
 
 class MetricsProcessor:
-    def __init__(self, path: Path, total_steps: int, log_every: int, resume_from: int = 0) -> None:
+    def __init__(self, path: Path | None, total_steps: int, log_every: int, resume_from: int = 0) -> None:
+        """path None: a rank other than 0, which keeps its numbers to itself (no file, no output)."""
         self.path, self.total_steps, self.log_every = path, total_steps, log_every
         self.steps: list[StepMetrics] = []
         self.evals: list[dict] = []
-        if resume_from:
-            self._truncate(resume_from)
-        else:
-            path.write_text("")
-        self._file = path.open("a")
+        self._file = None
+        if path is not None:
+            if resume_from:
+                self._truncate(resume_from)
+            else:
+                path.write_text("")
+            self._file = path.open("a")
         self._started = time.perf_counter()
         self._first_step = resume_from
 
     def _truncate(self, last_step: int) -> None:
         """Keep the lines up to the checkpoint's step: the resumed run rewrites what came after."""
+        assert self.path is not None
         kept = []
         for line in self.path.read_text().splitlines() if self.path.exists() else []:
             try:
@@ -66,13 +70,14 @@ class MetricsProcessor:
         write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def _write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
 
     def step(self, m: StepMetrics) -> None:
         self.steps.append(m)
         self._write(asdict(m))
-        if m.step % self.log_every == 0 or m.step == self.total_steps:
+        if self._file is not None and (m.step % self.log_every == 0 or m.step == self.total_steps):
             done = m.step - self._first_step
             elapsed = time.perf_counter() - self._started
             eta = elapsed / done * (self.total_steps - m.step) if done else 0.0
@@ -126,7 +131,8 @@ class MetricsProcessor:
         return out
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def clock(seconds: float) -> str:

@@ -12,11 +12,13 @@ from mlperf_logging.mllog.mllog import MLLogger
 class MLPerfLog:
     """One run's MLPerf log; a private logger so that several runs in a process never mix."""
 
-    def __init__(self, path: Path, append: bool) -> None:
-        self._logger = logging.getLogger(f"harness.mllog.{path.resolve()}")
+    def __init__(self, path: Path | None, append: bool) -> None:
+        """path None: a rank other than 0, which logs nothing."""
+        self._logger = logging.getLogger(f"harness.mllog.{path.resolve() if path else id(self)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
-        self._handler = logging.FileHandler(path, mode="a" if append else "w")
+        self._handler: logging.Handler = (logging.FileHandler(path, mode="a" if append else "w") if path
+                                          else logging.NullHandler())
         self._logger.addHandler(self._handler)
         self._log = MLLogger(logger=self._logger, default_stack_offset=2)
 

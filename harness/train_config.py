@@ -61,6 +61,13 @@ class TrainConfig:
     """Leading steps left out of the throughput statistics (allocator and JIT warm-up)."""
     log_every: int = 10
     """Print a progress line every K steps."""
+    shuffle_buffer: int = 2048
+    """Examples each data shard holds for shuffling; 0 or 1 reads them in record order."""
+    backend: str = "stock"
+    """stock PyTorch, or ipex: intel-extension-for-pytorch's ipex.optimize on model and optimizer."""
+    dist_backend: str = "auto"
+    """Process-group backend when torchrun starts several ranks: auto (ccl if oneCCL's bindings
+    import, else gloo), gloo or ccl."""
 
     def validate(self) -> None:
         """Fill the phase defaults and refuse what cannot run, one clear line per problem."""
@@ -80,7 +87,7 @@ class TrainConfig:
                 raise HarnessError(f"{flag} must be >= 1, got {value}")
         non_negative = {"--warmup-steps": self.warmup_steps, "--eval-every": self.eval_every,
                         "--save-every": self.save_every, "--data-workers": self.data_workers,
-                        "--timing-warmup": self.timing_warmup}
+                        "--timing-warmup": self.timing_warmup, "--shuffle-buffer": self.shuffle_buffer}
         for flag, value in non_negative.items():
             if value < 0:
                 raise HarnessError(f"{flag} must be >= 0, got {value}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import signal
 import socket
 import sys
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from harness import checkpoint
+from harness import backends, checkpoint
 from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
+from harness.distributed import Ranks
 from harness.errors import HarnessError
 from harness.faults import Fault
 from harness.files import write_atomic
@@ -42,7 +44,8 @@ ISA_ENV_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIO
                 "ONEDNN_DEFAULT_FPMATH_MODE", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES",
                 "KMP_AFFINITY")
 TRAJECTORY_FIELDS = ("model", "steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
-                     "seed", "data_workers", "dataset", "phase_fraction", "checkpoint", "eval_examples")
+                     "seed", "data_workers", "dataset", "phase_fraction", "checkpoint", "eval_examples",
+                     "shuffle_buffer", "world_size")
 """Settings that decide the data order and the updates: a resumed run must keep them."""
 EXIT_DIVERGED, EXIT_INVALID, EXIT_INTERRUPTED = 3, 4, 130
 
@@ -97,8 +100,8 @@ def _jsonable(cfg: TrainConfig) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
 
 
-def _trajectory(cfg: TrainConfig) -> dict:
-    settings = _jsonable(cfg)
+def _trajectory(cfg: TrainConfig, world_size: int) -> dict:
+    settings = {**_jsonable(cfg), "world_size": world_size}
     return {k: settings[k] for k in TRAJECTORY_FIELDS}
 
 
@@ -119,7 +122,10 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     4 invalid: the verified ISA contradicts the mode, so nothing is trained, 130 interrupted)."""
     stop = _StopFlag()  # first: a signal during the (long) set-up must not lose the run either
     context = worker_context(mode)
-    _prepare_output(cfg)
+    ranks = Ranks.join(cfg.dist_backend)
+    if ranks.is_main:  # rank 0 owns the output folder; the others write nothing
+        _prepare_output(cfg)
+    ranks.barrier()  # a recovered checkpoint is in place before any rank reads it
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     wall_start = time.perf_counter()
     fault = Fault.from_env(cfg.precision, cfg.phase)
@@ -147,6 +153,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     if not verdict.valid:
         # Measuring a run that does not compute what its mode promises would only waste hours.
         print(f"INVALID RUN: {verdict.invalid_reason}; not training", file=sys.stderr, flush=True)
+        if not ranks.is_main:
+            return EXIT_INVALID
         _write_json(cfg.output / "result.json", {
             "status": "invalid", "error": verdict.invalid_reason, "phase": cfg.phase,
             "precision": cfg.precision, **asdict(verdict), "precision_mode": asdict(mode),
@@ -158,6 +166,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     model = BertForPreTraining(model_cfg)
     if cfg.phase == 2:
         checkpoint.load_weights(cfg.checkpoint, model)
+    if ranks.distributed:  # the same initial weights everywhere, a dropout stream per rank
+        torch.manual_seed(cfg.seed + 1000 * ranks.rank)
     optimizer = Lamb(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
                      betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
     save_dir = cfg.output / "model_save"
@@ -167,7 +177,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         if (state.phase, state.precision) != (cfg.phase, cfg.precision):
             raise HarnessError(f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
                                f"not phase {cfg.phase} {cfg.precision}")
-        now = _trajectory(cfg)
+        now = _trajectory(cfg, ranks.world_size)
         changed = [k for k in TRAJECTORY_FIELDS if state.config.get(k) != now[k]]
         if changed:
             k = changed[0]
@@ -178,31 +188,43 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         torch.set_rng_state(state.rng)
         start_step = state.step
     model.train()
+    model, optimizer, backend = backends.prepare(cfg.backend, model, optimizer, mode.autocast)
+    trained = ranks.wrap(model)  # what the step calls: DDP averages the gradients over ranks
+    global_batch = cfg.batch_size * ranks.world_size
 
-    metrics = MetricsProcessor(cfg.output / "metrics.jsonl", cfg.steps, cfg.log_every, start_step)
-    mllog = MLPerfLog(cfg.output / "mllog.txt", append=cfg.resume)
-    mllog.run_start(global_batch_size=cfg.batch_size, lr=cfg.learning_rate,
+    metrics = MetricsProcessor(cfg.output / "metrics.jsonl" if ranks.is_main else None, cfg.steps,
+                               cfg.log_every, start_step)
+    mllog = MLPerfLog(cfg.output / "mllog.txt" if ranks.is_main else None, append=cfg.resume)
+    mllog.run_start(global_batch_size=global_batch, lr=cfg.learning_rate,
                     warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
                     weight_decay=cfg.weight_decay, betas=BETAS, eps=EPS,
                     seq_len=data.shape.seq_len, max_predictions=data.shape.max_predictions,
                     eval_examples=cfg.eval_examples, seed=cfg.seed)
-    print(f"phase {cfg.phase} {cfg.precision}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
-          f"parameters, batch {cfg.batch_size} x seq {data.shape.seq_len}, {len(data.train)} "
-          f"training slice(s), eval from {data.eval_source}", file=sys.stderr, flush=True)
+    if ranks.is_main:
+        layout = (f" ({ranks.world_size} ranks x {cfg.batch_size}, {ranks.backend})" if ranks.distributed
+                  else "")
+        print(f"phase {cfg.phase} {cfg.precision}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
+              f"parameters, batch {global_batch}{layout} x seq {data.shape.seq_len}, {len(data.train)} "
+              f"training slice(s), eval from {data.eval_source}", file=sys.stderr, flush=True)
 
     def save(step: int, complete: bool) -> None:
+        if not ranks.is_main:
+            return
         checkpoint.save(save_dir, model, model_cfg, checkpoint.TrainingState(
             step=step, phase=cfg.phase, precision=cfg.precision,
             optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), complete=complete,
-            config=_trajectory(cfg)))
+            config=_trajectory(cfg, ranks.world_size)))
 
     def run_eval(step: int) -> None:
+        if not ranks.is_main:  # the others wait for it at their next collective
+            return
         results = evaluate(model, data, mode, cfg.batch_size, cfg.eval_examples)
         metrics.evaluation(step, results)
-        mllog.eval_accuracy(results["eval_mlm_accuracy"], step * cfg.batch_size, step)
+        mllog.eval_accuracy(results["eval_mlm_accuracy"], step * global_batch, step)
 
     status, error, step = "ok", None, start_step
-    batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers, model_cfg.vocab_size))
+    batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers, model_cfg.vocab_size,
+                                   ranks.rank, ranks.world_size, cfg.shuffle_buffer))
     try:
         for _ in range(start_step):  # replay the data order up to the checkpoint
             checked(next(batches))
@@ -215,10 +237,19 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             lr = poly_warmup_lr(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            batch = to_batch(raw)
+            if ranks.distributed:
+                (weight_sum,) = ranks.sum([float(raw["masked_lm_weights"].sum())])
+                batch.mlm_weight_sum = torch.tensor(weight_sum / ranks.world_size)
             with mode.autocast_context():
-                out = model(to_batch(raw))
+                out = trained(batch)
             out.loss.backward()
-            loss = out.loss.item()
+            loss, mlm_loss, nsp_loss, masked, stopping = ranks.sum(
+                [out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(), out.masked_tokens,
+                 float(stop.raised)])
+            # Every rank decides alike: on the mean loss, and to stop when any rank was signalled.
+            loss, mlm_loss, nsp_loss = (v / ranks.world_size for v in (loss, mlm_loss, nsp_loss))
+            stop.raised = stopping > 0
             if fault:
                 loss = fault.poison_loss(step, loss)
             if not math.isfinite(loss):
@@ -234,10 +265,12 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             optimizer.zero_grad(set_to_none=True)
             t2 = time.perf_counter()
             metrics.step(StepMetrics(
-                step=step, loss=loss, mlm_loss=out.mlm_loss.item(), nsp_loss=out.nsp_loss.item(),
+                step=step, loss=loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
                 lr=lr, grad_norm=grad_norm, step_time_s=t2 - t0, data_time_s=t1 - t0,
-                seq_per_s=cfg.batch_size / (t2 - t0),
-                model_flops=model.training_flops(cfg.batch_size, data.shape.seq_len, out.masked_tokens)))
+                # the ranks move in step (the gradient all-reduce): global batch over step time
+                # is the sum of their throughputs
+                seq_per_s=global_batch / (t2 - t0),
+                model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked))))
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
                 run_eval(step)
             if stop.raised:
@@ -254,39 +287,59 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         raise
     finally:
         # Steps just after a resume are as cold as the first ones: leave them out too.
-        summary = metrics.summary(cfg.timing_warmup, cfg.batch_size, resumed_at=start_step)
+        summary = metrics.summary(cfg.timing_warmup, global_batch, resumed_at=start_step)
         peak = roofline_lookup(mode.name, context["cpu_model"], torch.get_num_threads())
         if peak and "model_tflops_per_s" in summary:
-            # MFU: model FLOP/s over the large-matmul peak of this mode on this machine.
-            summary["roofline_gflops"] = peak["gflops"]
-            summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / peak["gflops"]
+            # MFU: model FLOP/s over the large-matmul peak of this mode on this machine, one
+            # peak per rank (each measured at this rank's thread count).
+            summary["roofline_gflops"] = peak["gflops"] * ranks.world_size
+            summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / summary["roofline_gflops"]
         metrics.close()
-        mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * cfg.batch_size)
+        mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * global_batch)
         mllog.close()
-        _write_json(cfg.output / "result.json", {
-            "status": status,
-            "error": error,
-            "phase": cfg.phase,
-            "precision": cfg.precision,
-            "model_config": asdict(model_cfg),
-            "seq_len": data.shape.seq_len,
-            "max_predictions": data.shape.max_predictions,
-            "train_files": [s.path for s in data.train],
-            "eval_source": data.eval_source,
-            "steps": cfg.steps,
-            **summary,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            **asdict(verdict),
-            "precision_mode": asdict(mode),
-            "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS},
-            "cores": context["cores"],
-            "threads": torch.get_num_threads(),
-            "cpu_model": context["cpu_model"],
-            "started_at": started_at,
-            "wall_time_s": time.perf_counter() - wall_start,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "versions": library_versions(),
-            "config": _jsonable(cfg),
-        })
+        if ranks.is_main:
+            _write_result(cfg, mode, context, ranks, {
+                "status": status,
+                "error": error,
+                "model_config": asdict(model_cfg),
+                "seq_len": data.shape.seq_len,
+                "max_predictions": data.shape.max_predictions,
+                "train_files": [s.path for s in data.train],
+                "eval_source": data.eval_source,
+                **summary,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                **asdict(verdict),
+                **backend,
+                "started_at": started_at,
+                "wall_time_s": time.perf_counter() - wall_start,
+                # ru_maxrss is KiB on Linux: rank 0's peak resident memory, model and data included
+                "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            })
+        ranks.close()
     return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]
+
+
+def _write_result(cfg: TrainConfig, mode: PrecisionMode, context: dict, ranks: Ranks, fields: dict) -> None:
+    """result.json: the run's own figures (fields), then what every result records."""
+    _write_json(cfg.output / "result.json", {
+        "status": fields.pop("status"),
+        "error": fields.pop("error"),
+        "phase": cfg.phase,
+        "precision": cfg.precision,
+        "steps": cfg.steps,
+        **fields,
+        "precision_mode": asdict(mode),
+        "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS},
+        "cores": context["cores"],
+        "threads": torch.get_num_threads(),
+        # with several ranks: threads and cores are rank 0's, batch_size the global batch
+        "world_size": ranks.world_size,
+        "dist_backend": ranks.backend,
+        "batch_size_per_rank": cfg.batch_size,
+        "node_cores": context.get("node_cores", context["cores"]),
+        "cpu_model": context["cpu_model"],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "versions": library_versions(),
+        "config": _jsonable(cfg),
+    })

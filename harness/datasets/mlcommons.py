@@ -193,7 +193,7 @@ def checked(batch: dict) -> dict[str, torch.Tensor]:
 
 
 def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int, vocab_size: int,
-                    rank: int = 0, world_size: int = 1) -> DataLoader:
+                    rank: int = 0, world_size: int = 1, shuffle_buffer: int = 2048) -> DataLoader:
     """An endless stream of training batches, loaded by `workers` background processes.
 
     Batches are built inside the workers (no per-example collation in the training process).
@@ -202,7 +202,7 @@ def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int, v
     if workers < 0:
         raise HarnessError(f"--data-workers must be >= 0, got {workers}")
     dataset = ShardedExamples(data.train, data.shape, batch_size, seed, rank, world_size,
-                              vocab_size=vocab_size)
+                              shuffle_buffer=shuffle_buffer, vocab_size=vocab_size)
     return DataLoader(
         dataset, batch_size=None, num_workers=workers,
         prefetch_factor=4 if workers else None, persistent_workers=workers > 0,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.gate.stats import compare_samples
-from harness.reports.runsets import KEY, RunSet, key_stats, timed_samples
+from harness.reports.runsets import KEY, RunSet, key_label, key_stats, mode_label, timed_samples
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,6 @@ class Check:
     figures: dict = field(default_factory=dict)
 
 
-def _label(row: pd.Series | dict) -> str:
-    return f"p{row['phase']} {row['precision']} {row['model']} {row['batch_size']}x{row['seq_len']}"
-
-
 def validity(current: RunSet) -> list[Check]:
     """Every current run must have finished ok with an ISA that matches its mode."""
     checks = []
@@ -114,7 +110,7 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
     base_stats, cur_stats = key_stats(baseline), key_stats(current)
     cur_index = {tuple(r[k] for k in KEY): r for _, r in cur_stats.iterrows()}
     for _, b in base_stats.iterrows():
-        label = _label(b)
+        label = key_label(b)
         if b["runs_ok"] == 0:
             checks.append(
                 Check("throughput", label, True, f"not compared: no baseline run ok ({b['statuses']})")
@@ -177,8 +173,9 @@ def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
         name = f"{floor.numerator}/{floor.denominator}"
         found = False
         for phase, group in stats.groupby("phase"):
-            top = group[group.precision == floor.numerator]
-            bottom = group[group.precision == floor.denominator]
+            modes = [mode_label(p, b) for p, b in zip(group["precision"], group["backend"], strict=True)]
+            top = group[[m == floor.numerator for m in modes]]
+            bottom = group[[m == floor.denominator for m in modes]]
             if top.empty or bottom.empty:
                 continue
             found = True
@@ -218,7 +215,7 @@ def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Chec
     cur_stats = key_stats(current)
     base_index = {tuple(r[k] for k in KEY): r for _, r in key_stats(baseline).iterrows()}
     for _, c in cur_stats.iterrows():
-        label = _label(c)
+        label = key_label(c)
         if c["runs_ok"] == 0:
             continue  # validity already failed it
         b = base_index.get(tuple(c[k] for k in KEY))
@@ -250,11 +247,12 @@ def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Chec
                 )
         fp32 = cur_stats[
             (cur_stats.precision == "fp32")
+            & (cur_stats.backend == "stock")
             & (cur_stats.phase == c["phase"])
             & (cur_stats.model == c["model"])
             & (cur_stats.runs_ok > 0)
         ]
-        if c["precision"] != "fp32" and len(fp32):
+        if (c["precision"], c["backend"]) != ("fp32", "stock") and len(fp32):
             ref = fp32.iloc[0]["final_loss"]
             limit = ref * (1 + cfg.loss_tolerance)
             checks.append(

@@ -29,6 +29,10 @@ class PretrainingBatch:
     masked_lm_ids: torch.Tensor  # [B, P] int64
     masked_lm_weights: torch.Tensor  # [B, P] float32, 0 = padding slot
     next_sentence_labels: torch.Tensor  # [B] int64
+    mlm_weight_sum: torch.Tensor | None = None
+    """What the MLM loss divides by; None: this batch's weight sum. Data-parallel ranks pass the
+    global batch's sum over the world size, so that DDP's average of their gradients is the
+    gradient of the global batch's loss however the masked tokens fall among the ranks."""
 
 
 @dataclass
@@ -224,7 +228,8 @@ class BertForPreTraining(nn.Module):
         weights = batch.masked_lm_weights[selected]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
         # The MLCommons reference divides by (sum of weights + 1e-5).
-        mlm_loss = (token_loss * weights).sum() / (weights.sum() + 1e-5)
+        total = weights.sum() if batch.mlm_weight_sum is None else batch.mlm_weight_sum
+        mlm_loss = (token_loss * weights).sum() / (total + 1e-5)
 
         nsp_logits = self.cls.seq_relationship(self.bert.pooler(x)).float()
         nsp_loss = F.cross_entropy(nsp_logits, batch.next_sentence_labels)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
-from harness.reports.runsets import RunSet, is_runset, key_stats
+from harness.reports.runsets import RunSet, is_runset, key_stats, mode_label
 
 
 def find_runsets(folder: Path) -> list[Path]:
@@ -34,6 +34,7 @@ def _series(sets: list[RunSet]) -> pd.DataFrame:
         if stats.empty:
             continue
         stats["set_no"] = i
+        stats["mode"] = [mode_label(p, b) for p, b in zip(stats["precision"], stats["backend"], strict=True)]
         frames.append(stats)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -66,7 +67,7 @@ def _chart(series: pd.DataFrame, sets: list[RunSet], phase: int, colors: dict[st
             f"{esc(s.label[-20:])}<tspan x=\"{x(i):.1f}\" dy=\"12\">{esc(s.started_at[:10])}</tspan></text>"
         )
     legend_y = 20
-    for (precision, model), line in data.groupby(["precision", "model"], sort=False):
+    for (precision, model), line in data.groupby(["mode", "model"], sort=False):
         color = colors[precision]
         line = line.sort_values("set_no")
         points = " ".join(f"{x(r.set_no):.1f},{y(r.throughput_seq_per_s):.1f}" for r in line.itertuples())
@@ -100,16 +101,16 @@ def _link(folder: Path, s: RunSet) -> str:
 
 def render_history(folder: Path, sets: list[RunSet]) -> str:
     series = _series(sets)
-    precisions = list(dict.fromkeys(series["precision"])) if len(series) else []
+    precisions = list(dict.fromkeys(series["mode"])) if len(series) else []
     colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(precisions)}
-    columns = series[["phase", "precision"]].drop_duplicates().values.tolist() if len(series) else []
+    columns = series[["phase", "mode"]].drop_duplicates().values.tolist() if len(series) else []
     head = "".join(f"<th>p{phase} {esc(precision)} seq/s</th>" for phase, precision in columns)
     rows = []
     for i, s in enumerate(sets):
         mine = series[series.set_no == i] if len(series) else series
         cells = []
         for phase, precision in columns:
-            hit = mine[(mine.phase == phase) & (mine.precision == precision)]
+            hit = mine[(mine.phase == phase) & (mine["mode"] == precision)]
             cells.append(f"<td>{num(hit['throughput_seq_per_s'].iloc[0] if len(hit) else None, '.3f')}</td>")
         ok = int((s.runs["status"] == "ok").sum())
         cls = "ok" if ok == len(s.runs) else "bad"

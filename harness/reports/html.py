@@ -14,14 +14,22 @@ import pandas as pd
 
 from harness.files import write_atomic
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
+from harness.reports.runsets import mode_label
 from harness.reports.tables import runs_table, steps_table
+
+
+def _modes(runs: pd.DataFrame) -> pd.Series:
+    """Each run's precision, with its backend when that is not stock PyTorch (bf16+ipex)."""
+    return pd.Series([mode_label(p, b) for p, b in zip(runs["precision"], runs["backend"], strict=True)],
+                     index=runs.index)
 
 
 def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
     """(precision, css class, sentence) per non-fp32 precision: speed and convergence against fp32."""
     out = []
-    for precision in [p for p in dict.fromkeys(runs["precision"]) if p != "fp32"]:
-        mine = runs[runs.precision == precision]
+    modes = _modes(runs)
+    for precision in [m for m in dict.fromkeys(modes) if m != "fp32"]:
+        mine = runs[modes == precision]
         bad = mine[~mine.status.isin(["ok"])]
         if len(bad):
             out.append(
@@ -70,8 +78,9 @@ def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
         parts.append(
             f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" font-size="12">{esc(r.run_id)}</text>'
         )
+        color = colors[mode_label(r.precision, r.backend)]
         parts.append(
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="{colors[r.precision]}" '
+            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="{color}" '
             f'opacity="0.8"><title>{r.throughput_seq_per_s:.3f} seq/s</title></rect>'
         )
         x10, x90 = left + r.throughput_p10 * scale, left + r.throughput_p90 * scale
@@ -94,7 +103,7 @@ def _smooth(values: list[float], alpha: float = 0.1) -> list[float]:
     return out
 
 
-def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str]) -> str:
+def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_modes: dict[str, str]) -> str:
     data = steps[(steps.phase == phase) & steps.loss.notna()]
     if data.empty:
         return f'<p class="muted">no steps recorded in phase {phase}</p>'
@@ -117,8 +126,7 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str]) -> str:
         )
     legend_y = 20
     for run_id, run in data.groupby("run_id", sort=False):
-        precision = run["precision"].iloc[0]
-        color = colors[precision]
+        color = colors[run_modes[run_id]]
         steps_, losses = run["step"].tolist(), run["loss"].tolist()
         raw = " ".join(xy(s, v) for s, v in zip(steps_, losses, strict=True))
         smooth = " ".join(xy(s, v) for s, v in zip(steps_, _smooth(losses), strict=True))
@@ -144,7 +152,8 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
     runs, steps = runs_table(compare_dir), steps_table(compare_dir)
     machine_path = compare_dir / "machine.json"
     machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
-    colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(dict.fromkeys(runs["precision"]))}
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
+    run_modes = dict(zip(runs["run_id"], _modes(runs), strict=True))
     verdict_html = (
         "".join(
             f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
@@ -179,6 +188,7 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
             ("mfu", "MFU", ".1%"),
             ("threads", "threads", "d"),
             ("wall_time_s", "wall s", ".1f"),
+            ("peak_rss_gib", "peak RSS GiB", ".2f"),
         ],
     )
     isa = table(
@@ -203,7 +213,8 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
         or '<li class="ok">every run finished ok</li>'
     )
     charts = "".join(
-        f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors)}" for p in sorted(runs["phase"].dropna().unique())
+        f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors, run_modes)}"
+        for p in sorted(runs["phase"].dropna().unique())
     )
     machine_rows = "".join(
         f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>'

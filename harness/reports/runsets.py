@@ -18,8 +18,18 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.reports.tables import read_runs, read_steps, runs_table, steps_table
 
-KEY = ["phase", "precision", "model", "batch_size", "seq_len"]
-"""What makes two runs comparable: the same phase, mode, model and shapes."""
+KEY = ["phase", "precision", "backend", "model", "batch_size", "seq_len"]
+"""What makes two runs comparable: the same phase, mode, backend, model and shapes."""
+
+
+def mode_label(precision: str, backend: str) -> str:
+    """'bf16', or 'bf16+ipex' for a run on another backend than stock PyTorch."""
+    return precision if backend == "stock" else f"{precision}+{backend}"
+
+
+def key_label(row) -> str:  # a pandas row or a dict with the KEY fields
+    return (f"p{row['phase']} {mode_label(row['precision'], row['backend'])} {row['model']} "
+            f"{row['batch_size']}x{row['seq_len']}")
 
 
 @dataclass

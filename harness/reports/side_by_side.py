@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
-from harness.reports.runsets import KEY, RunSet, key_stats
+from harness.reports.runsets import KEY, RunSet, key_label, key_stats
 
 MACHINE_FIELDS = [
     ("cpu_model", "CPU"),
@@ -22,10 +22,6 @@ MACHINE_FIELDS = [
     ("amx_usable", "AMX usable"),
 ]
 VERSION_FIELDS = ["harness_commit", "torch", "onednn", "mkl", "python"]
-
-
-def _key_label(row: pd.Series) -> str:
-    return f"p{row.phase} {row.precision} · {row.model} · {row.batch_size}x{row.seq_len}"
 
 
 def _matched(stats: list[pd.DataFrame]) -> pd.DataFrame:
@@ -78,7 +74,7 @@ def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
                 ratio = median / base if base and not pd.isna(base) and not pd.isna(median) else math.nan
                 cls = "" if pd.isna(ratio) else ("ok" if ratio >= 1 else "bad")
                 cells.append(f'<td class="{cls}">{num(ratio, ".3f")}{"x" if not pd.isna(ratio) else ""}</td>')
-        rows.append(f'<tr><td class="l">{esc(_key_label(r))}</td>{"".join(cells)}</tr>')
+        rows.append(f'<tr><td class="l">{esc(key_label(r))}</td>{"".join(cells)}</tr>')
     return f'<table id="throughput"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -94,7 +90,7 @@ def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
             f"{' [emulated]' if r.get(f'emulated_{i}') is True else ''}</td>"
             for i in range(len(sets))
         )
-        rows.append(f'<tr><td class="l">{esc(_key_label(r))}</td>{cells}</tr>')
+        rows.append(f'<tr><td class="l">{esc(key_label(r))}</td>{cells}</tr>')
     return f'<table id="convergence"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -113,7 +109,7 @@ def _chart(matched: pd.DataFrame, sets: list[RunSet]) -> str:
         y0 = 10 + g * group_h
         parts.append(
             f'<text x="{left - 6}" y="{y0 + group_h / 2}" text-anchor="end" font-size="12">'
-            f"{esc(_key_label(r))}</text>"
+            f"{esc(key_label(r))}</text>"
         )
         for i, s in enumerate(sets):
             median = r.get(f"throughput_seq_per_s_{i}")

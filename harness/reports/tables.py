@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 
 RUN_COLUMNS: dict[str, str] = {
-    "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64",
+    "run_id": "string", "phase": "Int64", "precision": "string", "backend": "string", "repeat": "Int64",
     "status": "string", "model": "string", "seq_len": "Int64", "batch_size": "Int64",
     "steps_measured": "Int64", "throughput_seq_per_s": "float64", "throughput_p10": "float64",
     "throughput_p90": "float64", "step_time_cv": "float64", "tokens_per_s": "float64",
@@ -23,7 +23,8 @@ RUN_COLUMNS: dict[str, str] = {
     "final_loss": "float64", "eval_mlm_accuracy": "float64", "loss_gap_vs_fp32": "float64",
     "isa_cap": "string", "isa_verified": "string", "amx_used": "boolean", "emulated": "boolean",
     "valid": "boolean", "kernels": "string", "threads": "Int64", "cpu_model": "string",
-    "torch_version": "string", "started_at": "string", "wall_time_s": "float64", "error": "string",
+    "torch_version": "string", "started_at": "string", "wall_time_s": "float64", "peak_rss_gib": "float64",
+    "error": "string",
 }
 STEP_COLUMNS: dict[str, str] = {
     "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64", "step": "Int64",
@@ -36,6 +37,7 @@ STEP_COLUMNS: dict[str, str] = {
 
 def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     row: dict = {k: spec.get(k) for k in ("run_id", "phase", "precision", "repeat", "model", "batch_size")}
+    row["backend"] = spec.get("backend", "stock")
     row["status"] = outcome["status"] if outcome else "not run"
     if outcome and outcome["status"] in ("crashed", "timeout", "skipped", "interrupted", "refused"):
         last = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else "no output"
@@ -48,7 +50,7 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     for key in ("seq_len", "batch_size", "steps_measured", "throughput_seq_per_s", "throughput_p10",
                 "throughput_p90", "step_time_cv", "model_tflops_per_s", "mfu", "final_loss",
                 "eval_mlm_accuracy", "isa_cap", "isa_verified", "amx_used", "emulated", "valid",
-                "threads", "cpu_model", "started_at", "wall_time_s"):
+                "threads", "cpu_model", "started_at", "wall_time_s", "peak_rss_gib"):
         if r.get(key) is not None:
             row[key] = r[key]
     row["kernels"] = " ".join(r.get("kernels", []))
@@ -67,7 +69,9 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
     rows = [_run_row(s, outcomes.get(s["run_id"]), compare_dir / "runs" / s["run_id"]) for s in plan["runs"]]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df = df.astype(RUN_COLUMNS)
-    baseline = df[(df["precision"] == "fp32") & (df["status"] == "ok")].set_index(["phase", "repeat"])
+    # the reference: stock fp32 (an ipex fp32 run then shows what IPEX buys)
+    reference = (df["precision"] == "fp32") & (df["backend"] == "stock") & (df["status"] == "ok")
+    baseline = df[reference].set_index(["phase", "repeat"])
     for i, row in df.iterrows():
         key = (row["phase"], row["repeat"])
         if key in baseline.index:

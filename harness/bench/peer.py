@@ -1,0 +1,270 @@
+"""`harness bench peer`: our training step against Hugging Face's, same model, batch and threads.
+
+For each precision, three workers run one after another, each started with the mode's
+environment: our BertForPreTraining + LAMB step, Hugging Face's BertForPreTraining + fused AdamW
+under the same autocast, and a real `harness train` run of the same shape (its median step time
+against our bare step is the harness's own overhead: data pipeline, metrics, checks). Both
+models are credited with the same analytic FLOPs (the useful work of a BERT step), so MFU and
+the speed ratio compare like with like. One profiled step per implementation gives the top
+operators by self CPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+
+def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
+    """The first training batch of the phase's data: the same examples (padding, masked counts)
+    a `harness train` run of that phase sees, so all three workers do comparable work."""
+    from harness.datasets.mlcommons import checked, resolve_phase_data, training_loader
+
+    data = resolve_phase_data(Path(dataset), phase, 0.9, 8)
+    return checked(next(iter(training_loader(data, batch_size, seed=0, workers=0, vocab_size=vocab))))
+
+
+def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
+
+    from harness.models import BertForPreTraining, Lamb, load_config
+    from harness.models.lamb import parameter_groups
+    from harness.trainer import to_batch
+
+    model = BertForPreTraining(load_config(model_name)).train()
+    optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
+    batch = to_batch(raw)
+
+    def step() -> None:
+        with mode.autocast_context():
+            out = model(batch)
+        out.loss.backward()
+        optimizer.step_if_finite()
+        optimizer.zero_grad(set_to_none=True)
+
+    flops = model.training_flops(raw["input_ids"].shape[0], raw["input_ids"].shape[1],
+                                 int((raw["masked_lm_weights"] > 0).sum()))
+    return step, flops
+
+
+def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
+    import torch
+
+    from harness.models import BertForPreTraining, load_config
+
+    try:
+        import transformers
+    except ImportError:
+        raise HarnessError("bench peer: the Hugging Face side needs transformers (pip install -e '.[test]' "
+                           "or pip install transformers)") from None
+    cfg = load_config(model_name)
+    hf_config = transformers.BertConfig(**cfg.to_hf_dict())
+    model = transformers.BertForPreTraining(hf_config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    labels = torch.full_like(raw["input_ids"], -100)
+    labels.scatter_(1, raw["masked_lm_positions"], raw["masked_lm_ids"])
+
+    def step() -> None:
+        with mode.autocast_context():
+            out = model(input_ids=raw["input_ids"], attention_mask=raw["input_mask"],
+                        token_type_ids=raw["segment_ids"], labels=labels,
+                        next_sentence_label=raw["next_sentence_labels"])
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    # Credited with our model's FLOPs: the same useful work (HF's MLM head also runs on every
+    # unmasked token, which is its cost, not extra work done).
+    ours = BertForPreTraining(cfg)
+    flops = ours.training_flops(raw["input_ids"].shape[0], raw["input_ids"].shape[1],
+                                int((raw["masked_lm_weights"] > 0).sum()))
+    return step, flops
+
+
+IMPLEMENTATIONS = {"harness": _ours, "hugging-face": _hugging_face}
+
+
+def _top_operators(step: Callable[[], None], top: int) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events[:top]]
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """What both implementations train; each field has a `bench peer` flag."""
+
+    model: str
+    dataset: str
+    phase: int
+    """1: seq 128 batches of the data's phase 1; 2: seq 512."""
+    batch_size: int
+    steps: int
+    """Timed steps per implementation."""
+    warmup: int
+    """Untimed steps first (allocator, oneDNN JIT)."""
+    top: int
+    """Operators listed from one profiled step (0: no profile)."""
+
+
+def measure(impl: str, mode, spec: PeerSpec) -> dict:
+    """In the worker: time spec.steps steps after spec.warmup, then profile one."""
+    import torch
+
+    from harness.models import load_config
+
+    mode.apply_math_mode()
+    raw = first_batch(spec.dataset, spec.phase, spec.batch_size, load_config(spec.model).vocab_size)
+    step, flops = IMPLEMENTATIONS[impl](spec.model, raw, mode)
+    for _ in range(spec.warmup):
+        step()
+    times = []
+    for _ in range(spec.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    operators = _top_operators(step, spec.top) if spec.top else []
+    t = np.array(times)
+    batch_size = spec.batch_size
+    return {
+        "impl": impl, "precision": mode.name, "model": spec.model, "batch_size": batch_size,
+        "seq_len": raw["input_ids"].shape[1], "threads": torch.get_num_threads(), "steps": spec.steps,
+        "step_time_s": statistics.median(times), "step_time_p10": float(np.percentile(t, 10)),
+        "step_time_p90": float(np.percentile(t, 90)), "seq_per_s": batch_size / statistics.median(times),
+        "model_tflops_per_s": flops / statistics.median(times) / 1e12,
+        # ru_maxrss is in KiB on Linux: the worker's peak resident memory
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "top_operators": operators,
+    }
+
+
+def main_worker(argv_json: str) -> int:
+    """`harness bench peer --worker JSON`: implementation, precision and PeerSpec fields."""
+    from harness.launch import worker_context
+    from harness.precision import get_precision
+
+    settings = json.loads(argv_json)
+    impl, mode = settings.pop("impl"), get_precision(settings.pop("precision"))
+    worker_context(mode)
+    print(json.dumps(measure(impl, mode, PeerSpec(**settings))))
+    return 0
+
+
+def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> dict:
+    """A real `harness train` run of the same shape: its median step against our bare one is
+    what the data pipeline, metrics and checks cost."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
+        cmd = [sys.executable, "-m", "harness", "train", "--phase", str(spec.phase), "--precision", name,
+               "--dataset", spec.dataset, "--output", f"{tmp}/run", "--steps", str(spec.warmup + spec.steps),
+               "--timing-warmup", str(spec.warmup), "--batch-size", str(spec.batch_size),
+               "--eval-examples", "8", "--log-every", "1000", "--cores", ",".join(map(str, cores))]
+        if spec.phase == 1:
+            cmd += ["--model", spec.model]
+        else:
+            raise HarnessError("bench peer: the harness train comparison runs phase 1 only; add --no-train")
+        if emulated:
+            cmd.append("--allow-emulation")
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise HarnessError(f"bench peer: harness train for {name} exited with {done.returncode}: "
+                               f"{done.stderr.strip().splitlines()[-1:]}")
+        r = json.loads(Path(f"{tmp}/run/result.json").read_text())
+    return {"impl": "harness train", "precision": name, "model": spec.model, "batch_size": spec.batch_size,
+            "seq_len": r["seq_len"], "threads": r["threads"], "steps": r["steps_measured"],
+            "step_time_s": r["step_time_median_s"], "step_time_p10": spec.batch_size / r["throughput_p90"],
+            "step_time_p90": spec.batch_size / r["throughput_p10"], "seq_per_s": r["throughput_seq_per_s"],
+            "model_tflops_per_s": r["model_tflops_per_s"], "mfu": r.get("mfu"),
+            "data_wait_fraction": r["data_wait_fraction"], "peak_rss_gib": None, "top_operators": []}
+
+
+def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emulation: bool,
+             cores_spec: str | None) -> list[dict]:
+    """Parent: for each precision, our step, Hugging Face's and (with_train) a `harness train`
+    run, one after another, each in a worker with the mode's environment."""
+    import sys
+    from dataclasses import asdict
+
+    from harness.launch import default_cores, parse_cores, run_worker_capture, worker_environment
+    from harness.platform import detect
+    from harness.precision import get_precision
+    from harness.roofline import lookup
+
+    platform = detect()
+    cores = parse_cores(cores_spec) if cores_spec else default_cores()
+    rows = []
+    for name in precisions:
+        mode = get_precision(name)
+        missing = [f for f in mode.requires if not platform.has(f)]
+        if missing and not allow_emulation:
+            raise HarnessError(f"--precisions {name}: needs {', '.join(missing)}, which this machine lacks; "
+                               "--allow-emulation measures it anyway, marked emulated")
+        context = {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
+                   "cpu_model": platform.cpu_model}
+        env = worker_environment(mode, cores, context)
+        for impl in IMPLEMENTATIONS:
+            print(f"{name} {impl}: {spec.warmup} + {spec.steps} steps", file=sys.stderr, flush=True)
+            settings = json.dumps({"impl": impl, "precision": name, **asdict(spec)})
+            code, out = run_worker_capture(["bench", "peer", "--worker", settings], env, cores)
+            if code != 0:
+                raise HarnessError(f"bench peer: the {impl} worker for {name} exited with {code}")
+            rows.append(json.loads(out))
+        if with_train:
+            print(f"{name} harness train: {spec.warmup} + {spec.steps} steps", file=sys.stderr, flush=True)
+            rows.append(_train_row(name, spec, cores, bool(missing)))
+        peak = lookup(name, platform.cpu_model, len(cores))
+        for row in rows[-3 if with_train else -2:]:
+            row["emulated"] = bool(missing)
+            if row.get("mfu") is None and peak:
+                row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"]
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The comparison table, the ratios and overheads, then the top operators."""
+    first = rows[0]
+    lines = [f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
+             f"threads, {first['steps']} timed steps each",
+             f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
+             f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9}"]
+    for r in rows:
+        mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
+        rss = f"{r['peak_rss_gib']:.1f} GiB" if r.get("peak_rss_gib") is not None else "-"
+        lines.append(f"{r['precision']:<10} {r['impl']:<14} {r['step_time_s']:>8.3f} "
+                     f"{r['step_time_p10']:>7.3f}..{r['step_time_p90']:<7.3f} {r['seq_per_s']:>7.3f} "
+                     f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9}"
+                     f"{'  [emulated]' if r.get('emulated') else ''}")
+    lines.append("")
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        mine = {r["impl"]: r for r in rows if r["precision"] == precision}
+        ours, hf = mine["harness"], mine["hugging-face"]
+        lines.append(f"{precision}: harness / Hugging Face = {hf['step_time_s'] / ours['step_time_s']:.2f}x "
+                     "sequences/s")
+        if "harness train" in mine:
+            t = mine["harness train"]
+            overhead = t["step_time_s"] / ours["step_time_s"] - 1
+            lines.append(f"{precision}: harness train step {t['step_time_s']:.3f} s vs bare step "
+                         f"{ours['step_time_s']:.3f} s: overhead {overhead:+.1%}, "
+                         f"data wait {t['data_wait_fraction']:.2%} of step time")
+    for r in rows:
+        if r["top_operators"]:
+            lines += ["", f"top operators, {r['precision']} {r['impl']} (one step, self CPU time):"]
+            lines += [f"  {o['self_ms']:>9.1f} ms {o['share']:>6.1%} {o['calls']:>6}x  {o['op']}"
+                      for o in r["top_operators"]]
+    return "\n".join(lines)

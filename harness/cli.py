@@ -46,6 +46,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="run a mode whose CPU features are missing; its results are marked emulated")
     p.add_argument("--shuffle-buffer", type=int, default=2048,
                    help="examples each data shard holds for shuffling (0: record order)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (inductor); compilation falls in the first steps")
     p.add_argument("--backend", default="stock", choices=("stock", "ipex"),
                    help="stock PyTorch, or ipex (intel-extension-for-pytorch, installed separately)")
     p.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "ccl"),
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the preset's)")
     c.add_argument("--cores", help="CPUs every run is bound to")
     c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
+    c.add_argument("--compile", action="store_true", help="torch.compile every run's model")
     c.add_argument("--allow-emulation", action="store_true",
                    help="run modes whose CPU features are missing (marked emulated)")
     c.add_argument("--loss-tolerance", type=float, default=0.02,
@@ -275,7 +278,8 @@ def _compare(args: argparse.Namespace) -> int:
     layout = _rank_layout(args)
     extra = (["--cores", args.cores] if args.cores else []) + \
         (["--allow-emulation"] if args.allow_emulation else []) + \
-        (["--instances", str(args.instances)] if args.instances != 1 else [])
+        (["--instances", str(args.instances)] if args.instances != 1 else []) + \
+        (["--compile"] if args.compile else [])
     # every run of the plan trains on the same layout of ranks
     for name in LAUNCH_FLAGS:
         value, default = getattr(layout, name), getattr(type(layout)(), name)

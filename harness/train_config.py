@@ -63,6 +63,9 @@ class TrainConfig:
     """Print a progress line every K steps."""
     shuffle_buffer: int = 2048
     """Examples each data shard holds for shuffling; 0 or 1 reads them in record order."""
+    compile: bool = False
+    """Run the model's forward through torch.compile (inductor); the first steps then include the
+    compilation, so give a larger --timing-warmup."""
     backend: str = "stock"
     """stock PyTorch, or ipex: intel-extension-for-pytorch's ipex.optimize on model and optimizer."""
     dist_backend: str = "auto"

@@ -190,6 +190,9 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     model.train()
     model, optimizer, backend = backends.prepare(cfg.backend, model, optimizer, mode.autocast)
     trained = ranks.wrap(model)  # what the step calls: DDP averages the gradients over ranks
+    if cfg.compile:
+        # dynamic: the MLM head's row count changes with every batch's masked tokens
+        trained = torch.compile(trained, dynamic=True)
     global_batch = cfg.batch_size * ranks.world_size
 
     metrics = MetricsProcessor(cfg.output / "metrics.jsonl" if ranks.is_main else None, cfg.steps,

@@ -1,0 +1,21 @@
+"""`harness bench peer` runs both implementations and a `harness train` run, and reports them."""
+
+import json
+
+from harness_cli import run
+
+
+def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path):
+    out = tmp_path / "peer.json"
+    proc = run("bench", "peer", "--model", "bert-tiny", "--precisions", "fp32", "--steps", 3, "--warmup", 1,
+               "--top", 4, "--dataset", synth_dir, "--json", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["impl"] for r in rows] == ["harness", "hugging-face", "harness train"]
+    for r in rows:
+        assert r["step_time_p10"] <= r["step_time_s"] <= r["step_time_p90"] and r["seq_per_s"] > 0
+    ours, hf, _ = rows
+    assert ours["seq_len"] == hf["seq_len"] == 128 and ours["model_tflops_per_s"] > 0
+    assert len(ours["top_operators"]) == 4 and ours["peak_rss_gib"] > 0
+    assert "fp32: harness / Hugging Face = " in proc.stdout and "overhead" in proc.stdout
+    assert "top operators, fp32 hugging-face" in proc.stdout

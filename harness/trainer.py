@@ -27,6 +27,7 @@ from harness.launch import worker_context
 from harness.metrics import MetricsProcessor, StepMetrics
 from harness.mlperf_log import MLPerfLog
 from harness.models import (
+    BertConfig,
     BertForPreTraining,
     Lamb,
     PretrainingBatch,
@@ -117,19 +118,8 @@ def _prepare_output(cfg: TrainConfig) -> None:
     cfg.output.mkdir(parents=True, exist_ok=True)
 
 
-def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
-    """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
-    4 invalid: the verified ISA contradicts the mode, so nothing is trained, 130 interrupted)."""
-    stop = _StopFlag()  # first: a signal during the (long) set-up must not lose the run either
-    context = worker_context(mode)
-    ranks = Ranks.join(cfg.dist_backend)
-    if ranks.is_main:  # rank 0 owns the output folder; the others write nothing
-        _prepare_output(cfg)
-    ranks.barrier()  # a recovered checkpoint is in place before any rank reads it
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    wall_start = time.perf_counter()
-    fault = Fault.from_env(cfg.precision, cfg.phase)
-
+def _model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
+    """The architecture (phase 2: the checkpoint's) and the phase's data, checked to fit it."""
     if cfg.phase == 2:
         checkpoint.require_phase1_result(cfg.checkpoint)
         model_cfg = checkpoint.load_config(cfg.checkpoint)
@@ -143,6 +133,43 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     if longest > model_cfg.max_position_embeddings:
         raise HarnessError(f"--dataset {cfg.dataset}: sequences of {longest} tokens, longer than the "
                            f"model's max_position_embeddings {model_cfg.max_position_embeddings}")
+    return model_cfg, data
+
+
+def _resume(cfg: TrainConfig, world_size: int, model: BertForPreTraining, optimizer: Lamb) -> int:
+    """Load the checkpoint in cfg.output into model and optimizer; returns its step. Refuses a
+    checkpoint of another phase or precision, or one trained with settings that decide the data
+    order and the updates other than these."""
+    save_dir = cfg.output / "model_save"
+    state = checkpoint.load_state(save_dir)
+    if (state.phase, state.precision) != (cfg.phase, cfg.precision):
+        raise HarnessError(f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
+                           f"not phase {cfg.phase} {cfg.precision}")
+    now = _trajectory(cfg, world_size)
+    changed = [k for k in TRAJECTORY_FIELDS if state.config.get(k) != now[k]]
+    if changed:
+        k = changed[0]
+        raise HarnessError(f"--resume: --{k.replace('_', '-')} is {now[k]} but the run in "
+                           f"{cfg.output} used {state.config.get(k)}; resume with the same settings")
+    checkpoint.load_weights(save_dir, model)
+    optimizer.load_state_dict(state.optimizer)
+    torch.set_rng_state(state.rng)
+    return state.step
+
+
+def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
+    """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
+    4 invalid: the verified ISA contradicts the mode, so nothing is trained, 130 interrupted)."""
+    stop = _StopFlag()  # first: a signal during the (long) set-up must not lose the run either
+    context = worker_context(mode)
+    ranks = Ranks.join(cfg.dist_backend)
+    if ranks.is_main:  # rank 0 owns the output folder; the others write nothing
+        _prepare_output(cfg)
+    ranks.barrier()  # a recovered checkpoint is in place before any rank reads it
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    wall_start = time.perf_counter()
+    fault = Fault.from_env(cfg.precision, cfg.phase)
+    model_cfg, data = _model_and_data(cfg)
 
     mode.apply_math_mode()
     verdict = IsaVerdict.judge(mode, probe(mode), context["amx_usable"], context["emulated"])
@@ -171,22 +198,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     optimizer = Lamb(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
                      betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
     save_dir = cfg.output / "model_save"
-    start_step = 0
-    if cfg.resume:
-        state = checkpoint.load_state(save_dir)
-        if (state.phase, state.precision) != (cfg.phase, cfg.precision):
-            raise HarnessError(f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
-                               f"not phase {cfg.phase} {cfg.precision}")
-        now = _trajectory(cfg, ranks.world_size)
-        changed = [k for k in TRAJECTORY_FIELDS if state.config.get(k) != now[k]]
-        if changed:
-            k = changed[0]
-            raise HarnessError(f"--resume: --{k.replace('_', '-')} is {now[k]} but the run in "
-                               f"{cfg.output} used {state.config.get(k)}; resume with the same settings")
-        checkpoint.load_weights(save_dir, model)
-        optimizer.load_state_dict(state.optimizer)
-        torch.set_rng_state(state.rng)
-        start_step = state.step
+    start_step = _resume(cfg, ranks.world_size, model, optimizer) if cfg.resume else 0
     model.train()
     model, optimizer, backend = backends.prepare(cfg.backend, model, optimizer, mode.autocast)
     trained = ranks.wrap(model)  # what the step calls: DDP averages the gradients over ranks

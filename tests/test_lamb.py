@@ -37,7 +37,7 @@ def reference_lamb(params, grads_per_step, lr, wd_mask, betas=(0.9, 0.999), eps=
 
 
 @pytest.mark.parametrize("grad_scale", [0.01, 10.0])  # below and above the clipping norm
-def test_foreach_lamb_matches_per_tensor_reference(grad_scale):
+def test_lamb_matches_per_tensor_reference(grad_scale):
     torch.manual_seed(0)
     shapes = [(18, 8), (8,), (4, 4, 3), (5,)]
     params = [torch.randn(s, dtype=torch.float64) for s in shapes]
@@ -58,7 +58,8 @@ def test_foreach_lamb_matches_per_tensor_reference(grad_scale):
         opt.step()
     expected = reference_lamb(params, grads_per_step, 0.05, wd_mask)
     for got, want in zip(live, expected, strict=True):
-        torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
+        # float64 parameters, but the fused kernel takes the clipping factor as a float32 scalar
+        torch.testing.assert_close(got.detach(), want, rtol=1e-6, atol=1e-9)
 
 
 def test_step_returns_the_unclipped_global_norm():

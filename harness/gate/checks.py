@@ -65,8 +65,10 @@ class GateConfig:
     accuracy_tolerance: float = 0.02
     """Eval MLM accuracy may fall below the baseline's by this much (absolute)."""
 
-    def threshold(self, precision: str) -> float:
-        return self.max_regression_for.get(precision, self.max_regression)
+    def threshold(self, precision: str, backend: str = "stock") -> float:
+        """The mode's own limit (bf16+ipex, then bf16), else the general one."""
+        own = self.max_regression_for
+        return own.get(mode_label(precision, backend), own.get(precision, self.max_regression))
 
 
 @dataclass
@@ -132,7 +134,7 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
             )
             continue
         cmp = compare_samples(cur_samples, base_samples)
-        limit = cfg.threshold(str(b["precision"]))
+        limit = cfg.threshold(str(b["precision"]), str(b["backend"]))
         regressed = -cmp.change > limit and cmp.p_value < cfg.alpha
         verdict = (
             "REGRESSION"

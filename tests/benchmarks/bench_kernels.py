@@ -48,6 +48,8 @@ class KernelServer:
         env = worker_environment(mode, cores, {"emulated": bool(missing), "missing_features": missing,
                                                "amx_usable": platform.amx_usable,
                                                "cpu_model": platform.cpu_model})
+        # the harness importable from this checkout even where it is not installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER.parents[2]), env.get("PYTHONPATH")]))
         command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ)]
         self.child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True, bufsize=1,

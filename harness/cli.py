@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--steps", type=int, default=5, help="timed steps per implementation")
     peer.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     peer.add_argument("--top", type=int, default=12, help="operators listed from one profiled step")
+    peer.add_argument("--rounds", type=int, default=1,
+                      help="run the implementations in turn R times, fresh processes each round")
     peer.add_argument("--dataset", type=Path, help="DATASET_DIR (default: the cached synthetic data)")
     peer.add_argument("--no-train", action="store_true", help="skip the `harness train` overhead run")
     peer.add_argument("--json", type=Path, help="also write the measurements here")

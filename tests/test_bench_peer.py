@@ -8,14 +8,16 @@ from harness_cli import run
 def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path):
     out = tmp_path / "peer.json"
     proc = run("bench", "peer", "--model", "bert-tiny", "--precisions", "fp32", "--steps", 3, "--warmup", 1,
-               "--top", 4, "--dataset", synth_dir, "--json", out)
+               "--top", 4, "--rounds", 2, "--dataset", synth_dir, "--json", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [r["impl"] for r in rows] == ["harness", "hugging-face", "harness train"]
     for r in rows:
         assert r["step_time_p10"] <= r["step_time_s"] <= r["step_time_p90"] and r["seq_per_s"] > 0
+        assert r["rounds"] == 2 and r["steps"] == 6 and len(r["round_medians_s"]) == 2
     ours, hf, _ = rows
     assert ours["seq_len"] == hf["seq_len"] == 128 and ours["model_tflops_per_s"] > 0
     assert len(ours["top_operators"]) == 4 and ours["peak_rss_gib"] > 0
-    assert "fp32: harness / Hugging Face = " in proc.stdout and "overhead" in proc.stdout
+    assert "fp32: harness / Hugging Face = " in proc.stdout and "(per round: " in proc.stdout
+    assert "overhead" in proc.stdout
     assert "top operators, fp32 hugging-face" in proc.stdout

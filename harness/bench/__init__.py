@@ -15,10 +15,11 @@ def main(args: argparse.Namespace) -> int:
 
     if args.worker:
         return main_worker(args.worker)
-    if min(args.batch_size, args.steps) < 1 or min(args.warmup, args.top) < 0:
-        raise HarnessError("--batch-size and --steps must be >= 1, --warmup and --top >= 0")
+    if min(args.batch_size, args.steps, args.rounds) < 1 or min(args.warmup, args.top) < 0:
+        raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
     dataset = args.dataset or cached_default(1024)
-    spec = PeerSpec(args.model, str(dataset), args.phase, args.batch_size, args.steps, args.warmup, args.top)
+    spec = PeerSpec(args.model, str(dataset), args.phase, args.batch_size, args.steps, args.warmup, args.top,
+                    args.rounds)
     rows = run_peer(spec, [p for p in args.precisions.split(",") if p], not args.no_train,
                     args.allow_emulation, args.cores)
     print(format_rows(rows))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +117,9 @@ class PeerSpec:
     """Untimed steps first (allocator, oneDNN JIT)."""
     top: int
     """Operators listed from one profiled step (0: no profile)."""
+    rounds: int = 1
+    """Times the implementations run in turn, each round in fresh processes: a machine whose
+    speed drifts (a neighbour, the host) then weighs on all of them alike."""
 
 
 def measure(impl: str, mode, spec: PeerSpec) -> dict:
@@ -136,18 +138,30 @@ def measure(impl: str, mode, spec: PeerSpec) -> dict:
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    operators = _top_operators(step, spec.top) if spec.top else []
-    t = np.array(times)
-    batch_size = spec.batch_size
     return {
-        "impl": impl, "precision": mode.name, "model": spec.model, "batch_size": batch_size,
-        "seq_len": raw["input_ids"].shape[1], "threads": torch.get_num_threads(), "steps": spec.steps,
-        "step_time_s": statistics.median(times), "step_time_p10": float(np.percentile(t, 10)),
-        "step_time_p90": float(np.percentile(t, 90)), "seq_per_s": batch_size / statistics.median(times),
-        "model_tflops_per_s": flops / statistics.median(times) / 1e12,
+        "impl": impl, "precision": mode.name, "model": spec.model, "batch_size": spec.batch_size,
+        "seq_len": raw["input_ids"].shape[1], "threads": torch.get_num_threads(), "step_times": times,
+        "flops": flops,
         # ru_maxrss is in KiB on Linux: the worker's peak resident memory
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "top_operators": operators,
+        "top_operators": _top_operators(step, spec.top) if spec.top else [],
+    }
+
+
+def merge(rounds: list[dict]) -> dict:
+    """One implementation's rounds as one row: step times pooled, figures from their median."""
+    times = np.array([t for r in rounds for t in r["step_times"]])
+    median = float(np.median(times))
+    first = rounds[0]
+    return {
+        **{k: first[k] for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads")},
+        "rounds": len(rounds), "steps": len(times), "step_time_s": median,
+        "step_time_p10": float(np.percentile(times, 10)), "step_time_p90": float(np.percentile(times, 90)),
+        "round_medians_s": [float(np.median(r["step_times"])) for r in rounds],
+        "seq_per_s": first["batch_size"] / median, "model_tflops_per_s": first["flops"] / median / 1e12,
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
+        "data_wait_fraction": first.get("data_wait_fraction"),
+        "top_operators": first["top_operators"],
     }
 
 
@@ -186,12 +200,12 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
             raise HarnessError(f"bench peer: harness train for {name} exited with {done.returncode}: "
                                f"{done.stderr.strip().splitlines()[-1:]}")
         r = json.loads(Path(f"{tmp}/run/result.json").read_text())
+        lines = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
+    timed = [m for m in lines if "seq_per_s" in m and m["step"] not in r["cold_steps"]]
     return {"impl": "harness train", "precision": name, "model": spec.model, "batch_size": spec.batch_size,
-            "seq_len": r["seq_len"], "threads": r["threads"], "steps": r["steps_measured"],
-            "step_time_s": r["step_time_median_s"], "step_time_p10": spec.batch_size / r["throughput_p90"],
-            "step_time_p90": spec.batch_size / r["throughput_p10"], "seq_per_s": r["throughput_seq_per_s"],
-            "model_tflops_per_s": r["model_tflops_per_s"], "mfu": r.get("mfu"),
-            "data_wait_fraction": r["data_wait_fraction"], "peak_rss_gib": None, "top_operators": []}
+            "seq_len": r["seq_len"], "threads": r["threads"], "step_times": [m["step_time_s"] for m in timed],
+            "flops": float(np.median([m["model_flops"] for m in timed])), "peak_rss_gib": r["peak_rss_gib"],
+            "data_wait_fraction": r["data_wait_fraction"], "top_operators": []}
 
 
 def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emulation: bool,
@@ -218,21 +232,27 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
         context = {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
                    "cpu_model": platform.cpu_model}
         env = worker_environment(mode, cores, context)
-        for impl in IMPLEMENTATIONS:
-            print(f"{name} {impl}: {spec.warmup} + {spec.steps} steps", file=sys.stderr, flush=True)
-            settings = json.dumps({"impl": impl, "precision": name, **asdict(spec)})
-            code, out = run_worker_capture(["bench", "peer", "--worker", settings], env, cores)
-            if code != 0:
-                raise HarnessError(f"bench peer: the {impl} worker for {name} exited with {code}")
-            rows.append(json.loads(out))
-        if with_train:
-            print(f"{name} harness train: {spec.warmup} + {spec.steps} steps", file=sys.stderr, flush=True)
-            rows.append(_train_row(name, spec, cores, bool(missing)))
+        runs: dict[str, list[dict]] = {}
+        for round_ in range(spec.rounds):
+            # operators are profiled once, in the first round
+            settings = {**asdict(spec), "top": spec.top if round_ == 0 else 0}
+            for impl in IMPLEMENTATIONS:
+                print(f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
+                      file=sys.stderr, flush=True)
+                worker = json.dumps({"impl": impl, "precision": name, **settings})
+                code, out = run_worker_capture(["bench", "peer", "--worker", worker], env, cores)
+                if code != 0:
+                    raise HarnessError(f"bench peer: the {impl} worker for {name} exited with {code}")
+                runs.setdefault(impl, []).append(json.loads(out))
+            if with_train:
+                print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)
+                runs.setdefault("harness train", []).append(_train_row(name, spec, cores, bool(missing)))
         peak = lookup(name, platform.cpu_model, len(cores))
-        for row in rows[-3 if with_train else -2:]:
+        for impl_rounds in runs.values():
+            row = merge(impl_rounds)
             row["emulated"] = bool(missing)
-            if row.get("mfu") is None and peak:
-                row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"]
+            row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"] if peak else None
+            rows.append(row)
     return rows
 
 
@@ -254,8 +274,9 @@ def format_rows(rows: list[dict]) -> str:
     for precision in dict.fromkeys(r["precision"] for r in rows):
         mine = {r["impl"]: r for r in rows if r["precision"] == precision}
         ours, hf = mine["harness"], mine["hugging-face"]
+        per_round = [h / o for h, o in zip(hf["round_medians_s"], ours["round_medians_s"], strict=True)]
         lines.append(f"{precision}: harness / Hugging Face = {hf['step_time_s'] / ours['step_time_s']:.2f}x "
-                     "sequences/s")
+                     f"sequences/s (per round: {', '.join(f'{r:.2f}x' for r in per_round)})")
         if "harness train" in mine:
             t = mine["harness train"]
             overhead = t["step_time_s"] / ours["step_time_s"] - 1

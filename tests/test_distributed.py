@@ -2,6 +2,10 @@
 read once, results written by rank 0 alone; bad layouts refused with one line."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +73,38 @@ def test_two_instances_on_disjoint_cores_add_up(synth_dir, tmp_path):
     first = [metrics(out / f"instance-{i}")[0][0]["seq_per_s"] for i in (0, 1)]
     assert len(steps) == 8 and steps[0]["seq_per_s"] == pytest.approx(sum(first)) and len(evals) == 1
     assert (out / "model_save" / "config.json").is_file()  # instance 0's, for a phase 2 to continue
+
+
+def test_two_nodes_meet_through_a_static_rendezvous(synth_dir, tmp_path):
+    # Two "nodes" on this machine, each a `harness train` with its own --node-rank and core,
+    # meeting at node 0's address on the loopback, as two hosts would at node 0's.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["train", "--phase", 1, "--precision", "fp32", "--model", "bert-tiny", "--dataset", synth_dir,
+              "--steps", 6, "--batch-size", 4, "--eval-examples", 8, "--nnodes", 2, "--nproc-per-node", 1,
+              "--master-addr", "127.0.0.1", "--master-port", port]
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_FAULT"}
+    nodes = [subprocess.Popen([sys.executable, "-m", "harness", *map(str, common), "--node-rank", str(rank),
+                               "--cores", str(rank), "--output", str(tmp_path / f"node{rank}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    r = result(tmp_path / "node0")
+    assert (r["world_size"], r["batch_size"], r["status"]) == (2, 8, "ok")
+    assert not (tmp_path / "node1" / "result.json").exists()  # global rank 0 alone writes
+
+
+def test_the_torchrun_command_of_each_rendezvous():
+    from harness.launch import RankLayout
+
+    local = RankLayout(nproc_per_node=2).torchrun(["train", "--worker"])
+    assert local[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in local
+    assert local[-4:] == ["-m", "harness.rank_launch", "train", "--worker"]
+    c10d = RankLayout(2, 3, rdzv_endpoint="node0:29400", rdzv_id="run-7").torchrun([])
+    assert [a for a in c10d if a.startswith(("--rdzv", "--nnodes", "--nproc"))] == [
+        "--nproc-per-node=2", "--nnodes=3", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29400",
+        "--rdzv-id=run-7"]
+    static = RankLayout(1, 2, node_rank=1, master_addr="10.0.0.1").torchrun([])
+    assert "--node-rank=1" in static and "--master-addr=10.0.0.1" in static and "--standalone" not in static

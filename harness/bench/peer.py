@@ -57,7 +57,8 @@ def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
 def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
     import torch
 
-    from harness.models import BertForPreTraining, load_config
+    from harness.models import load_config
+    from harness.models.flops import training_step_flops
 
     try:
         import transformers
@@ -82,8 +83,7 @@ def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None],
 
     # Credited with our model's FLOPs: the same useful work (HF's MLM head also runs on every
     # unmasked token, which is its cost, not extra work done).
-    ours = BertForPreTraining(cfg)
-    flops = ours.training_flops(raw["input_ids"].shape[0], raw["input_ids"].shape[1],
+    flops = training_step_flops(cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1],
                                 int((raw["masked_lm_weights"] > 0).sum()))
     return step, flops
 

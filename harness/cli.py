@@ -12,6 +12,9 @@ from harness.errors import HarnessError
 from harness.precision import BUILTIN
 from harness.train_config import TrainConfig
 
+SYSTEM_MALLOC_HELP = ("leave glibc malloc at its defaults, which return freed blocks over 128 KiB to the "
+                      "OS so that every step faults them in again (default: keep freed memory)")
+
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="run one phase of BERT pre-training",
@@ -48,6 +51,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="examples each data shard holds for shuffling (0: record order)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (inductor); compilation falls in the first steps")
+    p.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     p.add_argument("--backend", default="stock", choices=("stock", "ipex"),
                    help="stock PyTorch, or ipex (intel-extension-for-pytorch, installed separately)")
     p.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "ccl"),
@@ -159,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cores", help="CPUs every run is bound to")
     c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
     c.add_argument("--compile", action="store_true", help="torch.compile every run's model")
+    c.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     c.add_argument("--allow-emulation", action="store_true",
                    help="run modes whose CPU features are missing (marked emulated)")
     c.add_argument("--loss-tolerance", type=float, default=0.02,
@@ -196,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--json", type=Path, help="also write the measurements here")
     peer.add_argument("--cores", help="CPUs to bind every worker to")
     peer.add_argument("--allow-emulation", action="store_true")
+    peer.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     peer.add_argument("--worker", help=argparse.SUPPRESS)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
@@ -217,7 +223,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.precision import get_precision
 
     options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "cores", "allow_emulation", "worker", "instances", *LAUNCH_FLAGS)}
+               if k not in ("command", "cores", "allow_emulation", "worker", "instances", "system_malloc",
+                            *LAUNCH_FLAGS)}
     cfg = TrainConfig(**options)
     cfg.validate()
     mode = get_precision(cfg.precision)
@@ -250,8 +257,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         if not cfg.resume and cfg.output.exists() and any(cfg.output.iterdir()):
             raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory "
                                "or --resume")
-        return run_instances(argv, cfg.output, cfg.seed, args.instances, mode, cores, context)
-    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context), cores, layout)
+        return run_instances(argv, cfg.output, cfg.seed, args.instances, mode, cores, context,
+                             args.system_malloc)
+    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context, args.system_malloc),
+                      cores, layout)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -281,7 +290,8 @@ def _compare(args: argparse.Namespace) -> int:
     extra = (["--cores", args.cores] if args.cores else []) + \
         (["--allow-emulation"] if args.allow_emulation else []) + \
         (["--instances", str(args.instances)] if args.instances != 1 else []) + \
-        (["--compile"] if args.compile else [])
+        (["--compile"] if args.compile else []) + \
+        (["--system-malloc"] if args.system_malloc else [])
     # every run of the plan trains on the same layout of ranks
     for name in LAUNCH_FLAGS:
         value, default = getattr(layout, name), getattr(type(layout)(), name)

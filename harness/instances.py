@@ -46,6 +46,7 @@ def run_instances(
     mode: PrecisionMode,
     cores: Sequence[int],
     context: dict,
+    system_malloc: bool = False,
 ) -> int:
     """Start the K workers together, wait for all, aggregate; the worst exit code wins."""
     output.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def run_instances(
         children.append(
             subprocess.Popen(
                 command,
-                env=worker_environment(mode, mine, context),
+                env=worker_environment(mode, mine, context, system_malloc),
                 preexec_fn=lambda mine=mine: os.sched_setaffinity(0, mine),
             )
         )

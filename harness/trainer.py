@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.faults import Fault
 from harness.files import write_atomic
 from harness.isa_probe import IsaVerdict, probe
-from harness.launch import worker_context
+from harness.launch import MALLOC_ENV_VARS, worker_context
 from harness.metrics import MetricsProcessor, StepMetrics
 from harness.mlperf_log import MLPerfLog
 from harness.models import (
@@ -345,6 +345,7 @@ def _write_result(cfg: TrainConfig, mode: PrecisionMode, context: dict, ranks: R
         **fields,
         "precision_mode": asdict(mode),
         "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS},
+        "malloc_env": {k: os.environ[k] for k in MALLOC_ENV_VARS if k in os.environ},
         "cores": context["cores"],
         "threads": torch.get_num_threads(),
         # with several ranks: threads and cores are rank 0's, batch_size the global batch

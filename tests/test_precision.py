@@ -10,6 +10,7 @@ from harness_cli import result, run
 from harness import cli
 from harness.errors import HarnessError
 from harness.isa_probe import IsaVerdict
+from harness.launch import RETAINED_MALLOC, worker_environment
 from harness.onednn_verbose import VerboseReport
 from harness.platform import detect
 from harness.precision import BUILTIN, get_precision, load_modes
@@ -47,7 +48,7 @@ def test_modes_from_a_toml_file(tmp_path, monkeypatch):
 
 
 def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, tmp_path, monkeypatch):
-    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", *RETAINED_MALLOC):
         monkeypatch.delenv(var, raising=False)
     before = dict(os.environ)
     out = tmp_path / "run"
@@ -63,6 +64,7 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     assert r["isa_cap"] == "AVX512_CORE_BF16" and r["isa_verified"]  # oneDNN reported its ISA
     assert r["amx_used"] is False and r["valid"] is True and r["status"] == "ok"
     assert r["threads"] == len(r["cores"]) == int(r["isa_env"]["OMP_NUM_THREADS"])
+    assert RETAINED_MALLOC.items() <= r["malloc_env"].items()
 
 
 def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tmp_path):
@@ -135,3 +137,16 @@ def test_detect_json_reports_the_capability_keys():
     assert info["amx_usable"] == (info["amx_bf16"] and info["amx_os_enabled"] and info["amx_permission"])
     assert info["avx512"] == ("avx512f" in info["flags"])
     assert info["versions"]["onednn"]
+
+
+def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch):
+    for var in RETAINED_MALLOC:
+        monkeypatch.delenv(var, raising=False)
+    fp32 = get_precision("fp32")
+    assert RETAINED_MALLOC.items() <= worker_environment(fp32, [0], {}).items()
+    assert not RETAINED_MALLOC.keys() & worker_environment(fp32, [0], {}, system_malloc=True).keys()
+    # a setting of the caller's own wins over the harness's
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    env = worker_environment(fp32, [0], {})
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == RETAINED_MALLOC["MALLOC_MMAP_THRESHOLD_"]

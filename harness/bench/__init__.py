@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
     dataset = args.dataset or cached_default(1024)
     spec = PeerSpec(args.model, str(dataset), args.phase, args.batch_size, args.steps, args.warmup, args.top,
-                    args.rounds)
+                    args.rounds, args.system_malloc)
     rows = run_peer(spec, [p for p in args.precisions.split(",") if p], not args.no_train,
                     args.allow_emulation, args.cores)
     print(format_rows(rows))

@@ -120,6 +120,8 @@ class PeerSpec:
     rounds: int = 1
     """Times the implementations run in turn, each round in fresh processes: a machine whose
     speed drifts (a neighbour, the host) then weighs on all of them alike."""
+    system_malloc: bool = False
+    """Every worker with glibc malloc's defaults instead of the harness's (harness.launch)."""
 
 
 def measure(impl: str, mode, spec: PeerSpec) -> dict:
@@ -195,6 +197,8 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
             raise HarnessError("bench peer: the harness train comparison runs phase 1 only; add --no-train")
         if emulated:
             cmd.append("--allow-emulation")
+        if spec.system_malloc:
+            cmd.append("--system-malloc")
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise HarnessError(f"bench peer: harness train for {name} exited with {done.returncode}: "
@@ -231,7 +235,7 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
                                "--allow-emulation measures it anyway, marked emulated")
         context = {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
                    "cpu_model": platform.cpu_model}
-        env = worker_environment(mode, cores, context)
+        env = worker_environment(mode, cores, context, spec.system_malloc)
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
             # operators are profiled once, in the first round
@@ -251,6 +255,7 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
         for impl_rounds in runs.values():
             row = merge(impl_rounds)
             row["emulated"] = bool(missing)
+            row["malloc"] = "glibc defaults" if spec.system_malloc else "freed memory kept (harness default)"
             row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"] if peak else None
             rows.append(row)
     return rows
@@ -260,7 +265,7 @@ def format_rows(rows: list[dict]) -> str:
     """The comparison table, the ratios and overheads, then the top operators."""
     first = rows[0]
     lines = [f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
-             f"threads, {first['steps']} timed steps each",
+             f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}",
              f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
              f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9}"]
     for r in rows:

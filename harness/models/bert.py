@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models.config import ACTIVATIONS, BertConfig
+from harness.models.dropout import Dropout, attention
 from harness.models.flops import training_step_flops
 
 
@@ -61,7 +62,7 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
         seq_len = input_ids.shape[1]
@@ -84,9 +85,7 @@ class SelfAttention(nn.Module):
         B, S, H = x.shape
         # [B, S, 3H] -> 3 x [B, heads, S, head_dim]
         q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
-        )
+        y = attention(q, k, v, mask, self.dropout_p, self.training)
         return y.transpose(1, 2).reshape(B, S, H)
 
 
@@ -97,7 +96,7 @@ class DenseResidualNorm(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_features, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)

@@ -121,3 +121,43 @@ def test_hf_state_dict_round_trip():
 def test_config_round_trips_through_hf_dict():
     cfg = BertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=96)
     assert BertConfig.from_dict(cfg.to_hf_dict(), "x") == cfg
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_the_tied_word_embeddings_get_the_gradient_of_both_uses(dtype):
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).eval()  # eval: no dropout, the same math on both sides
+    batch = random_batch()
+    # the tokens include the padding id 0, whose row the lookup must leave alone (the decoder not)
+    assert bool((batch.input_ids == 0).any())
+
+    def reference_loss():
+        # what autograd computes with the plain modules: nn.Embedding, then F.linear
+        emb = model.bert.embeddings
+        x = emb.dropout(emb.LayerNorm(emb.word_embeddings(batch.input_ids)
+                                      + emb.position_embeddings.weight[:batch.input_ids.shape[1]]
+                                      + emb.token_type_embeddings(batch.segment_ids)))
+        x = model.bert.encoder(x, batch.input_mask.bool()[:, None, None, :])
+        picked = x[torch.arange(3)[:, None], batch.masked_lm_positions][batch.masked_lm_weights > 0]
+        logits = F.linear(model.cls.predictions.transform(picked), emb.word_embeddings.weight,
+                          model.cls.predictions.bias)
+        selected = batch.masked_lm_weights > 0
+        w = batch.masked_lm_weights[selected]
+        ce = F.cross_entropy(logits.float(), batch.masked_lm_ids[selected], reduction="none")
+        nsp = F.cross_entropy(model.cls.seq_relationship(model.bert.pooler(x)).float(),
+                              batch.next_sentence_labels)
+        return (ce * w).sum() / (w.sum() + 1e-5) + nsp
+
+    grads = []
+    for loss_fn in (lambda: model(batch).loss, reference_loss):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = loss_fn()
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    ours, reference = grads
+    word = "bert.embeddings.word_embeddings.weight"
+    assert ours[word].dtype == torch.float32 and ours[word].is_contiguous()
+    tolerance = {} if dtype is None else {"rtol": 2e-2, "atol": 2e-3}
+    for name in reference:
+        torch.testing.assert_close(ours[name], reference[name], **tolerance, msg=name)

@@ -17,6 +17,7 @@ from torch import nn
 from harness.models.config import ACTIVATIONS, BertConfig
 from harness.models.dropout import Dropout, attention
 from harness.models.flops import training_step_flops
+from harness.models.tied import TiedGradient, decode, lookup
 
 
 @dataclass
@@ -64,9 +65,13 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor,
+                tied: TiedGradient | None = None) -> torch.Tensor:
+        """tied: the forward pass's decoder shares the word embeddings (harness.models.tied)."""
         seq_len = input_ids.shape[1]
-        x = (self.word_embeddings(input_ids)
+        words = (self.word_embeddings(input_ids) if tied is None else
+                 lookup(input_ids, self.word_embeddings.weight, self.word_embeddings.padding_idx, tied))
+        x = (words
              + self.position_embeddings.weight[:seq_len]
              + self.token_type_embeddings(segment_ids))
         return self.dropout(self.LayerNorm(x))
@@ -213,7 +218,8 @@ class BertForPreTraining(nn.Module):
         # SDPA takes a boolean mask, True = may attend; [B, 1, 1, S] broadcasts over heads and
         # queries. A batch with no padding skips the mask so SDPA can use its fastest kernel.
         mask = None if bool(batch.input_mask.all()) else batch.input_mask.bool()[:, None, None, :]
-        x = self.bert.embeddings(batch.input_ids, batch.segment_ids)
+        tied = TiedGradient()
+        x = self.bert.embeddings(batch.input_ids, batch.segment_ids, tied)
         x = self.bert.encoder(x, mask)
 
         # Masked LM: gather the masked positions first, so the transform and the
@@ -222,7 +228,7 @@ class BertForPreTraining(nn.Module):
         rows = torch.arange(B, device=x.device)[:, None] * S + batch.masked_lm_positions
         rows = rows[selected]
         h = self.cls.predictions.transform(x.reshape(B * S, -1).index_select(0, rows))
-        logits = F.linear(h, self.bert.embeddings.word_embeddings.weight, self.cls.predictions.bias)
+        logits = decode(h, self.bert.embeddings.word_embeddings.weight, self.cls.predictions.bias, tied)
         targets = batch.masked_lm_ids[selected]
         weights = batch.masked_lm_weights[selected]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")

@@ -89,5 +89,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     # scaling q ([S, d] per head) is cheaper than scaling the scores ([S, S])
     scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        # added in place: masked_fill would copy the scores first (matmul keeps its inputs for
+        # the backward pass, not its output, so the in-place add is safe)
+        scores += torch.zeros(mask.shape, dtype=scores.dtype).masked_fill_(~mask, float("-inf"))
     return torch.matmul(dropout(scores.softmax(-1), dropout_p, True), v)

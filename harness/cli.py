@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
     c.add_argument("--compile", action="store_true", help="torch.compile every run's model")
     c.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
+    c.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every run's model_save (default: delete those no run of the plan reads)")
     c.add_argument("--allow-emulation", action="store_true",
                    help="run modes whose CPU features are missing (marked emulated)")
     c.add_argument("--loss-tolerance", type=float, default=0.02,
@@ -297,7 +299,7 @@ def _compare(args: argparse.Namespace) -> int:
         value, default = getattr(layout, name), getattr(type(layout)(), name)
         if value != default:
             extra += [f"--{name.replace('_', '-')}", str(value)]
-    comparison = Comparison(args.output, dataset, preset, plan, args.resume, extra)
+    comparison = Comparison(args.output, dataset, preset, plan, args.resume, extra, args.keep_checkpoints)
     code = comparison.run()
     from harness.reports.render import render_run_set
 

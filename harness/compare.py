@@ -3,7 +3,9 @@
 Runs share the machine's cores, so they run one after another; each is a `harness train` child
 (which itself starts a worker with the mode's environment). A run that crashes, hangs past the
 time-out or diverges is recorded with its status and the tail of its log, and the plan goes on.
-Phase 2 of a precision starts from that precision's phase-1 model_save.
+Phase 2 of a precision starts from that precision's phase-1 model_save. A model_save nothing
+will read any more (phase 2's; phase 1's once its phase-2 runs are done) is deleted unless
+--keep-checkpoints: on BERT-Large each is 4 GB of weights and LAMB state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from harness.platform import as_dict, detect
 from harness.presets import Preset
 
 PLAN_FILE = "plan.json"
+DONE = ("ok", "invalid", "diverged")
+"""Outcomes that --resume keeps; any other run is run again."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,9 @@ class Comparison:
     """One compare output directory: runs/<run_id>/ per run, logs/<run_id>.log, plan.json."""
 
     def __init__(self, output: Path, dataset: Path, preset: Preset, plan: list[RunSpec],
-                 resume: bool, extra_args: list[str]) -> None:
+                 resume: bool, extra_args: list[str], keep_checkpoints: bool = False) -> None:
         self.output, self.dataset, self.preset, self.plan = output, dataset, preset, plan
-        self.extra_args = extra_args
+        self.extra_args, self.keep_checkpoints = extra_args, keep_checkpoints
         self.outcomes: dict[str, Outcome] = {}
         if (output / PLAN_FILE).exists() and not resume:
             raise HarnessError(f"--output {output}: holds a previous comparison; use --resume to "
@@ -135,7 +139,7 @@ class Comparison:
         self._save_plan()
         for i, spec in enumerate(self.plan, start=1):
             previous = self.outcomes.get(spec.run_id)
-            if previous and previous.status in ("ok", "invalid", "diverged"):
+            if previous and previous.status in DONE:
                 print(f"[{i}/{len(self.plan)}] {spec.run_id}: {previous.status} (done before)",
                       file=sys.stderr)
                 continue
@@ -147,6 +151,8 @@ class Comparison:
                 outcome = self._run_one(i, spec)
             self.outcomes[spec.run_id] = outcome
             self._save_plan()
+            if not self.keep_checkpoints:
+                self.drop_unread_checkpoints()
             if outcome.status == "interrupted":
                 print("interrupted; `--resume` with the same flags finishes the plan", file=sys.stderr)
                 return 130
@@ -157,6 +163,24 @@ class Comparison:
             print(f"[{i}/{len(self.plan)}] {spec.run_id}: {outcome.status} in {outcome.wall_time_s:.0f} s; "
                   f"plan elapsed {clock(elapsed)}, ETA {clock(eta)}", file=sys.stderr, flush=True)
         return 0
+
+    def drop_unread_checkpoints(self) -> None:
+        """Delete the model_save of every done run that no run still to do (or to do again on
+        --resume) starts from."""
+        unfinished = [s for s in self.plan
+                      if s.run_id not in self.outcomes or self.outcomes[s.run_id].status not in DONE]
+        needed = {s.checkpoint_of for s in unfinished} | {s.run_id for s in unfinished}
+        for spec in self.plan:
+            save = self.run_dir(spec.run_id) / "model_save"
+            if spec.run_id in needed or not (save.exists() or save.is_symlink()):
+                continue
+            # --instances: model_save links to instance 0's
+            target = save.resolve()
+            size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            shutil.rmtree(target)
+            save.unlink(missing_ok=True)
+            print(f"{spec.run_id}: deleted its model_save ({size / 2**30:.1f} GiB), which no run of the plan "
+                  "reads; --keep-checkpoints keeps them", file=sys.stderr, flush=True)
 
     def _command(self, spec: RunSpec) -> list[str]:
         cmd = [sys.executable, "-m", "harness", "train", "--phase", str(spec.phase),

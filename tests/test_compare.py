@@ -41,6 +41,8 @@ def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
         result = json.loads((out / "runs" / f"p2-{precision}-r0" / "result.json").read_text())
         assert result["config"]["checkpoint"] == str(out / "runs" / f"p1-{precision}-r0" / "model_save")
     assert "p2-bf16-r0" in proc.stdout and "wrote" in proc.stdout
+    # once phase 2 has read them, no checkpoint is left behind
+    assert not list((out / "runs").glob("*/model_save")) and "deleted its model_save" in proc.stderr
 
 
 def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir, tmp_path):
@@ -62,6 +64,7 @@ def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "p1-fp32-r0: ok (done before)" in resumed.stderr
     assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}
+    assert not list((out / "runs").glob("*/model_save"))
 
 
 def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):

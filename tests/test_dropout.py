@@ -23,6 +23,17 @@ def test_each_lane_keeps_its_share_and_the_output_is_unbiased():
     assert float(out.mean()) == pytest.approx(1.0, abs=5 * sigma / kept)
 
 
+def test_bf16_keeps_the_scale_exact():
+    # kept values are rounded one by one, not all multiplied by a rounded scale
+    torch.manual_seed(0)
+    x = torch.rand(1_000_000, dtype=torch.bfloat16) + 1
+    out = dropout(x, 0.1, True)
+    kept = out != 0
+    ratio = (out[kept].double() / x[kept].double()).mean()
+    assert out.dtype == torch.bfloat16
+    assert float(ratio) == pytest.approx(LANES / (LANES - round(0.1 * LANES)), rel=2e-4)
+
+
 def test_gradient_is_masked_and_scaled_like_the_output():
     torch.manual_seed(1)
     x = torch.randn(64, 33, requires_grad=True)

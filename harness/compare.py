@@ -172,7 +172,7 @@ class Comparison:
         needed = {s.checkpoint_of for s in unfinished} | {s.run_id for s in unfinished}
         for spec in self.plan:
             save = self.run_dir(spec.run_id) / "model_save"
-            if spec.run_id in needed or not (save.exists() or save.is_symlink()):
+            if spec.run_id in needed or not save.exists():
                 continue
             # --instances: model_save links to instance 0's
             target = save.resolve()

@@ -3,8 +3,8 @@
 PyTorch's CPU dropout draws one Bernoulli sample per element (`bernoulli_`, about 11 ns each here):
 on BERT-Large at batch 8 x seq 128 its ~100 M draws per step cost about 1 s of a 10-13 s fp32
 step. One 64-bit Mersenne-Twister draw split into four 16-bit lanes gives four masks at once, at
-about a tenth of the cost. The mask is kept as the multiplier itself (0 or the scale, in the
-input's dtype), so that forward and backward are one multiplication each: PyTorch's masked-scale
+about a tenth of the cost. For fp32 the mask is kept as the multiplier itself (0 or the scale),
+so that forward and backward are one multiplication each: PyTorch's masked-scale
 kernel makes two passes, which on phase 2's [2, 16, 512, 512] attention probabilities cost 12 ms
 against 3 ms.
 
@@ -24,11 +24,6 @@ LANES = 1 << 16
 """Values of one 16-bit lane: the resolution of the keep probability."""
 
 
-def keep_threshold(p: float) -> int:
-    """Lane values below this are dropped (lanes are signed, from -32768)."""
-    return -LANES // 2 + round(p * LANES)
-
-
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """A boolean mask (True = keep) drawn from the global CPU generator, and the scale 1 / P(keep)."""
     numel = math.prod(shape)
@@ -36,8 +31,9 @@ def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     # the full signed range: random_() without bounds leaves every word's top bit 0
     words.random_(-(2**63), 2**63 - 1)
     lanes = words.view(torch.int16)[:numel].view(shape)
-    kept = LANES - round(p * LANES)  # lane values from the threshold up to 32767
-    return lanes >= keep_threshold(p), LANES / kept
+    # lanes are signed: the lowest `dropped` values, from -32768 up, drop their element
+    dropped = round(p * LANES)
+    return lanes >= dropped - LANES // 2, LANES / (LANES - dropped)
 
 
 def _masked_scale(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:

@@ -31,6 +31,11 @@ class VerboseReport:
         return any("amx" in k.split("/", 1)[1] for k in self.kernels)
 
     @property
+    def amx_allowed(self) -> bool:
+        """The header names AMX: the cap (if any) leaves oneDNN free to use it."""
+        return self.isa is not None and "amx" in self.isa.lower()
+
+    @property
     def kernel_isas(self) -> list[str]:
         """The ISA suffix of each implementation name (`brg_matmul:avx512_core_amx` -> avx512_core_amx)."""
         out: list[str] = []

@@ -53,11 +53,12 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     before = dict(os.environ)
     out = tmp_path / "run"
     # in this process: the parent starts the worker as a child and waits for it
-    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", *map(str, TINY),
+    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", "--allow-emulation", *map(str, TINY),
                      "--dataset", str(synth_dir), "--output", str(out)])
     assert code == 0
     assert dict(os.environ) == before
     r = result(out)
+    assert r["emulated"] is not detect().avx512  # avx-fp32 names AVX-512
     assert r["isa_env"]["ONEDNN_MAX_CPU_ISA"] == r["isa_env"]["DNNL_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
     assert r["isa_env"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX512"
     assert r["pid"] != os.getpid()
@@ -111,16 +112,25 @@ def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypa
     assert r["emulated"] is True and r["status"] == "ok" and r["precision_mode"]["autocast"] == "bfloat16"
 
 
-@pytest.mark.parametrize(("name", "kernels", "amx_usable", "valid"), [
-    ("avx-fp32", ["matmul/brg_matmul:avx10_1_512_amx"], True, False),  # the cap did not hold
-    ("avx-fp32", ["matmul/brg_matmul:avx512_core_bf16"], True, True),
-    ("bf16", ["matmul/gemm:jit:bf16"], True, False),  # AMX usable, yet no AMX kernel ran
-    ("bf16", ["matmul/brg_matmul:avx512_core_amx"], True, True),
-    ("bf16", ["matmul/gemm:jit:bf16"], False, True),  # emulated: no AMX to expect
-    ("fp32", ["matmul/brg_matmul:avx512_core_amx"], True, True),  # fp32 makes no AMX claim
+AVX512_BF16_ISA = "Intel AVX-512 with Intel DL Boost and bfloat16 support"
+AMX_ISA = f"{AVX512_BF16_ISA} and Intel AMX with bfloat16 and 8-bit integer support"
+
+
+@pytest.mark.parametrize(("name", "isa", "kernels", "amx_usable", "valid"), [
+    ("avx-fp32", AMX_ISA, ["matmul/brg_matmul:avx10_1_512_amx"], True, False),  # the cap did not hold
+    ("avx-fp32", AVX512_BF16_ISA, ["matmul/brg_matmul:avx512_core_bf16"], True, True),
+    ("bf16", AMX_ISA, ["matmul/gemm:jit:bf16"], True, False),  # AMX usable, yet no AMX kernel ran
+    ("bf16", AMX_ISA, ["matmul/brg_matmul:avx512_core_amx"], True, True),
+    ("bf16", AVX512_BF16_ISA, ["matmul/gemm:jit:bf16"], False, True),  # emulated: no AMX to expect
+    ("fp32", AMX_ISA, ["matmul/brg_matmul:avx512_core_amx"], True, True),  # fp32 makes no AMX claim
+    # Without AVX-512 the workload runs no oneDNN kernel; oneDNN's own header still proves the cap.
+    ("fp32", "Intel AVX2", [], False, True),
+    ("avx-fp32", "Intel AVX2", [], False, True),
+    ("avx-fp32", AMX_ISA, [], True, False),  # no kernel ran, but the cap would have let AMX in
+    ("fp32", None, [], False, False),  # oneDNN said nothing at all: nothing is verified
 ])
-def test_isa_verdict(name, kernels, amx_usable, valid):
-    verdict = IsaVerdict.judge(get_precision(name), VerboseReport("isa", kernels), amx_usable,
+def test_isa_verdict(name, isa, kernels, amx_usable, valid):
+    verdict = IsaVerdict.judge(get_precision(name), VerboseReport(isa, kernels), amx_usable,
                                emulated=not amx_usable and name == "bf16")
     assert verdict.valid is valid
     assert (verdict.invalid_reason is None) is valid

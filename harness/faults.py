@@ -2,9 +2,11 @@
 
 `HARNESS_FAULT=KIND@STEP[:PRECISION[:PHASE]]` makes the training worker misbehave at that step:
 `crash` exits the process abruptly (as an OOM kill would), `nan` turns the loss into NaN
-(divergence), `hang` stops making progress. The optional precision and phase limit it to those
-runs, so one run of a comparison can fail while the others go on. Tests use it to exercise resume,
-divergence and time-out handling on real worker processes.
+(divergence), `hang` stops making progress, `slow` makes every step from STEP on take twice as
+long (a regression of known size, far beyond the noise between processes). The optional precision
+and phase limit it to those runs, so one run of a comparison can fail while the others go on.
+Tests use it to exercise resume, divergence, time-out handling and the gate on real worker
+processes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from harness.errors import HarnessError
 
-KINDS = ("crash", "nan", "hang")
+KINDS = ("crash", "nan", "hang", "slow")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Fault:
 
     def poison_loss(self, step: int, loss: float) -> float:
         """Apply the fault at `step`; returns the loss the training loop should see."""
-        if step != self.step:
+        if step != self.step or self.kind == "slow":
             return loss
         if self.kind == "crash":
             os._exit(86)  # no cleanup, no result.json: what a killed worker leaves behind
@@ -50,3 +52,8 @@ class Fault:
             while True:
                 time.sleep(3600)
         return float("nan")
+
+    def slow_down(self, step: int, elapsed_s: float) -> None:
+        """A `slow` fault: from its step on, wait as long as the step has taken so far."""
+        if self.kind == "slow" and step >= self.step:
+            time.sleep(elapsed_s)

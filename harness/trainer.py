@@ -278,6 +278,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                       file=sys.stderr, flush=True)
                 break
             optimizer.zero_grad(set_to_none=True)
+            if fault:
+                fault.slow_down(step, time.perf_counter() - t0)
             t2 = time.perf_counter()
             metrics.step(StepMetrics(
                 step=step, loss=loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss,

@@ -19,20 +19,21 @@ PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32,avx-fp32", "
 
 @pytest.fixture(scope="module")
 def run_sets(synth_dir, tmp_path_factory):
-    """baseline, an A/A repeat, the same plan on one core instead of two, and one that diverges."""
+    """baseline, an A/A repeat, one whose fp32 steps take twice as long, and one that diverges."""
     root = tmp_path_factory.mktemp("gate")
-    variants = {"baseline": ([], None), "again": ([], None), "one-core": (["--cores", "0"], None),
-                "diverged": ([], "nan@30:avx-fp32")}
-    for name, (extra, fault) in variants.items():
-        proc = run("compare", *PLAN, "--dataset", synth_dir, "--output", root / name, *extra,
+    variants = {"baseline": None, "again": None, "slowed": "slow@1:fp32", "diverged": "nan@30:avx-fp32"}
+    for name, fault in variants.items():
+        proc = run("compare", *PLAN, "--dataset", synth_dir, "--output", root / name,
                    env={"HARNESS_FAULT": fault} if fault else None)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
 
-# bert-tiny steps take ~80 ms: two processes of the same configuration differ by up to ~11% in
-# median throughput (measured), noise the per-step samples of one run cannot show. One core
-# instead of two costs ~40%. A smoke-sized gate therefore allows 25%.
+# bert-tiny steps take 80-120 ms: two processes of the same configuration differ by up to ~15% in
+# median throughput (measured on two machines), noise the per-step samples of one run cannot show.
+# A smoke-sized gate therefore allows 25%. The regression it must catch is one of known size,
+# twice the step time (-50%): one core instead of two cost bert-tiny only 21% to 48% (measured),
+# too close to the noise to test on.
 SMOKE_THRESHOLD = "25%"
 
 
@@ -50,10 +51,10 @@ def test_an_a_a_pair_passes(run_sets):
     assert (run_sets / "again" / "gate.md").read_text().startswith("## harness gate: passed")
 
 
-def test_one_core_instead_of_two_is_caught_and_named(run_sets):
-    proc = gate(run_sets, "one-core")
+def test_a_slowdown_is_caught_and_named(run_sets):
+    proc = gate(run_sets, "slowed")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    md = (run_sets / "one-core" / "gate.md").read_text()
+    md = (run_sets / "slowed" / "gate.md").read_text()
     failed = md.split("### Failed")[1].split("### Passed")[0]
     # the regressed runs are named with their figures: both medians, the change, its CI and p
     row = next(line for line in failed.splitlines() if "p1 fp32 bert-tiny 8x128" in line)
@@ -62,7 +63,7 @@ def test_one_core_instead_of_two_is_caught_and_named(run_sets):
 
 
 def test_a_generous_threshold_lets_the_slowdown_through(run_sets):
-    proc = gate(run_sets, "one-core", "--max-regression", "95%")
+    proc = gate(run_sets, "slowed", "--max-regression", "95%")
     assert proc.returncode == 0, proc.stdout
 
 

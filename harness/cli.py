@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     """The parent checks the mode against the machine and starts the worker with the mode's
     environment; the worker (--worker) trains."""
-    from harness.launch import default_cores, parse_cores, run_worker, worker_environment
+    from harness.launch import default_cores, parent_context, parse_cores, run_worker, worker_environment
     from harness.platform import detect
     from harness.precision import get_precision
 
@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
     check_available(cfg.backend)
     platform = detect()
-    missing = [f for f in mode.requires if not platform.has(f)]
+    missing = platform.lacks(mode.requires)
     if missing and not args.allow_emulation:
         raise HarnessError(f"--precision {mode.name}: needs {', '.join(missing)}, which this machine "
                            f"({platform.cpu_model}) lacks; --allow-emulation runs it anyway, marked "
@@ -248,8 +248,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     if layout.nproc_per_node > len(cores):
         raise HarnessError(f"--nproc-per-node {layout.nproc_per_node}: more ranks than the {len(cores)} "
                            f"cores this run may use ({','.join(map(str, cores))}); each rank needs one")
-    context = {"emulated": bool(missing), "missing_features": missing,
-               "amx_usable": platform.amx_usable, "cpu_model": platform.cpu_model}
+    context = parent_context(mode, platform)
     if args.instances != 1:
         from harness.instances import run_instances
 

@@ -15,12 +15,31 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.precision import PrecisionMode
 
+if TYPE_CHECKING:
+    from harness.platform import Platform
+
 CONTEXT_ENV = "HARNESS_WORKER_CONTEXT"
 """What the parent learnt before starting the worker (JSON): emulated, amx_usable, cores, cpu."""
+
+
+def parent_context(mode: PrecisionMode, platform: Platform) -> dict:
+    """What the parent tells the mode's worker about this machine: a mode whose required features
+    the CPU lacks runs emulated (only where the caller allowed it). Warns, on stderr, of emulated
+    low-precision GEMMs without AVX-512: there PyTorch falls back to a scalar bf16 kernel for some
+    layouts (pytorch/pytorch#146508), measured on an AMD EPYC (AVX2) at 1.1 GFLOP/s in a linear
+    layer's backward against 117 GFLOP/s in fp32, so a BERT-Large step takes many minutes."""
+    missing = platform.lacks(mode.requires)
+    if missing and not platform.avx512 and (mode.autocast or mode.fp32_math != "ieee"):
+        print(f"warning: {mode.name} is emulated on a CPU without AVX-512: PyTorch's "
+              f"{mode.autocast or mode.fp32_math} GEMMs run a scalar fallback here, about 100x slower "
+              "than fp32; fine for a tiny model, hours for BERT-Large", file=sys.stderr, flush=True)
+    return {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
+            "cpu_model": platform.cpu_model}
 
 
 def worker_context(mode: PrecisionMode) -> dict:

@@ -61,6 +61,10 @@ class Platform:
     def has(self, feature: str) -> bool:
         return bool(getattr(self, feature))
 
+    def lacks(self, features: tuple[str, ...]) -> list[str]:
+        """The features (Platform field names) this machine does not have."""
+        return [f for f in features if not self.has(f)]
+
 
 def xgetbv0() -> int:
     """XCR0. Only call it on x86-64 with OSXSAVE set: elsewhere XGETBV is an illegal instruction."""

@@ -74,7 +74,13 @@ def lookup(mode_name: str, cpu_model: str, threads: int) -> dict | None:
 
 def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, cores_spec: str | None) -> int:
     """Parent: one worker per mode, a table, and the store updated."""
-    from harness.launch import default_cores, parse_cores, run_worker_capture, worker_environment
+    from harness.launch import (
+        default_cores,
+        parent_context,
+        parse_cores,
+        run_worker_capture,
+        worker_environment,
+    )
     from harness.platform import detect
     from harness.precision import get_precision
 
@@ -83,12 +89,11 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
     peaks, skipped = {}, []
     for name in names:
         mode = get_precision(name)
-        missing = [f for f in mode.requires if not platform.has(f)]
+        missing = platform.lacks(mode.requires)
         if missing and not allow_emulation:
             skipped.append(f"{name} (needs {', '.join(missing)})")
             continue
-        context = {"emulated": bool(missing), "missing_features": missing,
-                   "amx_usable": platform.amx_usable, "cpu_model": platform.cpu_model}
+        context = parent_context(mode, platform)
         code, out = run_worker_capture(
             ["roofline", "--precisions", name, "--size", str(size), "--repeats", str(repeats), "--worker"],
             worker_environment(mode, cores, context), cores)

@@ -219,7 +219,13 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
     import sys
     from dataclasses import asdict
 
-    from harness.launch import default_cores, parse_cores, run_worker_capture, worker_environment
+    from harness.launch import (
+        default_cores,
+        parent_context,
+        parse_cores,
+        run_worker_capture,
+        worker_environment,
+    )
     from harness.platform import detect
     from harness.precision import get_precision
     from harness.roofline import lookup
@@ -229,12 +235,11 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
     rows = []
     for name in precisions:
         mode = get_precision(name)
-        missing = [f for f in mode.requires if not platform.has(f)]
+        missing = platform.lacks(mode.requires)
         if missing and not allow_emulation:
             raise HarnessError(f"--precisions {name}: needs {', '.join(missing)}, which this machine lacks; "
                                "--allow-emulation measures it anyway, marked emulated")
-        context = {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
-                   "cpu_model": platform.cpu_model}
+        context = parent_context(mode, platform)
         env = worker_environment(mode, cores, context, spec.system_malloc)
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):

@@ -10,7 +10,7 @@ from harness_cli import result, run
 from harness import cli
 from harness.errors import HarnessError
 from harness.isa_probe import IsaVerdict
-from harness.launch import RETAINED_MALLOC, worker_environment
+from harness.launch import RETAINED_MALLOC, parent_context, worker_environment
 from harness.onednn_verbose import VerboseReport
 from harness.platform import detect
 from harness.precision import BUILTIN, get_precision, load_modes
@@ -99,6 +99,18 @@ def test_a_mode_the_cpu_lacks_is_refused_before_any_work(synth_dir, tmp_path, mo
         assert err == [f"harness: --precision {mode}: needs {feature}, which this machine "
                        f"({no_amx.cpu_model}) lacks; --allow-emulation runs it anyway, marked emulated"]
         assert not out.exists()
+
+
+def test_emulated_bf16_without_avx512_is_marked_and_warned_of(capsys):
+    avx2_only = dataclasses.replace(detect(), avx512=False, avx512_bf16=False, amx_tile=False, amx_bf16=False,
+                                    amx_usable=False)
+    context = parent_context(get_precision("bf16"), avx2_only)
+    assert context["emulated"] is True and context["missing_features"] == ["amx_usable"]
+    assert "bf16 is emulated on a CPU without AVX-512" in capsys.readouterr().err
+    # fp32 needs nothing; bf16 on an AVX-512 CPU without AMX is emulated at a usable speed
+    assert parent_context(get_precision("fp32"), avx2_only)["emulated"] is False
+    assert parent_context(get_precision("bf16"), dataclasses.replace(avx2_only, avx512=True))["emulated"]
+    assert capsys.readouterr().err == ""
 
 
 def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypatch):

@@ -33,6 +33,10 @@ class StepMetrics:
     seq_per_s: float
     model_flops: int
     """Analytic FLOPs of this step (forward + backward)."""
+    compute_time_s: float | None = None
+    """Part of step_time_s in the model's forward, backward and optimizer step. What is left after
+    it and data_time_s is the harness's own work in the step (batch conversion, loss checks,
+    metrics); None in runs written before it was recorded."""
 
 
 class MetricsProcessor:
@@ -120,6 +124,7 @@ class MetricsProcessor:
             "step_time_median_s": float(np.median(times)),
             "step_time_cv": float(times.std() / times.mean()) if len(times) > 1 else 0.0,
             "data_wait_fraction": float(sum(s.data_time_s for s in measured) / times.sum()),
+            "harness_time_fraction": _harness_fraction(measured),
             "model_tflops_per_s": float(np.median(flops / times) / 1e12),
             "batch_size": batch_size,
             # The mean of the last 20 steps: one step's loss is too noisy to compare runs by.
@@ -133,6 +138,15 @@ class MetricsProcessor:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _harness_fraction(steps: list[StepMetrics]) -> float | None:
+    """The share of step time that is neither waiting for data nor the model's own work."""
+    timed = [s for s in steps if s.compute_time_s is not None]
+    if not timed:
+        return None
+    own = sum(s.step_time_s - s.data_time_s - s.compute_time_s for s in timed)  # type: ignore[operator]
+    return float(own / sum(s.step_time_s for s in timed))
 
 
 def clock(seconds: float) -> str:

@@ -256,9 +256,11 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             if ranks.distributed:
                 (weight_sum,) = ranks.sum([float(raw["masked_lm_weights"].sum())])
                 batch.mlm_weight_sum = torch.tensor(weight_sum / ranks.world_size)
+            t_forward = time.perf_counter()
             with mode.autocast_context():
                 out = trained(batch)
             out.loss.backward()
+            compute = time.perf_counter() - t_forward
             loss, mlm_loss, nsp_loss, masked, stopping = ranks.sum(
                 [out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(), out.masked_tokens,
                  float(stop.raised)])
@@ -271,6 +273,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 status = "diverged"
                 print(f"step {step}: loss is {loss}; stopping as diverged", file=sys.stderr, flush=True)
                 break
+            t_update = time.perf_counter()
             grad_norm = optimizer.step_if_finite()
             if grad_norm is None:
                 status = "diverged"
@@ -278,6 +281,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                       file=sys.stderr, flush=True)
                 break
             optimizer.zero_grad(set_to_none=True)
+            compute += time.perf_counter() - t_update
             if fault:
                 fault.slow_down(step, time.perf_counter() - t0)
             t2 = time.perf_counter()
@@ -287,7 +291,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 # the ranks move in step (the gradient all-reduce): global batch over step time
                 # is the sum of their throughputs
                 seq_per_s=global_batch / (t2 - t0),
-                model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked))))
+                model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked)),
+                compute_time_s=compute))
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
                 run_eval(step)
             if stop.raised:

@@ -19,5 +19,8 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path)
     assert ours["seq_len"] == hf["seq_len"] == 128 and ours["model_tflops_per_s"] > 0
     assert len(ours["top_operators"]) == 4 and ours["peak_rss_gib"] > 0
     assert "fp32: harness / Hugging Face = " in proc.stdout and "(per round: " in proc.stdout
-    assert "overhead" in proc.stdout
+    assert "fp32: harness overhead, harness train step " in proc.stdout
+    assert "fp32: within the harness train steps: harness work " in proc.stdout
+    train = rows[2]
+    assert 0 < train["harness_time_fraction"] < 0.5 and 0 <= train["data_wait_fraction"] < 0.5
     assert "top operators, fp32 hugging-face" in proc.stdout

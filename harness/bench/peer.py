@@ -162,7 +162,9 @@ def merge(rounds: list[dict]) -> dict:
         "round_medians_s": [float(np.median(r["step_times"])) for r in rounds],
         "seq_per_s": first["batch_size"] / median, "model_tflops_per_s": first["flops"] / median / 1e12,
         "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
-        "data_wait_fraction": first.get("data_wait_fraction"),
+        # in-step shares, from `harness train` rows only: their mean over the rounds
+        **{k: float(np.mean([r[k] for r in rounds])) if k in first else None
+           for k in ("data_wait_fraction", "harness_time_fraction")},
         "top_operators": first["top_operators"],
     }
 
@@ -209,7 +211,8 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
     return {"impl": "harness train", "precision": name, "model": spec.model, "batch_size": spec.batch_size,
             "seq_len": r["seq_len"], "threads": r["threads"], "step_times": [m["step_time_s"] for m in timed],
             "flops": float(np.median([m["model_flops"] for m in timed])), "peak_rss_gib": r["peak_rss_gib"],
-            "data_wait_fraction": r["data_wait_fraction"], "top_operators": []}
+            "data_wait_fraction": r["data_wait_fraction"],
+            "harness_time_fraction": r["harness_time_fraction"], "top_operators": []}
 
 
 def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emulation: bool,
@@ -290,9 +293,15 @@ def format_rows(rows: list[dict]) -> str:
         if "harness train" in mine:
             t = mine["harness train"]
             overhead = t["step_time_s"] / ours["step_time_s"] - 1
-            lines.append(f"{precision}: harness train step {t['step_time_s']:.3f} s vs bare step "
-                         f"{ours['step_time_s']:.3f} s: overhead {overhead:+.1%}, "
-                         f"data wait {t['data_wait_fraction']:.2%} of step time")
+            pairs = zip(t["round_medians_s"], ours["round_medians_s"], strict=True)
+            per_round = [a / b - 1 for a, b in pairs]
+            lines.append(f"{precision}: harness overhead, harness train step {t['step_time_s']:.3f} s "
+                         f"vs bare step {ours['step_time_s']:.3f} s: {overhead:+.1%} "
+                         f"(per round: {', '.join(f'{r:+.1%}' for r in per_round)})")
+            # measured inside the same steps, so free of the drift between processes
+            lines.append(f"{precision}: within the harness train steps: harness work "
+                         f"{t['harness_time_fraction']:.2%}, data wait {t['data_wait_fraction']:.2%} "
+                         "of step time")
     for r in rows:
         if r["top_operators"]:
             lines += ["", f"top operators, {r['precision']} {r['impl']} (one step, self CPU time):"]

@@ -284,6 +284,10 @@ def format_rows(rows: list[dict]) -> str:
                      f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9}"
                      f"{'  [emulated]' if r.get('emulated') else ''}")
     lines.append("")
+    unmeasured = list(dict.fromkeys(r["precision"] for r in rows if r.get("mfu") is None))
+    if unmeasured:
+        lines.append(f"MFU: no roofline of {', '.join(unmeasured)} on this machine and thread count yet; "
+                     f"python -m harness roofline --precisions {','.join(unmeasured)} measures it")
     for precision in dict.fromkeys(r["precision"] for r in rows):
         mine = {r["impl"]: r for r in rows if r["precision"] == precision}
         ours, hf = mine["harness"], mine["hugging-face"]

@@ -22,5 +22,8 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path)
     assert "fp32: harness overhead, harness train step " in proc.stdout
     assert "fp32: within the harness train steps: harness work " in proc.stdout
     train = rows[2]
+    # the bare steps count the fresh pages they fault in; the train row has no such count
+    assert all(isinstance(r["page_faults_per_step"], float) for r in (ours, hf))
+    assert train["page_faults_per_step"] is None and "faults/step" in proc.stdout
     assert 0 < train["harness_time_fraction"] < 0.5 and 0 <= train["data_wait_fraction"] < 0.5
     assert "top operators, fp32 hugging-face" in proc.stdout

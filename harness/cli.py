@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     """The parent checks the mode against the machine and starts the worker with the mode's
     environment; the worker (--worker) trains."""
-    from harness.launch import default_cores, parent_context, parse_cores, run_worker, worker_environment
+    from harness.launch import admitted_context, default_cores, parse_cores, run_worker, worker_environment
     from harness.platform import detect
     from harness.precision import get_precision
 
@@ -238,18 +238,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.backends import check_available
 
     check_available(cfg.backend)
-    platform = detect()
-    missing = platform.lacks(mode.requires)
-    if missing and not args.allow_emulation:
-        raise HarnessError(f"--precision {mode.name}: needs {', '.join(missing)}, which this machine "
-                           f"({platform.cpu_model}) lacks; --allow-emulation runs it anyway, marked "
-                           "emulated")
+    context = admitted_context(mode, detect(), args.allow_emulation, "--precision")
     layout = _rank_layout(args)
     cores = parse_cores(args.cores) if args.cores else default_cores()
     if layout.nproc_per_node > len(cores):
         raise HarnessError(f"--nproc-per-node {layout.nproc_per_node}: more ranks than the {len(cores)} "
                            f"cores this run may use ({','.join(map(str, cores))}); each rank needs one")
-    context = parent_context(mode, platform)
     if args.instances != 1:
         from harness.instances import run_instances
 
@@ -334,8 +328,14 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, argv if argv is not None else sys.argv[1:])
         if args.command == "detect":
             from harness.platform import as_dict, detect, format_table
+            from harness.precision import admit, format_admissions, load_modes
 
-            print(json.dumps(as_dict(detect()), indent=2) if args.json else format_table(detect()))
+            platform = detect()
+            if args.json:
+                modes = {m.name: dataclasses.asdict(admit(m, platform)) for m in load_modes().values()}
+                print(json.dumps({**as_dict(platform), "modes": modes}, indent=2))
+            else:
+                print(f"{format_table(platform)}\n\n{format_admissions(platform)}")
             return 0
         if args.command == "compare":
             return _compare(args)

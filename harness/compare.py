@@ -11,7 +11,6 @@ will read any more (phase 2's; phase 1's once its phase-2 runs are done) is dele
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.metrics import clock
 from harness.platform import as_dict, detect
+from harness.precision import same_computation_pairs
 from harness.presets import Preset
 
 PLAN_FILE = "plan.json"
@@ -116,11 +116,11 @@ class Comparison:
             self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
         (output / "runs").mkdir(parents=True, exist_ok=True)
         (output / "logs").mkdir(exist_ok=True)
-        detected = as_dict(detect())
-        machine = {k: v for k, v in detected.items() if k != "flags"}
-        # The flag list is long; its digest is enough to tell two CPUs apart (the gate's fingerprint).
-        flags = " ".join(sorted(detected["flags"])).encode()
-        machine["flags_digest"] = hashlib.sha256(flags).hexdigest()[:16]
+        platform = detect()
+        self.same_computation = same_computation_pairs(list(dict.fromkeys(s.precision for s in plan)),
+                                                       platform)
+        # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
+        machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
         (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
 
     def run_dir(self, run_id: str) -> Path:
@@ -128,6 +128,7 @@ class Comparison:
 
     def _save_plan(self) -> None:
         data = {"dataset": str(self.dataset), "preset": asdict(self.preset),
+                "same_computation": self.same_computation,
                 "runs": [asdict(s) for s in self.plan],
                 "outcomes": [asdict(o) for o in self.outcomes.values()]}
         write_atomic(self.output / PLAN_FILE, json.dumps(data, indent=2) + "\n")
@@ -137,6 +138,10 @@ class Comparison:
         started = time.perf_counter()
         done_steps = 0
         self._save_plan()
+        for a, b in self.same_computation:
+            print(f"note: {a} and {b} run the same kernels on this CPU (their caps differ only in what it "
+                  "lacks): expect the same losses, and read their speed difference as noise",
+                  file=sys.stderr, flush=True)
         for i, spec in enumerate(self.plan, start=1):
             previous = self.outcomes.get(spec.run_id)
             if previous and previous.status in DONE:

@@ -28,18 +28,34 @@ CONTEXT_ENV = "HARNESS_WORKER_CONTEXT"
 
 
 def parent_context(mode: PrecisionMode, platform: Platform) -> dict:
-    """What the parent tells the mode's worker about this machine: a mode whose required features
-    the CPU lacks runs emulated (only where the caller allowed it). Warns, on stderr, of emulated
-    low-precision GEMMs without AVX-512: there PyTorch falls back to a scalar bf16 kernel for some
-    layouts (pytorch/pytorch#146508), measured on an AMD EPYC (AVX2) at 1.1 GFLOP/s in a linear
-    layer's backward against 117 GFLOP/s in fp32, so a BERT-Large step takes many minutes."""
-    missing = platform.lacks(mode.requires)
-    if missing and not platform.avx512 and (mode.autocast or mode.fp32_math != "ieee"):
+    """What the parent tells the mode's worker about this machine: how the mode is admitted here
+    (harness.precision.admit: emulated only where the caller allowed it), the ISA its GEMMs must
+    run on, and the machine's fingerprint key. Warns, on stderr, of emulated low-precision GEMMs
+    without AVX-512: there PyTorch falls back to a scalar bf16 kernel for some layouts
+    (pytorch/pytorch#146508), so a BERT-Large step takes many minutes."""
+    from harness.platform import as_dict, fingerprint_key
+    from harness.precision import admit
+
+    admission = admit(mode, platform)
+    if admission.emulated and not platform.avx512 and (mode.autocast or mode.fp32_math != "ieee"):
         print(f"warning: {mode.name} is emulated on a CPU without AVX-512: PyTorch's "
-              f"{mode.autocast or mode.fp32_math} GEMMs run a scalar fallback here, about 100x slower "
-              "than fp32; fine for a tiny model, hours for BERT-Large", file=sys.stderr, flush=True)
-    return {"emulated": bool(missing), "missing_features": missing, "amx_usable": platform.amx_usable,
-            "cpu_model": platform.cpu_model}
+              f"{mode.autocast or mode.fp32_math} GEMMs run a scalar fallback here, orders of magnitude "
+              "slower than fp32; fine for a tiny model, hours for BERT-Large", file=sys.stderr, flush=True)
+    return {"emulated": admission.emulated, "missing_features": list(admission.missing),
+            "gemm_isa": admission.gemm_isa, "amx_usable": platform.amx_usable,
+            "cpu_model": platform.cpu_model, "machine_key": fingerprint_key(as_dict(platform))}
+
+
+def admitted_context(mode: PrecisionMode, platform: Platform, allow_emulation: bool, flag: str) -> dict:
+    """parent_context for a mode that may run here; refuses (one line naming `flag`) a mode that
+    would compute something else here, or an emulated one unless allow_emulation."""
+    from harness.precision import admit
+
+    admission = admit(mode, platform)
+    if admission.status == "refused" or (admission.emulated and not allow_emulation):
+        hint = "; --allow-emulation runs it anyway, marked emulated" if admission.emulated else ""
+        raise HarnessError(f"{flag} {mode.name}: {admission.reason} ({platform.cpu_model}){hint}")
+    return parent_context(mode, platform)
 
 
 def worker_context(mode: PrecisionMode) -> dict:

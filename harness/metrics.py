@@ -101,12 +101,14 @@ class MetricsProcessor:
               f"loss {results['eval_loss']:.4f}, nsp accuracy {results['eval_nsp_accuracy']:.4f}",
               file=sys.stderr, flush=True)
 
-    def summary(self, timing_warmup: int, batch_size: int, resumed_at: int = 0) -> dict:
+    def summary(self, timing_warmup: int, batch_size: int, resumed_at: int = 0,
+                also_cold: tuple[int, ...] = ()) -> dict:
         """Throughput and its spread over the steps after the timing warm-up (at the start and
-        after a resume), and the final loss."""
+        after a resume) and other than `also_cold`, and the final loss."""
         if not self.steps:
             return {"steps_completed": 0}
-        cold = {*range(1, timing_warmup + 1), *range(resumed_at + 1, resumed_at + 1 + timing_warmup)}
+        cold = {*range(1, timing_warmup + 1), *range(resumed_at + 1, resumed_at + 1 + timing_warmup),
+                *also_cold}
         measured = [s for s in self.steps if s.step not in cold] or self.steps
         rates = np.array([s.seq_per_s for s in measured])
         times = np.array([s.step_time_s for s in measured])

@@ -1,4 +1,4 @@
-"""Parse oneDNN's verbose output: the ISA oneDNN settled on and the kernels that ran.
+"""Parse oneDNN's verbose output: the ISA oneDNN settled on, and each kernel execution.
 
 Formats differ between versions; the parser anchors on field names, not column numbers:
 
@@ -10,21 +10,92 @@ Formats differ between versions; the parser anchors on field names, not column n
     onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx10_1_512_amx,undef,...         (3.4+)
 
 A timestamp column (ONEDNN_VERBOSE_TIMESTAMP=1) may stand before the marker; it is skipped too.
+After the marker come the primitive, the implementation (`name:isa`), the propagation kind, the
+memory descriptors, attributes, auxiliary fields, the problem (`MxK:KxN` for matmul,
+`mb8ic1024oc4096` for inner_product) and the execution time in milliseconds.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 _PREFIXES = ("onednn_verbose", "dnnl_verbose")
+_DTYPES = ("f32", "bf16", "f16", "s8", "u8", "s32", "f64", "f8_e5m2", "f8_e4m3", "s4", "u4")
+GEMM_PRIMITIVES = ("matmul", "inner_product")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One `exec` line: a primitive that ran."""
+
+    primitive: str
+    implementation: str
+    """e.g. `brg_matmul:avx512_core_bf16`."""
+    dtype: str | None
+    """The weights' data type (what a GEMM computes in), else the first memory's."""
+    attributes: str
+    """e.g. `attr-fpmath:bf16 attr-scratchpad:user`: bf16 math on f32 data shows here."""
+    problem: str
+    time_ms: float | None
+
+    @property
+    def isa(self) -> str:
+        """The implementation's ISA suffix (`brg_matmul:avx10_1_512_amx` -> avx10_1_512_amx)."""
+        return self.implementation.rsplit(":", 1)[-1]
+
+    @property
+    def is_gemm(self) -> bool:
+        return self.primitive in GEMM_PRIMITIVES
+
+    @property
+    def flops(self) -> float | None:
+        """2 x M x N x K from the problem shape, for the GEMM primitives; None where it is not given."""
+        if self.primitive == "matmul" and ":" in self.problem:
+            try:
+                src, wei = ([int(d) for d in part.split("x")] for part in self.problem.split(":")[:2])
+            except ValueError:
+                return None
+            return 2.0 * math.prod(src) * wei[-1]
+        if self.primitive == "inner_product":
+            dims = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", self.problem)}
+            if {"mb", "ic", "oc"} <= dims.keys():
+                spatial = math.prod(dims.get(k, 1) for k in ("id", "ih", "iw"))
+                return 2.0 * dims["mb"] * dims["ic"] * dims["oc"] * spatial
+        return None
+
+
+def _dtype(descriptors: str) -> str | None:
+    """The data type of the weights' memory descriptor, else of the first one.
+
+    3.4+: `src:bf16::blocked:ab::f0 wei:bf16:a:blocked:ab::f0`; 2.x-3.3: `src_f32::blocked:ab:f0`."""
+    found: dict[str, str] = {}
+    for md in descriptors.split():
+        head = md.split(":")
+        if len(head) > 1 and head[1] in _DTYPES:
+            found.setdefault(head[0], head[1])
+        else:
+            name, _, dtype = head[0].rpartition("_")
+            if dtype in _DTYPES:
+                found.setdefault(name, dtype)
+    for name in ("wei", "diff_wei"):
+        if name in found:
+            return found[name]
+    return next(iter(found.values()), None)
 
 
 @dataclass
 class VerboseReport:
     isa: str | None = None
     """The `isa:` text of the info header: the highest ISA oneDNN allows itself (cap applied)."""
-    kernels: list[str] = field(default_factory=list)
-    """Distinct `primitive/implementation` pairs that executed, in first-seen order."""
+    executions: list[Execution] = field(default_factory=list)
+    """Every `exec` line, in order."""
+
+    @property
+    def kernels(self) -> list[str]:
+        """Distinct `primitive/implementation` pairs that executed, in first-seen order."""
+        return list(dict.fromkeys(f"{e.primitive}/{e.implementation}" for e in self.executions))
 
     @property
     def amx_used(self) -> bool:
@@ -37,14 +108,8 @@ class VerboseReport:
 
     @property
     def kernel_isas(self) -> list[str]:
-        """The ISA suffix of each implementation name (`brg_matmul:avx512_core_amx` -> avx512_core_amx)."""
-        out: list[str] = []
-        for k in self.kernels:
-            impl = k.split("/", 1)[1]
-            isa = impl.rsplit(":", 1)[1] if ":" in impl else impl
-            if isa not in out:
-                out.append(isa)
-        return out
+        """The ISA suffix of each implementation, in first-seen order."""
+        return list(dict.fromkeys(e.isa for e in self.executions))
 
 
 def parse(text: str) -> VerboseReport:
@@ -61,7 +126,19 @@ def parse(text: str) -> VerboseReport:
         elif "exec" in fields:
             i = fields.index("exec")
             if len(fields) > i + 3 and fields[i + 1] == "cpu":
-                kernel = f"{fields[i + 2]}/{fields[i + 3]}"
-                if kernel not in report.kernels:
-                    report.kernels.append(kernel)
+                report.executions.append(_execution(fields[i + 2:]))
     return report
+
+
+def _execution(f: list[str]) -> Execution:
+    """From the fields after `exec,cpu`: primitive, implementation, prop kind, memory descriptors,
+    attributes, auxiliary, problem, time (the short lines of old traces may stop early)."""
+    def at(k: int) -> str:
+        return f[k] if len(f) > k else ""
+
+    try:
+        time_ms = float(f[-1]) if len(f) >= 8 else None
+    except ValueError:
+        time_ms = None
+    return Execution(primitive=f[0], implementation=f[1], dtype=_dtype(at(3)), attributes=at(4),
+                     problem=f[-2] if len(f) >= 8 else "", time_ms=time_ms)

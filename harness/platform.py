@@ -9,16 +9,14 @@ then AMX is simply not there for us, whatever the model name says.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import mmap
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-
-import torch
-
-from harness.versions import library_versions
 
 XTILECFG_BIT, XTILEDATA_BIT = 17, 18
 ARCH_REQ_XCOMP_PERM, SYS_ARCH_PRCTL = 0x1023, 158
@@ -59,11 +57,66 @@ class Platform:
     versions: dict
 
     def has(self, feature: str) -> bool:
+        """A capability (CAPABILITIES) or a boolean Platform field."""
+        if feature in CAPABILITIES:
+            return CAPABILITIES[feature][1](self)
         return bool(getattr(self, feature))
 
     def lacks(self, features: tuple[str, ...]) -> list[str]:
-        """The features (Platform field names) this machine does not have."""
+        """The features (capabilities or Platform field names) this machine does not have."""
         return [f for f in features if not self.has(f)]
+
+    @property
+    def bf16_isa(self) -> str | None:
+        """The best bf16 GEMM unit here, in oneDNN's ISA names: AMX where a process may use it, else
+        AVX512_BF16's, else None (bf16 has no instructions here: it is emulated)."""
+        if self.amx_usable:
+            return "amx"
+        return "avx512_core_bf16" if self.avx512_bf16 else None
+
+    @property
+    def vector_isa(self) -> str:
+        """The widest vector ISA, in oneDNN's names: where fp32 GEMMs run."""
+        has = set(self.flags).__contains__
+        if self.avx512:
+            return "avx512_core"
+        return next((isa for flag, isa in (("avx2", "avx2"), ("avx", "avx"), ("sse4_1", "sse41"))
+                     if has(flag)), "sse2")
+
+    def fingerprint(self) -> dict:
+        """What must match for two throughputs to be comparable: the CPU (vendor, family, model,
+        stepping, a digest of its flags: a Zen 3 and a Zen 5 VM share the model string), its cores
+        and AMX's usability, and the library builds that pick the kernels."""
+        return fingerprint(as_dict(self))
+
+
+CAPABILITIES: dict[str, tuple[str, Callable[[Platform], bool]]] = {
+    "avx512": ("AVX-512 (F)", lambda p: p.avx512),
+    "avx512_bf16": ("AVX512_BF16 instructions", lambda p: p.avx512_bf16),
+    "amx": ("AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission)",
+            lambda p: p.amx_usable),
+    "bf16": ("native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16", lambda p: p.bf16_isa is not None),
+}
+"""What a precision mode may require: name -> (what it means, whether a machine has it)."""
+
+FINGERPRINT_FIELDS = ("vendor", "cpu_model", "family", "model", "stepping", "flags_digest",
+                      "physical_cores", "sockets", "amx_usable")
+FINGERPRINT_VERSIONS = ("torch", "onednn", "mkl")
+"""Library builds that decide which kernels run; the harness's own commit is what a gate tests."""
+
+
+def fingerprint(machine: dict) -> dict:
+    """The fingerprint fields of a machine record (as_dict, or a run set's machine.json)."""
+    versions = machine.get("versions", {})
+    out = {k: machine.get(k) for k in FINGERPRINT_FIELDS}
+    out.update({k: versions.get(k) for k in FINGERPRINT_VERSIONS})
+    return out
+
+
+def fingerprint_key(machine: dict) -> str:
+    """The fingerprint as one stable string, for keying stored measurements."""
+    fp = fingerprint(machine)
+    return " | ".join(f"{k}={fp[k]}" for k in sorted(fp))
 
 
 def xgetbv0() -> int:
@@ -107,6 +160,9 @@ def _memory_gib() -> float:
 @cache
 def detect() -> Platform:
     import cpuinfo  # py-cpuinfo: runs CPUID itself, ~1 s, so imported and called only here
+    import torch
+
+    from harness.versions import library_versions
 
     info = cpuinfo.get_cpu_info()
     flags = sorted(set(info.get("flags", [])))
@@ -133,7 +189,10 @@ def detect() -> Platform:
 
 
 def as_dict(platform: Platform) -> dict:
-    return asdict(platform)
+    """The platform as a record, with a digest of its long flag list (enough to tell two CPUs apart)."""
+    record = asdict(platform)
+    record["flags_digest"] = hashlib.sha256(" ".join(sorted(platform.flags)).encode()).hexdigest()[:16]
+    return record
 
 
 def format_table(p: Platform) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,12 +18,13 @@ from pathlib import Path
 import torch
 
 from harness import backends, checkpoint
+from harness.census import Census, ceiling_problem, census_problem
 from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
 from harness.distributed import Ranks
 from harness.errors import HarnessError
 from harness.faults import Fault
 from harness.files import write_atomic
-from harness.isa_probe import IsaVerdict, probe
+from harness.isa_probe import ceilings, recorded
 from harness.launch import MALLOC_ENV_VARS, worker_context
 from harness.metrics import MetricsProcessor, StepMetrics
 from harness.mlperf_log import MLPerfLog
@@ -159,7 +161,8 @@ def _resume(cfg: TrainConfig, world_size: int, model: BertForPreTraining, optimi
 
 def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     """Run one phase in this (worker) process; returns the exit code (0 ok, 3 diverged,
-    4 invalid: the verified ISA contradicts the mode, so nothing is trained, 130 interrupted)."""
+    4 invalid: the ISA ceiling or the kernel census contradicts the mode, and training stops,
+    130 interrupted)."""
     stop = _StopFlag()  # first: a signal during the (long) set-up must not lose the run either
     context = worker_context(mode)
     ranks = Ranks.join(cfg.dist_backend)
@@ -172,19 +175,23 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     model_cfg, data = _model_and_data(cfg)
 
     mode.apply_math_mode()
-    verdict = IsaVerdict.judge(mode, probe(mode), context["amx_usable"], context["emulated"])
-    print(f"{mode.name}: ISA cap {verdict.isa_cap}, oneDNN reports {verdict.isa_verified!r}, "
-          f"kernels {', '.join(verdict.kernels) or 'none'}"
-          + (f"; EMULATED (missing {', '.join(context['missing_features'])})" if verdict.emulated else ""),
+    onednn_isa, mkl_header = ceilings()
+    isa = {"isa_cap": mode.isa_cap, "isa_verified": onednn_isa, "mkl_isa": mkl_header,
+           "emulated": context["emulated"], "gemm_isa_expected": context["gemm_isa"]}
+    problem = ceiling_problem(mode, onednn_isa)
+    print(f"{mode.name}: ISA cap {mode.isa_cap}, oneDNN reports {onednn_isa!r}, MKL {mkl_header!r}"
+          + (f"; GEMMs must run on {context['gemm_isa']}" if context["gemm_isa"] else "")
+          + (f"; EMULATED (missing {', '.join(context['missing_features'])})" if context["emulated"] else ""),
           file=sys.stderr, flush=True)
-    if not verdict.valid:
+    if problem:
         # Measuring a run that does not compute what its mode promises would only waste hours.
-        print(f"INVALID RUN: {verdict.invalid_reason}; not training", file=sys.stderr, flush=True)
+        print(f"INVALID RUN: {problem}; not training", file=sys.stderr, flush=True)
         if not ranks.is_main:
             return EXIT_INVALID
         _write_json(cfg.output / "result.json", {
-            "status": "invalid", "error": verdict.invalid_reason, "phase": cfg.phase,
-            "precision": cfg.precision, **asdict(verdict), "precision_mode": asdict(mode),
+            "status": "invalid", "error": problem, "phase": cfg.phase,
+            "precision": cfg.precision, **isa, "valid": False, "invalid_reason": problem,
+            "precision_mode": asdict(mode),
             "isa_env": {k: os.environ.get(k) for k in ISA_ENV_VARS}, "cpu_model": context["cpu_model"],
             "started_at": started_at, "versions": library_versions(), "config": _jsonable(cfg)})
         return EXIT_INVALID
@@ -238,6 +245,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         mllog.eval_accuracy(results["eval_mlm_accuracy"], step * global_batch, step)
 
     status, error, step = "ok", None, start_step
+    # The census step runs with the libraries' verbose on, so it must be one the statistics leave out.
+    census_step, census = min(start_step + max(cfg.timing_warmup, 1), cfg.steps), None
     batches = iter(training_loader(data, cfg.batch_size, cfg.seed, cfg.data_workers, model_cfg.vocab_size,
                                    ranks.rank, ranks.world_size, cfg.shuffle_buffer))
     try:
@@ -256,10 +265,12 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             if ranks.distributed:
                 (weight_sum,) = ranks.sum([float(raw["masked_lm_weights"].sum())])
                 batch.mlm_weight_sum = torch.tensor(weight_sum / ranks.world_size)
+            census_now = step == census_step
             t_forward = time.perf_counter()
-            with mode.autocast_context():
-                out = trained(batch)
-            out.loss.backward()
+            with recorded() if census_now else contextlib.nullcontext() as forward_backward:
+                with mode.autocast_context():
+                    out = trained(batch)
+                out.loss.backward()
             compute = time.perf_counter() - t_forward
             loss, mlm_loss, nsp_loss, masked, stopping = ranks.sum(
                 [out.loss.item(), out.mlm_loss.item(), out.nsp_loss.item(), out.masked_tokens,
@@ -274,7 +285,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 print(f"step {step}: loss is {loss}; stopping as diverged", file=sys.stderr, flush=True)
                 break
             t_update = time.perf_counter()
-            grad_norm = optimizer.step_if_finite()
+            with recorded() if census_now else contextlib.nullcontext() as update:
+                grad_norm = optimizer.step_if_finite()
             if grad_norm is None:
                 status = "diverged"
                 print(f"step {step}: gradient norm is not finite; stopping as diverged",
@@ -293,6 +305,16 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 seq_per_s=global_batch / (t2 - t0),
                 model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked)),
                 compute_time_s=compute))
+            if census_now:
+                census = Census.from_verbose(forward_backward.text + update.text, mkl_header)
+                if (problem := census_problem(mode, context["gemm_isa"], census)) is not None:
+                    status, error = "invalid", problem
+                    print(f"INVALID RUN: {problem}; stopping", file=sys.stderr, flush=True)
+                    break
+                shares = ", ".join(f"{k} {v:.1%}" for k, v in census.gemm_isa_share().items())
+                print(f"step {step}: kernel census: GEMM time by ISA "
+                      f"{shares or 'none in oneDNN or MKL (PyTorch computed them itself)'}",
+                      file=sys.stderr, flush=True)
             if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
                 run_eval(step)
             if stop.raised:
@@ -309,8 +331,9 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         raise
     finally:
         # Steps just after a resume are as cold as the first ones: leave them out too.
-        summary = metrics.summary(cfg.timing_warmup, global_batch, resumed_at=start_step)
-        peak = roofline_lookup(mode.name, context["cpu_model"], torch.get_num_threads())
+        summary = metrics.summary(cfg.timing_warmup, global_batch, resumed_at=start_step,
+                                  also_cold=(census_step,))
+        peak = roofline_lookup(mode.name, context["machine_key"], torch.get_num_threads())
         if peak and "model_tflops_per_s" in summary:
             # MFU: model FLOP/s over the large-matmul peak of this mode on this machine, one
             # peak per rank (each measured at this rank's thread count).
@@ -318,6 +341,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / summary["roofline_gflops"]
         metrics.close()
         mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * global_batch)
+        census_fields = {**census.summary(), "census_step": census_step} if census else {}
         mllog.close()
         if ranks.is_main:
             _write_result(cfg, mode, context, ranks, {
@@ -330,7 +354,10 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 "eval_source": data.eval_source,
                 **summary,
                 "parameters": sum(p.numel() for p in model.parameters()),
-                **asdict(verdict),
+                **isa,
+                **census_fields,
+                "valid": status != "invalid",
+                "invalid_reason": error if status == "invalid" else None,
                 **backend,
                 "started_at": started_at,
                 "wall_time_s": time.perf_counter() - wall_start,
@@ -338,7 +365,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             })
         ranks.close()
-    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]
+    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED,
+            "invalid": EXIT_INVALID}[status]
 
 
 def _write_result(cfg: TrainConfig, mode: PrecisionMode, context: dict, ranks: Ranks, fields: dict) -> None:

@@ -231,8 +231,8 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
     from dataclasses import asdict
 
     from harness.launch import (
+        admitted_context,
         default_cores,
-        parent_context,
         parse_cores,
         run_worker_capture,
         worker_environment,
@@ -246,11 +246,8 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
     rows = []
     for name in precisions:
         mode = get_precision(name)
-        missing = platform.lacks(mode.requires)
-        if missing and not allow_emulation:
-            raise HarnessError(f"--precisions {name}: needs {', '.join(missing)}, which this machine lacks; "
-                               "--allow-emulation measures it anyway, marked emulated")
-        context = parent_context(mode, platform)
+        context = admitted_context(mode, platform, allow_emulation, "--precisions")
+        emulated = context["emulated"]
         env = worker_environment(mode, cores, context, spec.system_malloc)
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
@@ -266,11 +263,11 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
                 runs.setdefault(impl, []).append(json.loads(out))
             if with_train:
                 print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)
-                runs.setdefault("harness train", []).append(_train_row(name, spec, cores, bool(missing)))
-        peak = lookup(name, platform.cpu_model, len(cores))
+                runs.setdefault("harness train", []).append(_train_row(name, spec, cores, emulated))
+        peak = lookup(name, context["machine_key"], len(cores))
         for impl_rounds in runs.values():
             row = merge(impl_rounds)
-            row["emulated"] = bool(missing)
+            row["emulated"] = emulated
             row["malloc"] = "glibc defaults" if spec.system_malloc else "freed memory kept (harness default)"
             row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"] if peak else None
             rows.append(row)

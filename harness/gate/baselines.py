@@ -14,27 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import HarnessError
-
-FINGERPRINT_FIELDS = (
-    "cpu_model",
-    "family",
-    "model",
-    "stepping",
-    "flags_digest",
-    "physical_cores",
-    "sockets",
-    "amx_usable",
-)
-FINGERPRINT_VERSIONS = ("torch", "onednn", "mkl")
-"""Library builds that decide which kernels run; the harness's own commit is what a gate tests."""
-
-
-def fingerprint(machine: dict) -> dict:
-    """The fields of a machine.json that must match for throughput to be comparable."""
-    versions = machine.get("versions", {})
-    out = {k: machine.get(k) for k in FINGERPRINT_FIELDS}
-    out.update({k: versions.get(k) for k in FINGERPRINT_VERSIONS})
-    return out
+from harness.platform import fingerprint
 
 
 def mismatches(baseline: dict, current: dict) -> list[str]:

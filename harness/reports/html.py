@@ -15,7 +15,7 @@ import pandas as pd
 from harness.files import write_atomic
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.reports.runsets import mode_label
-from harness.reports.tables import runs_table, steps_table
+from harness.reports.tables import census_table, runs_table, steps_table
 
 
 def _modes(runs: pd.DataFrame) -> pd.Series:
@@ -46,10 +46,17 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
         if gaps.empty:
             out.append((precision, "warn", "no fp32 run to compare with"))
             continue
+        if mine["same_computation_as_fp32"].fillna(False).all():
+            out.append((precision, "muted",
+                        f"same computation on this CPU as fp32 (the same kernels, losses identical at every "
+                        f"step): the difference is noise (speed-up {speed.median():.2f}x, median over "
+                        f"{len(speed)} runs)"))
+            continue
         base = mine["final_loss"] - gaps
         worst = float((gaps.abs() / base).max())
         converges = worst <= tolerance
-        emulated = " (emulated: this CPU lacks its features)" if mine["emulated"].fillna(False).any() else ""
+        emulated = (" (emulated: this CPU has no instructions for its number format)"
+                    if mine["emulated"].fillna(False).any() else "")
         out.append(
             (
                 precision,
@@ -196,12 +203,33 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
         [
             ("run_id", "run", "s"),
             ("isa_cap", "ISA cap", "s"),
-            ("isa_verified", "oneDNN reports", "s"),
-            ("kernels", "kernels", "s"),
+            ("isa_verified", "oneDNN's ceiling", "s"),
+            ("gemm_isa", "GEMM ISA (most time)", "s"),
+            ("amx_gemm_share", "AMX share of GEMM time", ".1%"),
             ("amx_used", "AMX used", "s"),
             ("emulated", "emulated", "s"),
             ("valid", "valid", "s"),
         ],
+    )
+    census = census_table(compare_dir)
+    census_html = (
+        table(
+            census,
+            [
+                ("run_id", "run", "s"),
+                ("library", "library", "s"),
+                ("primitive", "primitive", "s"),
+                ("kernel", "kernel", "s"),
+                ("isa", "ISA", "s"),
+                ("dtype", "dtype", "s"),
+                ("calls", "calls", "d"),
+                ("time_ms", "time ms", ".2f"),
+                ("gflop", "GFLOP", ".2f"),
+                ("gemm_time_share", "share of GEMM time", ".1%"),
+            ],
+        )
+        if len(census)
+        else '<p class="muted">no run recorded a kernel census</p>'
     )
     problems = runs[~runs.status.isin(["ok"])]
     problem_html = (
@@ -238,6 +266,9 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
 <h2>Loss curves</h2>{charts}
 <h2>Efficiency</h2><div id="efficiency">{efficiency}</div>
 <h2>ISA actually used</h2><div id="isa">{isa}</div>
+<h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose
+output on: every kernel the libraries ran, by data type. GEMMs that neither library reports were
+computed by PyTorch itself.</p><div id="census">{census_html}</div>
 <h2>Machine</h2><table id="machine">{machine_rows}</table>
 </body></html>
 """

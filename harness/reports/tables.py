@@ -22,7 +22,8 @@ RUN_COLUMNS: dict[str, str] = {
     "model_tflops_per_s": "float64", "mfu": "float64", "speedup_vs_fp32": "float64",
     "final_loss": "float64", "eval_mlm_accuracy": "float64", "loss_gap_vs_fp32": "float64",
     "isa_cap": "string", "isa_verified": "string", "amx_used": "boolean", "emulated": "boolean",
-    "valid": "boolean", "kernels": "string", "threads": "Int64", "cpu_model": "string",
+    "valid": "boolean", "gemm_isa": "string", "amx_gemm_share": "float64", "kernels": "string",
+    "same_computation_as_fp32": "boolean", "threads": "Int64", "cpu_model": "string",
     "torch_version": "string", "started_at": "string", "wall_time_s": "float64", "peak_rss_gib": "float64",
     "error": "string",
 }
@@ -49,11 +50,13 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     r = json.loads(path.read_text())
     for key in ("seq_len", "batch_size", "steps_measured", "throughput_seq_per_s", "throughput_p10",
                 "throughput_p90", "step_time_cv", "model_tflops_per_s", "mfu", "final_loss",
-                "eval_mlm_accuracy", "isa_cap", "isa_verified", "amx_used", "emulated", "valid",
+                "eval_mlm_accuracy", "isa_cap", "isa_verified", "amx_used", "emulated", "valid", "gemm_isa",
+                "amx_gemm_share",
                 "threads", "cpu_model", "started_at", "wall_time_s", "peak_rss_gib"):
         if r.get(key) is not None:
             row[key] = r[key]
-    row["kernels"] = " ".join(r.get("kernels", []))
+    # sorted: two runs of the same kernels list them alike, whatever their times
+    row["kernels"] = "; ".join(sorted(r.get("kernels", [])))
     row["torch_version"] = r["versions"]["torch"]
     invalid = r.get("invalid_reason") if r["status"] == "invalid" else None
     row["error"] = r.get("error") or invalid or row.get("error")
@@ -72,13 +75,47 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
     # the reference: stock fp32 (an ipex fp32 run then shows what IPEX buys)
     reference = (df["precision"] == "fp32") & (df["backend"] == "stock") & (df["status"] == "ok")
     baseline = df[reference].set_index(["phase", "repeat"])
+    losses = {run_id: _losses(compare_dir / "runs" / run_id) for run_id in df["run_id"]}
     for i, row in df.iterrows():
         key = (row["phase"], row["repeat"])
         if key in baseline.index:
             base = baseline.loc[key]
             df.loc[i, "speedup_vs_fp32"] = row["throughput_seq_per_s"] / base["throughput_seq_per_s"]
             df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
+            if row["status"] == "ok" and row["run_id"] != base["run_id"]:
+                # Different kernels round differently: bit-identical losses at every step, from the
+                # same census, mean that the two runs computed the same thing.
+                df.loc[i, "same_computation_as_fp32"] = bool(
+                    losses[row["run_id"]] and losses[row["run_id"]] == losses[base["run_id"]]
+                    and row["kernels"] == base["kernels"])
     return df
+
+
+def _losses(run_dir: Path) -> list[float]:
+    """The training loss of every step, as recorded."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r["loss"] for r in records if "loss" in r]
+
+
+CENSUS_COLUMNS = ("run_id", "library", "primitive", "kernel", "isa", "dtype", "gemm", "calls", "time_ms",
+                  "gflop", "gemm_time_share")
+
+
+def census_table(compare_dir: Path) -> pd.DataFrame:
+    """Every run's kernel census (result.json), a row per kernel, with its share of the GEMM time."""
+    plan = json.loads((compare_dir / "plan.json").read_text())
+    rows = []
+    for spec in plan["runs"]:
+        path = compare_dir / "runs" / spec["run_id"] / "result.json"
+        entries = json.loads(path.read_text()).get("kernel_census", []) if path.is_file() else []
+        gemm_ms = sum(e["time_ms"] for e in entries if e["gemm"])
+        for e in entries:
+            share = e["time_ms"] / gemm_ms if e["gemm"] and gemm_ms else None
+            rows.append({"run_id": spec["run_id"], **e, "gemm_time_share": share})
+    return pd.DataFrame(rows, columns=list(CENSUS_COLUMNS))
 
 
 def _cold_steps(run_dir: Path, timing_warmup: int) -> set[int]:
@@ -149,7 +186,7 @@ def read_steps(path: Path | None) -> pd.DataFrame:
 def summary_lines(df: pd.DataFrame) -> list[str]:
     """The run table as fixed-width text, for the terminal."""
     lines = [f"{'run':<18} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
-             f"{'loss gap':>8} {'eval acc':>8}  ISA"]
+             f"{'loss gap':>8} {'eval acc':>8}  GEMM ISA"]
     for _, r in df.iterrows():
         def f(v, fmt):
             return format(v, fmt) if v is not None and not pd.isna(v) else "-"
@@ -157,7 +194,8 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
         lines.append(f"{r['run_id']:<18} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
                      f"{spread:>17} {f(r['speedup_vs_fp32'], '.2f'):>7} {f(r['final_loss'], '.4f'):>10} "
                      f"{f(r['loss_gap_vs_fp32'], '+.4f'):>8} {f(r['eval_mlm_accuracy'], '.4f'):>8}  "
-                     f"{r['isa_verified'] if not pd.isna(r['isa_verified']) else '-'}"
-                     f"{' [emulated]' if r['emulated'] is True else ''}")
+                     f"{r['gemm_isa'] if not pd.isna(r['gemm_isa']) else '-'}"
+                     f"{' [emulated]' if r['emulated'] is True else ''}"
+                     f"{' [same computation as fp32]' if r['same_computation_as_fp32'] is True else ''}")
     return lines
 

@@ -149,7 +149,8 @@ class Comparison:
                       file=sys.stderr)
                 continue
             parent = self.outcomes.get(spec.checkpoint_of) if spec.checkpoint_of else None
-            if spec.checkpoint_of and (parent is None or parent.status not in ("ok", "invalid")):
+            # an invalid run stops at its census step and saves no model
+            if spec.checkpoint_of and (parent is None or parent.status != "ok"):
                 outcome = Outcome(spec.run_id, "skipped", None, 0.0,
                                   f"phase-1 run {spec.checkpoint_of} did not succeed")
             else:

@@ -3,7 +3,8 @@
 `HARNESS_FAULT=KIND@STEP[:PRECISION[:PHASE]]` makes the training worker misbehave at that step:
 `crash` exits the process abruptly (as an OOM kill would), `nan` turns the loss into NaN
 (divergence), `hang` stops making progress, `slow` makes every step from STEP on take twice as
-long (a regression of known size, far beyond the noise between processes). The optional precision
+long (a regression of known size, far beyond the noise between processes), `amx` adds an AMX
+kernel to the kernel census of a step from STEP on (a cap that did not hold). The optional precision
 and phase limit it to those runs, so one run of a comparison can fail while the others go on.
 Tests use it to exercise resume, divergence, time-out handling and the gate on real worker
 processes.
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 
 from harness.errors import HarnessError
 
-KINDS = ("crash", "nan", "hang", "slow")
+KINDS = ("crash", "nan", "hang", "slow", "amx")
+AMX_EXEC_LINE = ("onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx10_1_512_amx,undef,"
+                 "src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,,,"
+                 "1024x1024:1024x4096,1.5\n")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Fault:
 
     def poison_loss(self, step: int, loss: float) -> float:
         """Apply the fault at `step`; returns the loss the training loop should see."""
-        if step != self.step or self.kind == "slow":
+        if step != self.step or self.kind in ("slow", "amx"):
             return loss
         if self.kind == "crash":
             os._exit(86)  # no cleanup, no result.json: what a killed worker leaves behind
@@ -57,3 +61,7 @@ class Fault:
         """A `slow` fault: from its step on, wait as long as the step has taken so far."""
         if self.kind == "slow" and step >= self.step:
             time.sleep(elapsed_s)
+
+    def census_lines(self, step: int) -> str:
+        """An `amx` fault: the verbose line of an AMX kernel, for a census taken from its step on."""
+        return AMX_EXEC_LINE if self.kind == "amx" and step >= self.step else ""

@@ -306,7 +306,8 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked)),
                 compute_time_s=compute))
             if census_now:
-                census = Census.from_verbose(forward_backward.text + update.text, mkl_header)
+                text = forward_backward.text + update.text + (fault.census_lines(step) if fault else "")
+                census = Census.from_verbose(text, mkl_header)
                 if (problem := census_problem(mode, context["gemm_isa"], census)) is not None:
                     status, error = "invalid", problem
                     print(f"INVALID RUN: {problem}; stopping", file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@ from harness.reports.tables import RUN_COLUMNS, read_runs, read_steps
 
 
 def compare(out, *args, env=None):
-    # --allow-emulation: bf16 must run here even where the CPU has no AMX (marked emulated then)
+    # --allow-emulation: bf16 must run here even where the CPU has no bf16 instructions (marked emulated then)
     return run("compare", "--preset", "smoke", "--output", out, "--allow-emulation", *args, env=env)
 
 
@@ -31,6 +31,17 @@ def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
     assert runs["isa_verified"].notna().all()
     assert set(runs["isa_cap"]) == {"AVX512_CORE_AMX", "AVX512_CORE_BF16"}
     assert not runs.loc[runs.precision == "avx-fp32", "amx_used"].any()
+    # fp32 GEMMs always run in a library that reports them; the census names where
+    fp32_like = runs[runs.precision != "bf16"]
+    assert fp32_like["gemm_isa"].notna().all() and fp32_like["kernels"].str.len().gt(0).all()
+    # what the plan predicted of fp32 and avx-fp32 on this CPU, the runs bear out: the same kernels
+    # and bit-identical losses where it said "same computation"; a verdict of noise in the report
+    plan = json.loads((out / "plan.json").read_text())
+    same = ["fp32", "avx-fp32"] in plan["same_computation"]
+    assert list(runs.loc[runs.precision == "avx-fp32", "same_computation_as_fp32"]) == [same, same]
+    if same:
+        assert "fp32 and avx-fp32 run the same kernels on this CPU" in proc.stderr
+        assert "same computation on this CPU as fp32" in (out / "report.html").read_text()
 
     steps = read_steps(out / "steps.csv")
     assert len(steps) == 6 * 8

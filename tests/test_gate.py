@@ -12,9 +12,8 @@ from harness_cli import run
 from harness.gate.stats import _exact_cdf, _u_statistic, slower_p_value
 
 # Phase 1 only, two modes (so that a speed-up floor has something to judge), enough timed steps
-# for the rank test to see a slowdown. avx-fp32 needs AVX-512: without it the run is marked emulated.
-PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32,avx-fp32", "--steps", 40,
-        "--allow-emulation"]
+# for the rank test to see a slowdown.
+PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32,avx-fp32", "--steps", 40]
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import os
 
 import pytest
 from harness_cli import result, run
+from platforms import SKYLAKE_X, ZEN3, ZEN5
 
 from harness import cli
 from harness.errors import HarnessError
-from harness.isa_probe import IsaVerdict
 from harness.launch import RETAINED_MALLOC, parent_context, worker_environment
-from harness.onednn_verbose import VerboseReport
 from harness.platform import detect
 from harness.precision import BUILTIN, get_precision, load_modes
 
@@ -26,24 +25,30 @@ def test_builtin_modes_and_their_caps():
                                                "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16",
                                                "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
     assert modes["fp32"].environment()["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
-    assert (modes["bf16"].autocast, modes["bf16"].requires, modes["bf16"].expects_amx) == \
-        ("bfloat16", ("amx_usable",), True)
+    assert (modes["bf16"].autocast, modes["bf16"].requires, modes["bf16"].gemm_unit) == \
+        ("bfloat16", ("bf16",), "bf16")
     assert modes["bf32"].fp32_math == "bf16" and modes["bf32"].autocast is None
-    assert modes["avx-bf16"].isa_cap == "AVX512_CORE_BF16" and modes["avx-bf16"].expects_amx is False
+    assert modes["bf32"].requires == ("amx",) and not modes["bf32"].emulable
+    assert modes["avx-bf16"].isa_cap == "AVX512_CORE_BF16" and not modes["avx-bf16"].admits_amx
+    assert modes["avx-fp32"].requires == () and not modes["avx-fp32"].admits_amx and modes["fp32"].admits_amx
 
 
 def test_modes_from_a_toml_file(tmp_path, monkeypatch):
     path = tmp_path / "modes.toml"
     path.write_text('[modes.avx2-fp32]\ndescription = "fp32 on AVX2 only"\nisa_cap = "AVX2"\n'
-                    'mkl_instructions = "AVX2"\nexpects_amx = false\n')
+                    'mkl_instructions = "AVX2"\n')
     monkeypatch.setenv("HARNESS_PRECISION_FILE", str(path))
     mode = get_precision("avx2-fp32")
-    assert mode.environment()["ONEDNN_MAX_CPU_ISA"] == "AVX2" and mode.expects_amx is False
+    assert mode.environment()["ONEDNN_MAX_CPU_ISA"] == "AVX2" and not mode.admits_amx
     path.write_text('[modes.x]\ndescription = "d"\nisa = "AVX2"\n')
     with pytest.raises(HarnessError, match=r"\[modes.x\] needs a description and takes only .*\(got isa\)"):
         load_modes()
     path.write_text('[modes.x]\ndescription = "d"\nrequires = ["warp_drive"]\n')
     with pytest.raises(HarnessError, match="requires 'warp_drive', expected some of"):
+        load_modes()
+    # a mode's name names files: a / in it would break a compare after its run had started
+    path.write_text('[modes."a/b"]\ndescription = "d"\n')
+    with pytest.raises(HarnessError, match="a name is letters, digits and -_"):
         load_modes()
 
 
@@ -53,17 +58,22 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     before = dict(os.environ)
     out = tmp_path / "run"
     # in this process: the parent starts the worker as a child and waits for it
-    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", "--allow-emulation", *map(str, TINY),
-                     "--dataset", str(synth_dir), "--output", str(out)])
+    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", *map(str, TINY),
+                     "--timing-warmup", "1", "--dataset", str(synth_dir), "--output", str(out)])
     assert code == 0
     assert dict(os.environ) == before
     r = result(out)
-    assert r["emulated"] is not detect().avx512  # avx-fp32 names AVX-512
+    assert r["emulated"] is False  # fp32 has its instructions on every CPU; the cap only keeps AMX out
     assert r["isa_env"]["ONEDNN_MAX_CPU_ISA"] == r["isa_env"]["DNNL_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
     assert r["isa_env"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX512"
     assert r["pid"] != os.getpid()
     assert r["isa_cap"] == "AVX512_CORE_BF16" and r["isa_verified"]  # oneDNN reported its ISA
     assert r["amx_used"] is False and r["valid"] is True and r["status"] == "ok"
+    # the census of a real step: its GEMMs ran somewhere the libraries report (stock PyTorch sends
+    # fp32 GEMMs to MKL), and it is a step the throughput statistics leave out
+    assert r["kernel_census"] and r["gemm_isa"] == max(r["gemm_isa_share"], key=r["gemm_isa_share"].get)
+    assert abs(sum(r["gemm_isa_share"].values()) - 1) < 1e-9 and r["amx_gemm_share"] == 0
+    assert r["census_step"] == 1 and r["cold_steps"] == [1]
     assert r["threads"] == len(r["cores"]) == int(r["isa_env"]["OMP_NUM_THREADS"])
     assert RETAINED_MALLOC.items() <= r["malloc_env"].items()
 
@@ -79,6 +89,20 @@ def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tm
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
 
 
+def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--steps", 4, "--timing-warmup", 2,
+               "--dataset", synth_dir, "--output", out, env={"HARNESS_FAULT": "amx@1"})
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    r = result(out)
+    assert r["status"] == "invalid" and r["valid"] is False and r["census_step"] == 2
+    assert r["invalid_reason"] == ("avx-fp32 must stay off AMX but the step ran "
+                                   "matmul/brg_matmul:avx10_1_512_amx")
+    assert r["amx_used"] is True and r["amx_gemm_share"] > 0
+    assert "INVALID RUN: avx-fp32 must stay off AMX" in proc.stderr
+    assert r["steps_completed"] == 2 and not (out / "model_save").exists()  # it stopped there
+
+
 def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_path):
     proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--dataset", synth_dir,
                "--output", tmp_path / "run", "--worker")
@@ -87,66 +111,49 @@ def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_pa
 
 
 def test_a_mode_the_cpu_lacks_is_refused_before_any_work(synth_dir, tmp_path, monkeypatch, capsys):
-    no_amx = dataclasses.replace(detect(), amx_tile=False, amx_bf16=False, amx_os_enabled=False,
-                                 amx_permission=False, amx_usable=False, avx512_bf16=False)
-    monkeypatch.setattr("harness.platform.detect", lambda: no_amx)
+    monkeypatch.setattr("harness.platform.detect", lambda: SKYLAKE_X)
     out = tmp_path / "run"
-    for mode, feature in (("bf16", "amx_usable"), ("bf32", "amx_usable"), ("avx-bf16", "avx512_bf16")):
-        code = cli.main(["train", "--phase", "1", "--precision", mode, *map(str, TINY),
-                         "--dataset", str(synth_dir), "--output", str(out)])
-        assert code == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert err == [f"harness: --precision {mode}: needs {feature}, which this machine "
-                       f"({no_amx.cpu_model}) lacks; --allow-emulation runs it anyway, marked emulated"]
-        assert not out.exists()
+    lacks = (f"which this machine lacks ({SKYLAKE_X.cpu_model}); --allow-emulation runs it anyway, "
+             "marked emulated")
+    for mode, feature, then in (
+        ("bf16", "bf16 (native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16)", lacks),
+        ("avx-bf16", "avx512_bf16 (AVX512_BF16 instructions)", lacks),
+        # without AMX, oneDNN ignores the bf16 fpmath: bf32 would be fp32 through oneDNN, so no flag runs it
+        ("bf32", "amx (AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission))",
+         f"and without it would compute something else ({SKYLAKE_X.cpu_model})"),
+    ):
+        for extra in ([], ["--allow-emulation"]) if mode == "bf32" else ([],):
+            code = cli.main(["train", "--phase", "1", "--precision", mode, *map(str, TINY), *extra,
+                             "--dataset", str(synth_dir), "--output", str(out)])
+            assert code == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [f"harness: --precision {mode}: needs {feature}, {then}"]
+            assert not out.exists()
 
 
 def test_emulated_bf16_without_avx512_is_marked_and_warned_of(capsys):
-    avx2_only = dataclasses.replace(detect(), avx512=False, avx512_bf16=False, amx_tile=False, amx_bf16=False,
-                                    amx_usable=False)
-    context = parent_context(get_precision("bf16"), avx2_only)
-    assert context["emulated"] is True and context["missing_features"] == ["amx_usable"]
+    context = parent_context(get_precision("bf16"), ZEN3)
+    assert context["emulated"] is True and context["missing_features"] == ["bf16"]
+    assert context["gemm_isa"] is None  # nothing to hold its kernels to
     assert "bf16 is emulated on a CPU without AVX-512" in capsys.readouterr().err
-    # fp32 needs nothing; bf16 on an AVX-512 CPU without AMX is emulated at a usable speed
-    assert parent_context(get_precision("fp32"), avx2_only)["emulated"] is False
-    assert parent_context(get_precision("bf16"), dataclasses.replace(avx2_only, avx512=True))["emulated"]
+    # fp32 needs nothing; bf16 on AVX-512 without BF16 is emulated at a usable speed, not warned of;
+    # bf16 on AVX512_BF16 is native and its GEMMs are held to that unit
+    assert parent_context(get_precision("fp32"), ZEN3)["emulated"] is False
+    assert parent_context(get_precision("bf16"), SKYLAKE_X)["emulated"]
+    native = parent_context(get_precision("bf16"), ZEN5)
+    assert native["emulated"] is False and native["gemm_isa"] == "avx512_core_bf16"
     assert capsys.readouterr().err == ""
 
 
 def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypatch):
-    no_amx = dataclasses.replace(detect(), amx_usable=False)
-    monkeypatch.setattr("harness.platform.detect", lambda: no_amx)
+    no_bf16 = dataclasses.replace(detect(), amx_usable=False, avx512_bf16=False)
+    monkeypatch.setattr("harness.platform.detect", lambda: no_bf16)
     out = tmp_path / "run"
     code = cli.main(["train", "--phase", "1", "--precision", "bf16", "--allow-emulation",
                      *map(str, TINY), "--dataset", str(synth_dir), "--output", str(out)])
     assert code == 0
     r = result(out)
     assert r["emulated"] is True and r["status"] == "ok" and r["precision_mode"]["autocast"] == "bfloat16"
-
-
-AVX512_BF16_ISA = "Intel AVX-512 with Intel DL Boost and bfloat16 support"
-AMX_ISA = f"{AVX512_BF16_ISA} and Intel AMX with bfloat16 and 8-bit integer support"
-
-
-@pytest.mark.parametrize(("name", "isa", "kernels", "amx_usable", "valid"), [
-    ("avx-fp32", AMX_ISA, ["matmul/brg_matmul:avx10_1_512_amx"], True, False),  # the cap did not hold
-    ("avx-fp32", AVX512_BF16_ISA, ["matmul/brg_matmul:avx512_core_bf16"], True, True),
-    ("bf16", AMX_ISA, ["matmul/gemm:jit:bf16"], True, False),  # AMX usable, yet no AMX kernel ran
-    ("bf16", AMX_ISA, ["matmul/brg_matmul:avx512_core_amx"], True, True),
-    ("bf16", AVX512_BF16_ISA, ["matmul/gemm:jit:bf16"], False, True),  # emulated: no AMX to expect
-    ("fp32", AMX_ISA, ["matmul/brg_matmul:avx512_core_amx"], True, True),  # fp32 makes no AMX claim
-    # Without AVX-512 the workload runs no oneDNN kernel; oneDNN's own header still proves the cap.
-    ("fp32", "Intel AVX2", [], False, True),
-    ("avx-fp32", "Intel AVX2", [], False, True),
-    ("avx-fp32", AMX_ISA, [], True, False),  # no kernel ran, but the cap would have let AMX in
-    ("fp32", None, [], False, False),  # oneDNN said nothing at all: nothing is verified
-])
-def test_isa_verdict(name, isa, kernels, amx_usable, valid):
-    verdict = IsaVerdict.judge(get_precision(name), VerboseReport(isa, kernels), amx_usable,
-                               emulated=not amx_usable and name == "bf16")
-    assert verdict.valid is valid
-    assert (verdict.invalid_reason is None) is valid
-    assert verdict.amx_used == any("amx" in k for k in kernels)
 
 
 def test_detect_json_reports_the_capability_keys():
@@ -159,6 +166,13 @@ def test_detect_json_reports_the_capability_keys():
     assert info["amx_usable"] == (info["amx_bf16"] and info["amx_os_enabled"] and info["amx_permission"])
     assert info["avx512"] == ("avx512f" in info["flags"])
     assert info["versions"]["onednn"]
+    # every mode, with how it runs here
+    assert set(info["modes"]) == {m.name for m in BUILTIN}
+    bf16 = info["modes"]["bf16"]
+    assert bf16["status"] == ("native" if info["amx_usable"] or info["avx512_bf16"] else "emulated")
+    assert info["modes"]["fp32"]["status"] == "native"
+    table = run("detect").stdout
+    assert "bf16       " + bf16["status"] in table
 
 
 def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch):

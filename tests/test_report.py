@@ -20,7 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def comparison(synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cmp") / "cmp"
     proc = run("compare", "--preset", "smoke", "--precisions", "fp32,avx-fp32", "--dataset", synth_dir,
-               "--output", out, "--steps", 8, "--allow-emulation",
+               "--output", out, "--steps", 8,
                env={"HARNESS_FAULT": "crash@4:avx-fp32:2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

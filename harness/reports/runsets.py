@@ -117,6 +117,7 @@ def key_stats(runset: RunSet) -> pd.DataFrame:
                 "final_loss": ok["final_loss"].mean(),
                 "eval_mlm_accuracy": ok["eval_mlm_accuracy"].mean(),
                 "isa_verified": next(iter(group["isa_verified"].dropna()), None),
+                "gemm_isa": next(iter(group["gemm_isa"].dropna()), None),
                 "amx_used": bool(group["amx_used"].fillna(False).any()),
                 "emulated": bool(group["emulated"].fillna(False).any()),
                 "valid": bool(group["valid"].fillna(True).all()),

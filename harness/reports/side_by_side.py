@@ -79,13 +79,14 @@ def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
 
 
 def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
-    head = "".join(f"<th>{esc(s.label)} final loss</th><th>eval MLM acc</th><th>ISA</th>" for s in sets)
+    head = "".join(f"<th>{esc(s.label)} final loss</th><th>eval MLM acc</th><th>GEMM ISA (oneDNN's ceiling)</th>"
+                   for s in sets)
     rows = []
     for _, r in matched.iterrows():
         cells = "".join(
             f"<td>{num(r.get(f'final_loss_{i}'), '.4f')}</td>"
             f"<td>{num(r.get(f'eval_mlm_accuracy_{i}'), '.4f')}</td>"
-            f'<td class="l">{esc(r.get(f"isa_verified_{i}"))}'
+            f'<td class="l">{esc(r.get(f"gemm_isa_{i}"))} ({esc(r.get(f"isa_verified_{i}"))})'
             f"{' [AMX]' if r.get(f'amx_used_{i}') is True else ''}"
             f"{' [emulated]' if r.get(f'emulated_{i}') is True else ''}</td>"
             for i in range(len(sets))

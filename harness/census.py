@@ -62,9 +62,9 @@ class Census:
             groups.setdefault(key, []).append((e.time_ms or 0.0, e.flops))
         header, calls = mkl_verbose.parse(text)
         mkl_header = header or mkl_header
-        label = f"mkl:{mkl_verbose.isa_label(mkl_header)}"
         for c in calls:
-            key = ("mkl", c.function, c.function, label, c.dtype, c.is_gemm)
+            key = ("mkl", c.function, c.function, f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}",
+                   c.dtype, c.is_gemm)
             groups.setdefault(key, []).append((c.time_ms, c.flops))
         entries = []
         for (library, primitive, kernel, isa, dtype, gemm), runs in groups.items():

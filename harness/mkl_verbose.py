@@ -49,10 +49,17 @@ class Call:
         return 2.0 * sizes[0] * sizes[1] * sizes[2] if len(sizes) >= 3 else None
 
 
-def isa_label(header: str | None) -> str:
+FLOAT_DTYPES = ("f32", "f64", "c64", "c128")
+
+
+def isa_label(header: str | None, dtype: str | None = None) -> str:
     """A short name for the ISA MKL's header names: avx512_amx, avx512_bf16, avx512_vnni, avx512,
-    avx2, avx, or generic (the header names no extension, as on CPUs not Intel's)."""
+    avx2, avx, or generic (the header names no extension, as on CPUs not Intel's). For a call in a
+    floating-point type MKL computes natively (`dtype` f32, f64, c64, c128) only the vector ISA
+    counts: AMX, BF16 and VNNI have no such arithmetic."""
     text = (header or "").upper()
+    if dtype in FLOAT_DTYPES:
+        text = text.split(" WITH ")[0]
     if "AMX" in text or "ADVANCED MATRIX" in text:
         return "avx512_amx"
     if "AVX-512" in text or "AVX512" in text or "VECTOR EXTENSIONS 512" in text:

@@ -34,7 +34,8 @@ class Execution:
     implementation: str
     """e.g. `brg_matmul:avx512_core_bf16`."""
     dtype: str | None
-    """The weights' data type (what a GEMM computes in), else the first memory's."""
+    """The data type a GEMM computes in: its inputs' (weights, else source, else the gradient it
+    receives), never an output's (a bf16 GEMM may write f32 weight gradients)."""
     attributes: str
     """e.g. `attr-fpmath:bf16 attr-scratchpad:user`: bf16 math on f32 data shows here."""
     problem: str
@@ -67,7 +68,8 @@ class Execution:
 
 
 def _dtype(descriptors: str) -> str | None:
-    """The data type of the weights' memory descriptor, else of the first one.
+    """The data type of the first input among weights, source and destination gradient, else of
+    the first memory descriptor.
 
     3.4+: `src:bf16::blocked:ab::f0 wei:bf16:a:blocked:ab::f0`; 2.x-3.3: `src_f32::blocked:ab:f0`."""
     found: dict[str, str] = {}
@@ -79,7 +81,7 @@ def _dtype(descriptors: str) -> str | None:
             name, _, dtype = head[0].rpartition("_")
             if dtype in _DTYPES:
                 found.setdefault(name, dtype)
-    for name in ("wei", "diff_wei"):
+    for name in ("wei", "src", "diff_dst"):
         if name in found:
             return found[name]
     return next(iter(found.values()), None)

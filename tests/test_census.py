@@ -363,6 +363,13 @@ def test_mkl_header_and_isa_label(line, isa, label):
     assert mkl_verbose.isa_label(header) == label
 
 
+def test_mkl_labels_a_float_call_by_its_vector_isa_alone():
+    # AMX, BF16 and VNNI have no fp32 arithmetic: an SGEMM under the AMX header ran on AVX-512
+    assert mkl_verbose.isa_label(MKL_AMX_ISA, "f32") == "avx512"
+    assert mkl_verbose.isa_label(MKL_AMX_ISA, "bf16") == "avx512_amx"
+    assert mkl_verbose.isa_label(MKL_AVX2_ISA, "f32") == "avx2"
+
+
 def test_mkl_isa_label_without_a_header():
     assert mkl_verbose.isa_label(None) == "generic"
     assert mkl_verbose.parse("no verbose output\n") == (None, [])
@@ -425,17 +432,17 @@ def test_onednn_execution_flops(line, flops):
     (onednn_exec("inner_product", "brgemm:avx10_1_512_amx", "forward_training",
                  "src:bf16::blocked:ab::f0 wei:bf16:a:blocked:AB16b64a2b::f0 bia:f32::blocked:a::f0 "
                  "dst:f32::blocked:ab::f0", "", "", "mb8ic1024oc4096", "0.1"), "bf16"),
-    # preferring the weights (here their gradient) to the first memory
+    # the inputs', not the output's: a bf16 GEMM that writes f32 weight gradients computes in bf16
     (onednn_exec("inner_product", "brgemm:avx512_core_bf16", "backward_weights",
                  "src:bf16::blocked:ab::f0 diff_wei:f32::blocked:ab::f0 diff_bia:f32::blocked:a::f0 "
-                 "diff_dst:bf16::blocked:ab::f0", "", "", "mb8ic1024oc4096", "0.2"), "f32"),
+                 "diff_dst:bf16::blocked:ab::f0", "", "", "mb8ic1024oc4096", "0.2"), "bf16"),
     (onednn_exec("matmul", "brg_matmul:avx512_core", "undef",
                  "src:f32::blocked:ab::f0 wei:s8:a:blocked:ab::f0 dst:f32::blocked:ab::f0", "", "",
                  "8x1024:1024x4096", "0.2"), "s8"),
     # 2.x-3.3: `name_dtype::...`
     ("dnnl_verbose,exec,cpu,inner_product,brgemm:avx512_core_bf16,backward_weights,"
      "src_bf16::blocked:ab:f0 diff_wei_f32::blocked:ab:f0 diff_bia_f32::blocked:a:f0 "
-     "diff_dst_bf16::blocked:ab:f0,,,mb8ic1024oc4096,0.5", "f32"),
+     "diff_dst_bf16::blocked:ab:f0,,,mb8ic1024oc4096,0.5", "bf16"),
     ("onednn_verbose,exec,cpu,matmul,brg:avx512_core_amx,undef,"
      "src_bf16::blocked:ab:f0 wei_bf16::blocked:ab:f0 dst_f32::blocked:ab:f0,,,8x1024:1024x4096,0.3", "bf16"),
     # no weights: the first memory's

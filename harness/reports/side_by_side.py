@@ -79,8 +79,10 @@ def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
 
 
 def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
-    head = "".join(f"<th>{esc(s.label)} final loss</th><th>eval MLM acc</th><th>GEMM ISA (oneDNN's ceiling)</th>"
-                   for s in sets)
+    head = "".join(
+        f"<th>{esc(s.label)} final loss</th><th>eval MLM acc</th><th>GEMM ISA (oneDNN's ceiling)</th>"
+        for s in sets
+    )
     rows = []
     for _, r in matched.iterrows():
         cells = "".join(

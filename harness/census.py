@@ -33,7 +33,8 @@ class Entry:
     kernel: str
     """oneDNN's implementation (brg_matmul:avx512_core_bf16); MKL's function again."""
     isa: str
-    """oneDNN's ISA suffix, or `mkl:` and the ISA MKL's header names (mkl:avx2)."""
+    """oneDNN's ISA (harness.onednn_verbose.implementation_isa), or `mkl:` and the ISA MKL's header
+    names (mkl:avx2)."""
     dtype: str | None
     gemm: bool
     calls: int
@@ -55,10 +56,15 @@ class Census:
     """MKL's header text (read by the ceiling probe: MKL prints it once per process)."""
 
     @classmethod
-    def from_verbose(cls, text: str, mkl_header: str | None) -> Census:
+    def from_verbose(cls, text: str, mkl_header: str | None, onednn_header: str | None = None) -> Census:
+        """The census of what `text` recorded; each library's header (the ISA it settled on) comes
+        from the text or, since each prints it once per process, from the ceiling probe."""
         groups: dict[tuple, list] = {}
-        for e in onednn_verbose.parse(text).executions:
-            key = ("onednn", e.primitive, e.implementation, e.isa, e.dtype, e.is_gemm)
+        report = onednn_verbose.parse(text)
+        onednn_header = report.isa or onednn_header
+        for e in report.executions:
+            isa = onednn_verbose.implementation_isa(e.implementation, onednn_header)
+            key = ("onednn", e.primitive, e.implementation, isa, e.dtype, e.is_gemm)
             groups.setdefault(key, []).append((e.time_ms or 0.0, e.flops))
         header, calls = mkl_verbose.parse(text)
         mkl_header = header or mkl_header

@@ -67,6 +67,39 @@ class Execution:
         return None
 
 
+_ISA_TOKEN = re.compile(r"(avx10_\d_512\w*|avx512_core\w*|avx2\w*|avx\b|sse41|uni\b)")
+
+
+def vector_isa(header: str | None) -> str | None:
+    """The best ISA below AMX that oneDNN's `isa:` header allows, in its implementation names:
+    where a jit kernel whose name carries no ISA (`gemm:jit`) runs. AMX kernels always say so."""
+    t = (header or "").lower()
+    if "avx10" in t:
+        return "avx10_1_512"
+    if "avx-512" in t or "avx512" in t:
+        if "float16" in t.split(" and intel amx")[0].replace("bfloat16", ""):
+            return "avx512_core_fp16"
+        if "bfloat16" in t:
+            return "avx512_core_bf16"
+        return "avx512_core_vnni" if "dl boost" in t else "avx512_core"
+    if "avx2" in t:
+        return "avx2_vnni_2" if "bfloat16" in t else "avx2_vnni" if "dl boost" in t else "avx2"
+    if "avx" in t:
+        return "avx"
+    return "sse41" if "sse4.1" in t else None
+
+
+def implementation_isa(implementation: str, header: str | None) -> str:
+    """The ISA of an implementation: the one it names (`brg_matmul:avx512_core_bf16`, `jit:uni` for
+    any); its last field for reference C code (`ref:any`); for a jit kernel that names none
+    (`gemm:jit`), the header's vector_isa."""
+    if (m := _ISA_TOKEN.search(implementation)) is not None:
+        return m.group(1)
+    if implementation.startswith("ref") or "jit" not in implementation:
+        return implementation.rsplit(":", 1)[-1]
+    return vector_isa(header) or implementation.rsplit(":", 1)[-1]
+
+
 def _dtype(descriptors: str) -> str | None:
     """The data type of the first input among weights, source and destination gradient, else of
     the first memory descriptor.

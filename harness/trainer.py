@@ -307,7 +307,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 compute_time_s=compute))
             if census_now:
                 text = forward_backward.text + update.text + (fault.census_lines(step) if fault else "")
-                census = Census.from_verbose(text, mkl_header)
+                census = Census.from_verbose(text, mkl_header, onednn_isa)
                 if (problem := census_problem(mode, context["gemm_isa"], census)) is not None:
                     status, error = "invalid", problem
                     print(f"INVALID RUN: {problem}; stopping", file=sys.stderr, flush=True)

@@ -463,3 +463,35 @@ def test_onednn_execution_isa_and_attributes():
     assert (e.primitive, e.isa, e.dtype, e.attributes, e.problem) == \
         ("matmul", "avx10_1_512_amx", "f32", "attr-fpmath:bf16 attr-scratchpad:user", "8x128x128:8x128x64")
     assert e.flops == 2 * 8 * 128 * 128 * 64
+
+
+@pytest.mark.parametrize(("header", "isa"), [
+    ("Intel AVX2", "avx2"),
+    ("Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions", "avx512_core"),  # oneDNN 2.x
+    ("Intel AVX-512 with Intel DL Boost", "avx512_core_vnni"),
+    (ISA_AVX512_BF16, "avx512_core_bf16"),
+    # AMX kernels name themselves: the header's vector part is what a jit kernel without a name runs
+    (ISA_SPR, "avx512_core_fp16"),
+    ("Intel AVX-512 with Intel DL Boost and bfloat16 support and Intel AMX with bfloat16 and 8-bit "
+     "integer support", "avx512_core_bf16"),
+    (None, None),
+])
+def test_onednn_vector_isa_of_a_header(header, isa):
+    assert onednn_verbose.vector_isa(header) == isa
+
+
+def test_a_jit_gemm_that_names_no_isa_runs_at_the_ceilings_vector_isa():
+    line = onednn_exec("matmul", "gemm:jit:bf16", "undef",
+                       "src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0 dst:f32::blocked:ab::f0", "", "",
+                       "512x128:128x512", "0.4")
+    census = Census.from_verbose(line + "\n", None, ISA_AVX512_BF16)
+    assert census.gemm_isa_share() == {"avx512_core_bf16": 1.0}
+    assert census_problem(MODES["bf16"], "avx512_core_bf16", census) is None
+    # never AMX: on an AMX machine such a kernel does not meet the AMX promise
+    on_amx = Census.from_verbose(line + "\n", None, ISA_SPR)
+    assert on_amx.gemm_isa_share() == {"avx512_core_fp16": 1.0}
+    assert census_problem(MODES["bf16"], "amx", on_amx) is not None
+    # reference code is no ISA at all
+    ref = onednn_exec("matmul", "ref:any", "undef", "src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0", "",
+                      "", "512x128:128x512", "9.0")
+    assert Census.from_verbose(ref + "\n", None, ISA_AVX512_BF16).gemm_isa_share() == {"any": 1.0}

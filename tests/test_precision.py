@@ -145,8 +145,34 @@ def test_emulated_bf16_without_avx512_is_marked_and_warned_of(capsys):
     assert capsys.readouterr().err == ""
 
 
+HOST = detect()
+HOST_BF16 = HOST.bf16_isa is not None
+
+
+@pytest.mark.skipif(not HOST_BF16, reason=f"needs a CPU with AMX or AVX512_BF16; this one "
+                    f"({HOST.cpu_model}, family {HOST.family} model {HOST.model}) has neither")
+def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--phase", 1, "--precision", "bf16", *TINY, "--steps", 3, "--timing-warmup", 1,
+               "--dataset", synth_dir, "--output", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = result(out)
+    assert r["emulated"] is False and r["valid"] is True and r["gemm_isa_expected"] == HOST.bf16_isa
+    assert r["gemm_isa"] is not None and ("amx" in r["gemm_isa"]) == (HOST.bf16_isa == "amx")
+
+
+@pytest.mark.skipif(HOST_BF16, reason=f"this CPU ({HOST.cpu_model}) has bf16 instructions: bf16 is native")
+def test_bf16_without_bf16_instructions_is_refused_as_emulated(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--phase", 1, "--precision", "bf16", *TINY, "--dataset", synth_dir, "--output", out)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.strip() == (
+        "harness: --precision bf16: needs bf16 (native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16), which "
+        f"this machine lacks ({HOST.cpu_model}); --allow-emulation runs it anyway, marked emulated")
+
+
 def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypatch):
-    no_bf16 = dataclasses.replace(detect(), amx_usable=False, avx512_bf16=False)
+    no_bf16 = dataclasses.replace(HOST, amx_usable=False, avx512_bf16=False)
     monkeypatch.setattr("harness.platform.detect", lambda: no_bf16)
     out = tmp_path / "run"
     code = cli.main(["train", "--phase", "1", "--precision", "bf16", "--allow-emulation",

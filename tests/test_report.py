@@ -7,11 +7,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from harness_cli import run
 
 from harness.reports.html import verdicts
-from harness.reports.tables import runs_table
+from harness.reports.tables import RUN_COLUMNS, runs_table
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -122,3 +123,24 @@ def test_report_refuses_what_is_not_a_run_set(tmp_path):
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"harness: {tmp_path / 'old' / 'runs.csv'}: missing columns")
+
+
+def _runs(*rows: dict) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=list(RUN_COLUMNS)).astype(RUN_COLUMNS)
+
+
+def test_a_mode_refused_here_is_a_warning_and_the_same_computation_is_noise():
+    fp32 = {"run_id": "p1-fp32-r0", "phase": 1, "precision": "fp32", "backend": "stock", "status": "ok",
+            "throughput_seq_per_s": 10.0, "final_loss": 9.0, "speedup_vs_fp32": 1.0, "loss_gap_vs_fp32": 0.0}
+    refused = {"run_id": "p1-bf16-r0", "phase": 1, "precision": "bf16", "backend": "stock",
+               "status": "refused",
+               "error": "exit code 2; last output: harness: --precision bf16: needs bf16"}
+    same = {**fp32, "run_id": "p1-avx-fp32-r0", "precision": "avx-fp32", "speedup_vs_fp32": 1.3,
+            "same_computation_as_fp32": True}
+    out = dict((p, (css, text)) for p, css, text in verdicts(_runs(fp32, refused, same), tolerance=0.02))
+    assert out["bf16"] == ("warn", "not run here: --precision bf16: needs bf16")
+    css, text = out["avx-fp32"]
+    assert css == "muted" and text.startswith("same computation on this CPU as fp32") and "1.30x" in text
+    # without the evidence, the same figures are a speed-up verdict
+    ((precision, css, text),) = verdicts(_runs(fp32, {**same, "same_computation_as_fp32": False}), 0.02)
+    assert (precision, css) == ("avx-fp32", "ok") and text.startswith("speed-up vs fp32 1.30x")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from harness.platform import Platform
 
 CONTEXT_ENV = "HARNESS_WORKER_CONTEXT"
-"""What the parent learnt before starting the worker (JSON): emulated, amx_usable, cores, cpu."""
+"""What the parent learnt before starting the worker (JSON): parent_context's fields and the cores."""
 
 
 def parent_context(mode: PrecisionMode, platform: Platform) -> dict:

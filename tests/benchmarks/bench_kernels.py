@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.launch import default_cores, worker_environment
+from harness.launch import default_cores, parent_context, worker_environment
 from harness.platform import detect
-from harness.precision import BUILTIN, get_precision
+from harness.precision import BUILTIN, admit, get_precision
 
 SERVER = Path(__file__).with_name("kernel_server.py")
 MODEL = os.environ.get("BENCH_MODEL", "bert-large")
@@ -41,13 +41,13 @@ class KernelServer:
     def __init__(self, kernel: str, precision: str) -> None:
         mode = get_precision(precision)
         platform = detect()
-        missing = [f for f in mode.requires if not platform.has(f)]
-        if missing and os.environ.get("BENCH_ALLOW_EMULATION") != "1":
-            pytest.skip(f"{precision} needs {', '.join(missing)}; BENCH_ALLOW_EMULATION=1 runs it emulated")
+        admission = admit(mode, platform)
+        if admission.status == "refused":
+            pytest.skip(f"{precision}: {admission.reason}")
+        if admission.emulated and os.environ.get("BENCH_ALLOW_EMULATION") != "1":
+            pytest.skip(f"{precision}: {admission.reason}; BENCH_ALLOW_EMULATION=1 runs it emulated")
         cores = default_cores()
-        env = worker_environment(mode, cores, {"emulated": bool(missing), "missing_features": missing,
-                                               "amx_usable": platform.amx_usable,
-                                               "cpu_model": platform.cpu_model})
+        env = worker_environment(mode, cores, parent_context(mode, platform))
         # the harness importable from this checkout even where it is not installed
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER.parents[2]), env.get("PYTHONPATH")]))
         command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ)]

@@ -308,7 +308,10 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             if census_now:
                 text = forward_backward.text + update.text + (fault.census_lines(step) if fault else "")
                 census = Census.from_verbose(text, mkl_header, onednn_isa)
-                if (problem := census_problem(mode, context["gemm_isa"], census)) is not None:
+                problem = census_problem(mode, context["gemm_isa"], census)
+                # every rank stops alike, or the others would wait for it at their next collective
+                if ranks.sum([float(problem is not None)])[0] > 0:
+                    problem = problem or "another rank's kernel census contradicts the mode"
                     status, error = "invalid", problem
                     print(f"INVALID RUN: {problem}; stopping", file=sys.stderr, flush=True)
                     break

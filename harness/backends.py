@@ -16,8 +16,10 @@ from harness.errors import HarnessError
 
 BACKENDS = ("stock", "ipex")
 IPEX_MODULE = "intel_extension_for_pytorch"
-INSTALL_IPEX = ("pip install 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' in an environment of "
-                "its own (IPEX 2.8 needs torch 2.8), then pip install --no-deps -e . there")
+INSTALL_IPEX = (
+    "pip install 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' in an environment of "
+    "its own (IPEX 2.8 needs torch 2.8), then pip install --no-deps -e . there"
+)
 
 
 def check_available(backend: str) -> None:
@@ -28,8 +30,9 @@ def check_available(backend: str) -> None:
         raise HarnessError(f"--backend ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
 
 
-def prepare(backend: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            autocast: str | None) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
+def prepare(
+    backend: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocast: str | None
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
     """The model and optimizer to train with, and what to record about the backend."""
     if backend == "stock":
         return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}

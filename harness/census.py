@@ -69,15 +69,31 @@ class Census:
         header, calls = mkl_verbose.parse(text)
         mkl_header = header or mkl_header
         for c in calls:
-            key = ("mkl", c.function, c.function, f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}",
-                   c.dtype, c.is_gemm)
+            key = (
+                "mkl",
+                c.function,
+                c.function,
+                f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}",
+                c.dtype,
+                c.is_gemm,
+            )
             groups.setdefault(key, []).append((c.time_ms, c.flops))
         entries = []
         for (library, primitive, kernel, isa, dtype, gemm), runs in groups.items():
             flops = [f for _, f in runs]
-            entries.append(Entry(library, primitive, kernel, isa, dtype, gemm, len(runs),
-                                 sum(t for t, _ in runs),
-                                 None if None in flops else sum(flops) / 1e9))  # type: ignore[arg-type]
+            entries.append(
+                Entry(
+                    library,
+                    primitive,
+                    kernel,
+                    isa,
+                    dtype,
+                    gemm,
+                    len(runs),
+                    sum(t for t, _ in runs),
+                    None if None in flops else sum(flops) / 1e9,
+                )
+            )  # type: ignore[arg-type]
         entries.sort(key=lambda e: -e.time_ms)
         return cls(entries, mkl_header)
 
@@ -97,8 +113,11 @@ class Census:
     def share_on(self, promised: str, dtype: str | None) -> float:
         """The share of GEMM time on an ISA that meets `promised` (in `dtype`, if given)."""
         total = self.gemm_time_ms
-        hit = sum(e.time_ms for e in self.entries
-                  if e.gemm and _meets(e.isa, promised) and (dtype is None or e.dtype == dtype))
+        hit = sum(
+            e.time_ms
+            for e in self.entries
+            if e.gemm and _meets(e.isa, promised) and (dtype is None or e.dtype == dtype)
+        )
         return hit / total if total > 0 else 0.0
 
     @property
@@ -144,6 +163,8 @@ def census_problem(mode: PrecisionMode, promised: str | None, census: Census) ->
     share = census.share_on(promised, dtype)
     if share < GEMM_SHARE_FLOOR:
         seen = ", ".join(f"{k} {v:.0%}" for k, v in census.gemm_isa_share().items()) or "no GEMM at all"
-        return (f"{mode.name} must run its GEMMs on {promised} here, but {share:.0%} of the step's GEMM "
-                f"time did (under {GEMM_SHARE_FLOOR:.0%}; seen: {seen})")
+        return (
+            f"{mode.name} must run its GEMMs on {promised} here, but {share:.0%} of the step's GEMM "
+            f"time did (under {GEMM_SHARE_FLOOR:.0%}; seen: {seen})"
+        )
     return None

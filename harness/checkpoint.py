@@ -76,8 +76,10 @@ def load_weights(directory: Path, model: torch.nn.Module) -> None:
     state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(from_hf_state_dict(state), strict=False)
     if missing or unexpected:
-        raise HarnessError(f"{directory / WEIGHTS}: does not match the model "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise HarnessError(
+            f"{directory / WEIGHTS}: does not match the model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def load_state(directory: Path) -> TrainingState:
@@ -92,10 +94,12 @@ def require_phase1_result(directory: Path) -> None:
     """Phase 2 starts only from the final model_save of a phase-1 run."""
     state = load_state(directory)
     if state.phase != 1 or not state.complete:
-        what = (f"phase {state.phase}" if state.phase != 1
-                else f"an unfinished phase-1 run (step {state.step})")
-        raise HarnessError(f"--checkpoint {directory}: holds {what}; phase 2 needs the model_save "
-                           "of a completed phase-1 run")
+        what = (
+            f"phase {state.phase}" if state.phase != 1 else f"an unfinished phase-1 run (step {state.step})"
+        )
+        raise HarnessError(
+            f"--checkpoint {directory}: holds {what}; phase 2 needs the model_save of a completed phase-1 run"
+        )
 
 
 def _require(directory: Path) -> None:

@@ -12,18 +12,29 @@ from harness.errors import HarnessError
 from harness.precision import BUILTIN
 from harness.train_config import TrainConfig
 
-SYSTEM_MALLOC_HELP = ("leave glibc malloc at its defaults, which return freed blocks over 128 KiB to the "
-                      "OS so that every step faults them in again (default: keep freed memory)")
+SYSTEM_MALLOC_HELP = (
+    "leave glibc malloc at its defaults, which return freed blocks over 128 KiB to the "
+    "OS so that every step faults them in again (default: keep freed memory)"
+)
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="run one phase of BERT pre-training",
-                       description="Run one phase of BERT pre-training and measure it.")
+    p = sub.add_parser(
+        "train",
+        help="run one phase of BERT pre-training",
+        description="Run one phase of BERT pre-training and measure it.",
+    )
     p.add_argument("--phase", type=int, required=True, choices=(1, 2))
-    p.add_argument("--precision", required=True,
-                   help=f"one of: {', '.join(m.name for m in BUILTIN)}, or a mode of $HARNESS_PRECISION_FILE")
-    p.add_argument("--model", help="bert-large (phase 1 default), bert-base, bert-mini, bert-tiny, or a "
-                   "bert_config.json path; phase 2 takes the checkpoint's architecture")
+    p.add_argument(
+        "--precision",
+        required=True,
+        help=f"one of: {', '.join(m.name for m in BUILTIN)}, or a mode of $HARNESS_PRECISION_FILE",
+    )
+    p.add_argument(
+        "--model",
+        help="bert-large (phase 1 default), bert-base, bert-mini, bert-tiny, or a "
+        "bert_config.json path; phase 2 takes the checkpoint's architecture",
+    )
     p.add_argument("--dataset", type=Path, required=True, help="DATASET_DIR (seq_128/, seq_512/, eval/)")
     p.add_argument("--output", type=Path, required=True, help="run directory to write")
     p.add_argument("--checkpoint", type=Path, help="phase 2: a phase-1 run's model_save directory")
@@ -34,45 +45,85 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every K steps (0: at the end)")
     p.add_argument("--eval-examples", type=int, default=256)
-    p.add_argument("--phase-fraction", type=float, default=0.9,
-                   help="share of the shard list for phase 1; phase 2 reads the rest")
+    p.add_argument(
+        "--phase-fraction",
+        type=float,
+        default=0.9,
+        help="share of the shard list for phase 1; phase 2 reads the rest",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps too")
     p.add_argument("--data-workers", type=int, default=1)
-    p.add_argument("--timing-warmup", type=int, default=5,
-                   help="leading steps left out of the throughput statistics")
+    p.add_argument(
+        "--timing-warmup", type=int, default=5, help="leading steps left out of the throughput statistics"
+    )
     p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--cores", help="CPUs to bind the run to, e.g. 0-3 (default: every physical core "
-                   "of the first socket); one OpenMP thread per CPU")
-    p.add_argument("--allow-emulation", action="store_true",
-                   help="run a mode whose CPU features are missing; its results are marked emulated")
-    p.add_argument("--shuffle-buffer", type=int, default=2048,
-                   help="examples each data shard holds for shuffling (0: record order)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (inductor); compilation falls in the first steps")
+    p.add_argument(
+        "--cores",
+        help="CPUs to bind the run to, e.g. 0-3 (default: every physical core "
+        "of the first socket); one OpenMP thread per CPU",
+    )
+    p.add_argument(
+        "--allow-emulation",
+        action="store_true",
+        help="run a mode whose CPU features are missing; its results are marked emulated",
+    )
+    p.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=2048,
+        help="examples each data shard holds for shuffling (0: record order)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (inductor); compilation falls in the first steps",
+    )
     p.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
-    p.add_argument("--backend", default="stock", choices=("stock", "ipex"),
-                   help="stock PyTorch, or ipex (intel-extension-for-pytorch, installed separately)")
-    p.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "ccl"),
-                   help="process-group backend with several ranks (auto: ccl if oneCCL's bindings "
-                   "import, else gloo)")
-    p.add_argument("--instances", type=int, default=1,
-                   help="K independent copies on disjoint core sets, started together; OUTPUT holds "
-                   "their aggregate (throughput summed) and instance-<k>/ each one")
+    p.add_argument(
+        "--backend",
+        default="stock",
+        choices=("stock", "ipex"),
+        help="stock PyTorch, or ipex (intel-extension-for-pytorch, installed separately)",
+    )
+    p.add_argument(
+        "--dist-backend",
+        default="auto",
+        choices=("auto", "gloo", "ccl"),
+        help="process-group backend with several ranks (auto: ccl if oneCCL's bindings import, else gloo)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="K independent copies on disjoint core sets, started together; OUTPUT holds "
+        "their aggregate (throughput summed) and instance-<k>/ each one",
+    )
     _rank_flags(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
-LAUNCH_FLAGS = ("nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint",
-                "rdzv_id")
+LAUNCH_FLAGS = (
+    "nproc_per_node",
+    "nnodes",
+    "node_rank",
+    "master_addr",
+    "master_port",
+    "rdzv_endpoint",
+    "rdzv_id",
+)
 
 
 def _rank_flags(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     """torchrun's layout flags: train takes them all, compare (one node) --nproc-per-node."""
     g = p.add_argument_group("several ranks (torchrun, DistributedDataParallel)")
-    g.add_argument("--nproc-per-node", type=int, default=1,
-                   help="ranks on this node, each on an equal share of the cores; --batch-size is per rank")
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="ranks on this node, each on an equal share of the cores; --batch-size is per rank",
+    )
     if not nodes:
         return
     g.add_argument("--nnodes", type=int, default=1, help="nodes; run the same command on each")
@@ -98,55 +149,103 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     s = data_sub.add_parser("synth", help="write synthetic MLCommons-format TFRecords")
     s.add_argument("--output", type=Path, required=True)
-    s.add_argument("--examples", type=int, default=SynthSpec.examples,
-                   help="training examples at seq 128 (seq 512 gets a quarter)")
+    s.add_argument(
+        "--examples",
+        type=int,
+        default=SynthSpec.examples,
+        help="training examples at seq 128 (seq 512 gets a quarter)",
+    )
     s.add_argument("--eval-examples", type=int, default=SynthSpec.eval_examples)
     s.add_argument("--shards", type=int, default=SynthSpec.shards)
     s.add_argument("--max-predictions", type=int, default=SynthSpec.max_predictions)
     s.add_argument("--seed", type=int, default=SynthSpec.seed)
-    s.add_argument("--reuse", action="store_true",
-                   help="keep a data set already at --output if it was written with the same settings")
+    s.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a data set already at --output if it was written with the same settings",
+    )
 
 
 def _gate_parser(sub: argparse._SubParsersAction) -> None:
-    g = sub.add_parser("gate", help="fail on a real throughput or convergence regression against a baseline",
-                       description="Compare a run set with a baseline. Exit 0: every check passed; 1: a "
-                       "check failed; 2: bad input or usage, or the machines differ.")
+    g = sub.add_parser(
+        "gate",
+        help="fail on a real throughput or convergence regression against a baseline",
+        description="Compare a run set with a baseline. Exit 0: every check passed; 1: a "
+        "check failed; 2: bad input or usage, or the machines differ.",
+    )
     g.add_argument("--current", type=Path, required=True, help="compare --output folder or its runs.csv")
     g.add_argument("--baseline", help="compare --output folder, its runs.csv, or a saved baseline's name")
-    g.add_argument("--baselines-dir", type=Path, default=Path("baselines"),
-                   help="where --save-baseline keeps baselines and --baseline NAME finds them")
-    g.add_argument("--save-baseline", metavar="NAME",
-                   help="keep --current as baseline NAME (after the gate passes, when --baseline is given)")
-    g.add_argument("--max-regression", action="append", default=[], metavar="[MODE=]SHARE",
-                   help="largest tolerated throughput drop, e.g. 5%% (default) or bf16=8%%; repeatable")
-    g.add_argument("--alpha", type=float, default=0.01,
-                   help="a drop counts only if a one-sided Mann-Whitney test on the per-step samples "
-                   "gives p below this")
-    g.add_argument("--min-speedup", action="append", default=[], metavar="MODE/MODE=FACTOR",
-                   help="speed-up floor inside the current run set, e.g. bf16/fp32=1.5; repeatable")
-    g.add_argument("--loss-tolerance", type=float, default=0.02,
-                   help="final loss may exceed the baseline's and fp32's by this share")
-    g.add_argument("--accuracy-tolerance", type=float, default=0.02,
-                   help="eval MLM accuracy may fall below the baseline's by this much")
-    g.add_argument("--allow-machine-mismatch", action="store_true",
-                   help="compare run sets whose CPU, cores or library builds differ")
-    g.add_argument("--markdown", type=Path, help="Markdown summary to write (default: gate.md beside "
-                   "--current's runs.csv)")
+    g.add_argument(
+        "--baselines-dir",
+        type=Path,
+        default=Path("baselines"),
+        help="where --save-baseline keeps baselines and --baseline NAME finds them",
+    )
+    g.add_argument(
+        "--save-baseline",
+        metavar="NAME",
+        help="keep --current as baseline NAME (after the gate passes, when --baseline is given)",
+    )
+    g.add_argument(
+        "--max-regression",
+        action="append",
+        default=[],
+        metavar="[MODE=]SHARE",
+        help="largest tolerated throughput drop, e.g. 5%% (default) or bf16=8%%; repeatable",
+    )
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=0.01,
+        help="a drop counts only if a one-sided Mann-Whitney test on the per-step samples gives p below this",
+    )
+    g.add_argument(
+        "--min-speedup",
+        action="append",
+        default=[],
+        metavar="MODE/MODE=FACTOR",
+        help="speed-up floor inside the current run set, e.g. bf16/fp32=1.5; repeatable",
+    )
+    g.add_argument(
+        "--loss-tolerance",
+        type=float,
+        default=0.02,
+        help="final loss may exceed the baseline's and fp32's by this share",
+    )
+    g.add_argument(
+        "--accuracy-tolerance",
+        type=float,
+        default=0.02,
+        help="eval MLM accuracy may fall below the baseline's by this much",
+    )
+    g.add_argument(
+        "--allow-machine-mismatch",
+        action="store_true",
+        help="compare run sets whose CPU, cores or library builds differ",
+    )
+    g.add_argument(
+        "--markdown",
+        type=Path,
+        help="Markdown summary to write (default: gate.md beside --current's runs.csv)",
+    )
     g.add_argument("--json", type=Path, help="JSON result to write (default: gate.json beside it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness",
-                                     description="BERT-Large pre-training benchmark harness for Xeon CPUs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness", description="BERT-Large pre-training benchmark harness for Xeon CPUs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("detect", help="what this CPU and OS offer (CPUID, AMX permission, cores)")
     d.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     _train_parser(sub)
     _data_parser(sub)
-    c = sub.add_parser("compare", help="train every (phase, precision) in its own process and compare",
-                       description="Run every (phase, precision) one at a time, each in its own "
-                       "process, then write runs.csv and steps.csv.")
+    c = sub.add_parser(
+        "compare",
+        help="train every (phase, precision) in its own process and compare",
+        description="Run every (phase, precision) one at a time, each in its own "
+        "process, then write runs.csv and steps.csv.",
+    )
     c.add_argument("--precisions", default="fp32,avx-fp32,bf16", help="comma-separated modes")
     c.add_argument("--phases", default="1,2", help="1, 2 or 1,2 (phase 2 starts from phase 1's model_save)")
     c.add_argument("--backends", default="stock", help="stock, ipex or stock,ipex: compared like precisions")
@@ -158,47 +257,82 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repeats", type=int, default=1, help="run the whole plan R times")
     c.add_argument("--output", type=Path, default=Path("runs/compare"))
     c.add_argument("--resume", action="store_true", help="finish an interrupted comparison in --output")
-    c.add_argument("--timeout", type=float, help="seconds after which a run is stopped as `timeout` "
-                   "(default: the preset's)")
+    c.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds after which a run is stopped as `timeout` (default: the preset's)",
+    )
     c.add_argument("--cores", help="CPUs every run is bound to")
     c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
     c.add_argument("--compile", action="store_true", help="torch.compile every run's model")
     c.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
-    c.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep every run's model_save (default: delete those no run of the plan reads)")
-    c.add_argument("--allow-emulation", action="store_true",
-                   help="run modes whose CPU features are missing (marked emulated)")
-    c.add_argument("--loss-tolerance", type=float, default=0.02,
-                   help="a precision converges like fp32 when its final loss is within this share of fp32's")
+    c.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep every run's model_save (default: delete those no run of the plan reads)",
+    )
+    c.add_argument(
+        "--allow-emulation",
+        action="store_true",
+        help="run modes whose CPU features are missing (marked emulated)",
+    )
+    c.add_argument(
+        "--loss-tolerance",
+        type=float,
+        default=0.02,
+        help="a precision converges like fp32 when its final loss is within this share of fp32's",
+    )
     _rank_flags(c, nodes=False)
-    rep = sub.add_parser("report", help="re-render a comparison's report, compare run sets side by side, "
-                         "or index a folder of run sets",
-                         description="One compare output: re-render its runs.csv, steps.csv and "
-                         "report.html. Several (folders or runs.csv): one page with them side by side. "
-                         "A folder holding run sets: index.html with throughput over time.")
-    rep.add_argument("directories", type=Path, nargs="+", metavar="DIR",
-                     help="compare --output folders, their runs.csv, or one folder of run sets")
-    rep.add_argument("--output", type=Path, help="page to write for several run sets (default "
-                     "side-by-side.html) or a folder of them (default FOLDER/index.html)")
+    rep = sub.add_parser(
+        "report",
+        help="re-render a comparison's report, compare run sets side by side, or index a folder of run sets",
+        description="One compare output: re-render its runs.csv, steps.csv and "
+        "report.html. Several (folders or runs.csv): one page with them side by side. "
+        "A folder holding run sets: index.html with throughput over time.",
+    )
+    rep.add_argument(
+        "directories",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="compare --output folders, their runs.csv, or one folder of run sets",
+    )
+    rep.add_argument(
+        "--output",
+        type=Path,
+        help="page to write for several run sets (default "
+        "side-by-side.html) or a folder of them (default FOLDER/index.html)",
+    )
     rep.add_argument("--loss-tolerance", type=float, default=0.02)
     _gate_parser(sub)
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = b.add_subparsers(dest="bench_command", required=True)
-    peer = bench_sub.add_parser("peer", help="our training step against Hugging Face's, side by side",
-                                description="Time our BertForPreTraining + LAMB step, Hugging Face's "
-                                "BertForPreTraining + fused AdamW, and a real `harness train` run, per "
-                                "precision, each in a process with the mode's environment; print the "
-                                "ratio, MFU, peak memory, the harness's overhead and the top operators.")
+    peer = bench_sub.add_parser(
+        "peer",
+        help="our training step against Hugging Face's, side by side",
+        description="Time our BertForPreTraining + LAMB step, Hugging Face's "
+        "BertForPreTraining + fused AdamW, and a real `harness train` run, per "
+        "precision, each in a process with the mode's environment; print the "
+        "ratio, MFU, peak memory, the harness's overhead and the top operators.",
+    )
     peer.add_argument("--precisions", default="fp32,bf16")
     peer.add_argument("--model", default="bert-large")
     peer.add_argument("--phase", type=int, default=1, choices=(1, 2), help="1: seq 128; 2: seq 512")
     peer.add_argument("--batch-size", type=int, default=8)
     peer.add_argument("--steps", type=int, default=5, help="timed steps per implementation")
-    peer.add_argument("--warmup", type=int, default=4,
-                      help="untimed steps first (BERT-Large faults in fresh memory for three steps)")
+    peer.add_argument(
+        "--warmup",
+        type=int,
+        default=4,
+        help="untimed steps first (BERT-Large faults in fresh memory for three steps)",
+    )
     peer.add_argument("--top", type=int, default=12, help="operators listed from one profiled step")
-    peer.add_argument("--rounds", type=int, default=1,
-                      help="run the implementations in turn R times, fresh processes each round")
+    peer.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the implementations in turn R times, fresh processes each round",
+    )
     peer.add_argument("--dataset", type=Path, help="DATASET_DIR (default: the cached synthetic data)")
     peer.add_argument("--no-train", action="store_true", help="skip the `harness train` overhead run")
     peer.add_argument("--json", type=Path, help="also write the measurements here")
@@ -207,13 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     peer.add_argument("--worker", help=argparse.SUPPRESS)
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
-    r.add_argument("--precisions", default=",".join(m.name for m in BUILTIN),
-                   help="comma-separated modes (default: all built-in)")
+    r.add_argument(
+        "--precisions",
+        default=",".join(m.name for m in BUILTIN),
+        help="comma-separated modes (default: all built-in)",
+    )
     r.add_argument("--size", type=int, default=4096, help="matrix size N of the NxNxN matmul")
     r.add_argument("--repeats", type=int, default=10)
     r.add_argument("--cores", help="CPUs to bind to (default: every physical core of the first socket)")
-    r.add_argument("--allow-emulation", action="store_true",
-                   help="also measure modes whose CPU features are missing (marked emulated)")
+    r.add_argument(
+        "--allow-emulation",
+        action="store_true",
+        help="also measure modes whose CPU features are missing (marked emulated)",
+    )
     r.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -225,9 +365,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.platform import detect
     from harness.precision import get_precision
 
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "cores", "allow_emulation", "worker", "instances", "system_malloc",
-                            *LAUNCH_FLAGS)}
+    options = {
+        k: v
+        for k, v in vars(args).items()
+        if k
+        not in ("command", "cores", "allow_emulation", "worker", "instances", "system_malloc", *LAUNCH_FLAGS)
+    }
     cfg = TrainConfig(**options)
     cfg.validate()
     mode = get_precision(cfg.precision)
@@ -242,21 +385,27 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     layout = _rank_layout(args)
     cores = parse_cores(args.cores) if args.cores else default_cores()
     if layout.nproc_per_node > len(cores):
-        raise HarnessError(f"--nproc-per-node {layout.nproc_per_node}: more ranks than the {len(cores)} "
-                           f"cores this run may use ({','.join(map(str, cores))}); each rank needs one")
+        raise HarnessError(
+            f"--nproc-per-node {layout.nproc_per_node}: more ranks than the {len(cores)} "
+            f"cores this run may use ({','.join(map(str, cores))}); each rank needs one"
+        )
     if args.instances != 1:
         from harness.instances import run_instances
 
         if layout.world_size > 1:
-            raise HarnessError("--instances runs independent copies; it does not combine with "
-                               "--nproc-per-node")
+            raise HarnessError(
+                "--instances runs independent copies; it does not combine with --nproc-per-node"
+            )
         if not cfg.resume and cfg.output.exists() and any(cfg.output.iterdir()):
-            raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory "
-                               "or --resume")
-        return run_instances(argv, cfg.output, cfg.seed, args.instances, mode, cores, context,
-                             args.system_malloc)
-    return run_worker([*argv, "--worker"], worker_environment(mode, cores, context, args.system_malloc),
-                      cores, layout)
+            raise HarnessError(
+                f"--output {cfg.output}: holds a previous run; use an empty directory or --resume"
+            )
+        return run_instances(
+            argv, cfg.output, cfg.seed, args.instances, mode, cores, context, args.system_malloc
+        )
+    return run_worker(
+        [*argv, "--worker"], worker_environment(mode, cores, context, args.system_malloc), cores, layout
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -277,17 +426,27 @@ def _compare(args: argparse.Namespace) -> int:
     backends = tuple(b for b in args.backends.split(",") if b)
     for backend in backends:
         check_available(backend)
-    plan = make_plan([p for p in args.precisions.split(",") if p], phases, args.repeats, preset,
-                     args.steps, args.warmup_steps, args.model, backends)
+    plan = make_plan(
+        [p for p in args.precisions.split(",") if p],
+        phases,
+        args.repeats,
+        preset,
+        args.steps,
+        args.warmup_steps,
+        args.model,
+        backends,
+    )
     from harness.datasets.synth import cached_default
 
     dataset = args.dataset or cached_default(preset.synth_examples)
     layout = _rank_layout(args)
-    extra = (["--cores", args.cores] if args.cores else []) + \
-        (["--allow-emulation"] if args.allow_emulation else []) + \
-        (["--instances", str(args.instances)] if args.instances != 1 else []) + \
-        (["--compile"] if args.compile else []) + \
-        (["--system-malloc"] if args.system_malloc else [])
+    extra = (
+        (["--cores", args.cores] if args.cores else [])
+        + (["--allow-emulation"] if args.allow_emulation else [])
+        + (["--instances", str(args.instances)] if args.instances != 1 else [])
+        + (["--compile"] if args.compile else [])
+        + (["--system-malloc"] if args.system_malloc else [])
+    )
     # every run of the plan trains on the same layout of ranks
     for name in LAUNCH_FLAGS:
         value, default = getattr(layout, name), getattr(type(layout)(), name)
@@ -299,9 +458,6 @@ def _compare(args: argparse.Namespace) -> int:
 
     render_run_set(args.output, args.loss_tolerance)
     return code
-
-
-
 
 
 def _roofline(args: argparse.Namespace) -> int:
@@ -356,9 +512,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             from harness.datasets.synth import SynthSpec, synthesize
 
-            info = synthesize(args.output, SynthSpec(
-                examples=args.examples, eval_examples=args.eval_examples, shards=args.shards,
-                seed=args.seed, max_predictions=args.max_predictions), reuse=args.reuse)
+            info = synthesize(
+                args.output,
+                SynthSpec(
+                    examples=args.examples,
+                    eval_examples=args.eval_examples,
+                    shards=args.shards,
+                    seed=args.seed,
+                    max_predictions=args.max_predictions,
+                ),
+                reuse=args.reuse,
+            )
             print(json.dumps(info, indent=2))
             return 0
     except HarnessError as exc:

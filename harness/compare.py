@@ -51,9 +51,16 @@ class RunSpec:
     """stock PyTorch or ipex; compared like a precision."""
 
 
-def make_plan(precisions: list[str], phases: list[int], repeats: int, preset: Preset,
-              steps: int | None, warmup_steps: int | None, model: str | None,
-              backends: tuple[str, ...] = ("stock",)) -> list[RunSpec]:
+def make_plan(
+    precisions: list[str],
+    phases: list[int],
+    repeats: int,
+    preset: Preset,
+    steps: int | None,
+    warmup_steps: int | None,
+    model: str | None,
+    backends: tuple[str, ...] = ("stock",),
+) -> list[RunSpec]:
     """Runs in execution order: phase by phase, the precisions interleaved within each, so that
     a machine that drifts (thermals, a neighbour) does not favour one precision."""
     if not precisions or len(set(precisions)) != len(precisions):
@@ -75,13 +82,21 @@ def make_plan(precisions: list[str], phases: list[int], repeats: int, preset: Pr
         for phase in sorted(phases):
             for backend in backends:
                 for precision in precisions:
-                    plan.append(RunSpec(
-                        run_id=run_id(phase, precision, backend, repeat), phase=phase, precision=precision,
-                        repeat=repeat, model=model or preset.model,
-                        steps=steps or preset.steps[phase - 1], batch_size=preset.batch_size[phase - 1],
-                        learning_rate=preset.learning_rate[phase - 1], warmup_steps=warmup_steps,
-                        checkpoint_of=run_id(1, precision, backend, repeat) if phase == 2 else None,
-                        backend=backend))
+                    plan.append(
+                        RunSpec(
+                            run_id=run_id(phase, precision, backend, repeat),
+                            phase=phase,
+                            precision=precision,
+                            repeat=repeat,
+                            model=model or preset.model,
+                            steps=steps or preset.steps[phase - 1],
+                            batch_size=preset.batch_size[phase - 1],
+                            learning_rate=preset.learning_rate[phase - 1],
+                            warmup_steps=warmup_steps,
+                            checkpoint_of=run_id(1, precision, backend, repeat) if phase == 2 else None,
+                            backend=backend,
+                        )
+                    )
     return plan
 
 
@@ -100,25 +115,37 @@ class Outcome:
 class Comparison:
     """One compare output directory: runs/<run_id>/ per run, logs/<run_id>.log, plan.json."""
 
-    def __init__(self, output: Path, dataset: Path, preset: Preset, plan: list[RunSpec],
-                 resume: bool, extra_args: list[str], keep_checkpoints: bool = False) -> None:
+    def __init__(
+        self,
+        output: Path,
+        dataset: Path,
+        preset: Preset,
+        plan: list[RunSpec],
+        resume: bool,
+        extra_args: list[str],
+        keep_checkpoints: bool = False,
+    ) -> None:
         self.output, self.dataset, self.preset, self.plan = output, dataset, preset, plan
         self.extra_args, self.keep_checkpoints = extra_args, keep_checkpoints
         self.outcomes: dict[str, Outcome] = {}
         if (output / PLAN_FILE).exists() and not resume:
-            raise HarnessError(f"--output {output}: holds a previous comparison; use --resume to "
-                               "finish it or choose another directory")
+            raise HarnessError(
+                f"--output {output}: holds a previous comparison; use --resume to "
+                "finish it or choose another directory"
+            )
         if resume and (output / PLAN_FILE).exists():
             saved = json.loads((output / PLAN_FILE).read_text())
             if [r["run_id"] for r in saved["runs"]] != [s.run_id for s in plan]:
-                raise HarnessError(f"--resume: {output}/{PLAN_FILE} plans other runs; repeat the "
-                                   "original flags")
+                raise HarnessError(
+                    f"--resume: {output}/{PLAN_FILE} plans other runs; repeat the original flags"
+                )
             self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
         (output / "runs").mkdir(parents=True, exist_ok=True)
         (output / "logs").mkdir(exist_ok=True)
         platform = detect()
-        self.same_computation = same_computation_pairs(list(dict.fromkeys(s.precision for s in plan)),
-                                                       platform)
+        self.same_computation = same_computation_pairs(
+            list(dict.fromkeys(s.precision for s in plan)), platform
+        )
         # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
         machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
         (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
@@ -127,10 +154,13 @@ class Comparison:
         return self.output / "runs" / run_id
 
     def _save_plan(self) -> None:
-        data = {"dataset": str(self.dataset), "preset": asdict(self.preset),
-                "same_computation": self.same_computation,
-                "runs": [asdict(s) for s in self.plan],
-                "outcomes": [asdict(o) for o in self.outcomes.values()]}
+        data = {
+            "dataset": str(self.dataset),
+            "preset": asdict(self.preset),
+            "same_computation": self.same_computation,
+            "runs": [asdict(s) for s in self.plan],
+            "outcomes": [asdict(o) for o in self.outcomes.values()],
+        }
         write_atomic(self.output / PLAN_FILE, json.dumps(data, indent=2) + "\n")
 
     def run(self) -> int:
@@ -139,20 +169,25 @@ class Comparison:
         done_steps = 0
         self._save_plan()
         for a, b in self.same_computation:
-            print(f"note: {a} and {b} run the same kernels on this CPU (their caps differ only in what it "
-                  "lacks): expect the same losses, and read their speed difference as noise",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: {a} and {b} run the same kernels on this CPU (their caps differ only in what it "
+                "lacks): expect the same losses, and read their speed difference as noise",
+                file=sys.stderr,
+                flush=True,
+            )
         for i, spec in enumerate(self.plan, start=1):
             previous = self.outcomes.get(spec.run_id)
             if previous and previous.status in DONE:
-                print(f"[{i}/{len(self.plan)}] {spec.run_id}: {previous.status} (done before)",
-                      file=sys.stderr)
+                print(
+                    f"[{i}/{len(self.plan)}] {spec.run_id}: {previous.status} (done before)", file=sys.stderr
+                )
                 continue
             parent = self.outcomes.get(spec.checkpoint_of) if spec.checkpoint_of else None
             # an invalid run stops at its census step and saves no model
             if spec.checkpoint_of and (parent is None or parent.status != "ok"):
-                outcome = Outcome(spec.run_id, "skipped", None, 0.0,
-                                  f"phase-1 run {spec.checkpoint_of} did not succeed")
+                outcome = Outcome(
+                    spec.run_id, "skipped", None, 0.0, f"phase-1 run {spec.checkpoint_of} did not succeed"
+                )
             else:
                 outcome = self._run_one(i, spec)
             self.outcomes[spec.run_id] = outcome
@@ -166,15 +201,22 @@ class Comparison:
             remaining = sum(s.steps * s.batch_size * (4 if s.phase == 2 else 1) for s in self.plan[i:])
             elapsed = time.perf_counter() - started
             eta = elapsed / done_steps * remaining if done_steps else 0.0
-            print(f"[{i}/{len(self.plan)}] {spec.run_id}: {outcome.status} in {outcome.wall_time_s:.0f} s; "
-                  f"plan elapsed {clock(elapsed)}, ETA {clock(eta)}", file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{len(self.plan)}] {spec.run_id}: {outcome.status} in {outcome.wall_time_s:.0f} s; "
+                f"plan elapsed {clock(elapsed)}, ETA {clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
         return 0
 
     def drop_unread_checkpoints(self) -> None:
         """Delete the model_save of every done run that no run still to do (or to do again on
         --resume) starts from."""
-        unfinished = [s for s in self.plan
-                      if s.run_id not in self.outcomes or self.outcomes[s.run_id].status not in DONE]
+        unfinished = [
+            s
+            for s in self.plan
+            if s.run_id not in self.outcomes or self.outcomes[s.run_id].status not in DONE
+        ]
         needed = {s.checkpoint_of for s in unfinished} | {s.run_id for s in unfinished}
         for spec in self.plan:
             save = self.run_dir(spec.run_id) / "model_save"
@@ -185,18 +227,44 @@ class Comparison:
             size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
             shutil.rmtree(target)
             save.unlink(missing_ok=True)
-            print(f"{spec.run_id}: deleted its model_save ({size / 2**30:.1f} GiB), which no run of the plan "
-                  "reads; --keep-checkpoints keeps them", file=sys.stderr, flush=True)
+            print(
+                f"{spec.run_id}: deleted its model_save ({size / 2**30:.1f} GiB), which no run of the plan "
+                "reads; --keep-checkpoints keeps them",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _command(self, spec: RunSpec) -> list[str]:
-        cmd = [sys.executable, "-m", "harness", "train", "--phase", str(spec.phase),
-               "--precision", spec.precision, "--dataset", str(self.dataset),
-               "--output", str(self.run_dir(spec.run_id)), "--steps", str(spec.steps),
-               "--batch-size", str(spec.batch_size), "--learning-rate", str(spec.learning_rate),
-               "--timing-warmup", str(self.preset.timing_warmup),
-               "--eval-examples", str(self.preset.eval_examples),
-               "--seed", str(42 + spec.repeat), "--log-every", str(max(1, spec.steps // 10)),
-               "--backend", spec.backend]
+        cmd = [
+            sys.executable,
+            "-m",
+            "harness",
+            "train",
+            "--phase",
+            str(spec.phase),
+            "--precision",
+            spec.precision,
+            "--dataset",
+            str(self.dataset),
+            "--output",
+            str(self.run_dir(spec.run_id)),
+            "--steps",
+            str(spec.steps),
+            "--batch-size",
+            str(spec.batch_size),
+            "--learning-rate",
+            str(spec.learning_rate),
+            "--timing-warmup",
+            str(self.preset.timing_warmup),
+            "--eval-examples",
+            str(self.preset.eval_examples),
+            "--seed",
+            str(42 + spec.repeat),
+            "--log-every",
+            str(max(1, spec.steps // 10)),
+            "--backend",
+            spec.backend,
+        ]
         if spec.phase == 1:
             cmd += ["--model", spec.model]
         else:
@@ -214,8 +282,14 @@ class Comparison:
         start = time.perf_counter()
         # Its own process group: on a time-out the run's worker (a grandchild) must go too, or it
         # would keep the log pipe open and the comparison would wait for it for ever.
-        child = subprocess.Popen(self._command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, bufsize=1, start_new_session=True)
+        child = subprocess.Popen(
+            self._command(spec),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
         timed_out = threading.Event()
 
         def stop_at_timeout() -> None:
@@ -258,5 +332,3 @@ def _status(directory: Path, code: int, timed_out: bool, interrupted: bool) -> s
         return json.loads(result.read_text())["status"]
     # exit 2 without a result: `harness train` refused before any work (its log says why)
     return "refused" if code == 2 else "crashed"
-
-

@@ -25,8 +25,10 @@ def available_backend(requested: str) -> str:
     if requested == "auto":
         return "ccl" if has_ccl else "gloo"
     if requested == "ccl" and not has_ccl:
-        raise HarnessError("--dist-backend ccl: oneccl_bindings_for_pytorch is not installed "
-                           "(pip install oneccl_bind_pt, matching your torch), or use gloo")
+        raise HarnessError(
+            "--dist-backend ccl: oneccl_bindings_for_pytorch is not installed "
+            "(pip install oneccl_bind_pt, matching your torch), or use gloo"
+        )
     if requested not in ("gloo", "ccl"):
         raise HarnessError(f"--dist-backend {requested}: expected auto, gloo or ccl")
     return requested

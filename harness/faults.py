@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from harness.errors import HarnessError
 
 KINDS = ("crash", "nan", "hang", "slow", "amx")
-AMX_EXEC_LINE = ("onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx10_1_512_amx,undef,"
-                 "src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,,,"
-                 "1024x1024:1024x4096,1.5\n")
+AMX_EXEC_LINE = (
+    "onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx10_1_512_amx,undef,"
+    "src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,,,"
+    "1024x1024:1024x4096,1.5\n"
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,14 @@ class Fault:
             return None
         kind, _, rest = spec.partition("@")
         step, *scope = rest.split(":")
-        well_formed = kind in KINDS and step.isdigit() and len(scope) <= 2 and \
-            (len(scope) < 2 or scope[1].isdigit())
+        well_formed = (
+            kind in KINDS and step.isdigit() and len(scope) <= 2 and (len(scope) < 2 or scope[1].isdigit())
+        )
         if not well_formed:
-            raise HarnessError(f"HARNESS_FAULT={spec}: expected KIND@STEP[:PRECISION[:PHASE]] with KIND "
-                               f"one of {', '.join(KINDS)}")
+            raise HarnessError(
+                f"HARNESS_FAULT={spec}: expected KIND@STEP[:PRECISION[:PHASE]] with KIND "
+                f"one of {', '.join(KINDS)}"
+            )
         if (scope and scope[0] != precision) or (len(scope) == 2 and int(scope[1]) != phase):
             return None
         return cls(kind, int(step))

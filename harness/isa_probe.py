@@ -47,8 +47,10 @@ def recorded() -> Iterator[Recording]:
 
     recording = Recording()
     with _captured_stdout_fd() as sink:
-        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), \
-                torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+        with (
+            torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON),
+            torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON),
+        ):
             yield recording
         sink.seek(0)
         recording.text = sink.read().decode(errors="replace")

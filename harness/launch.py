@@ -38,12 +38,21 @@ def parent_context(mode: PrecisionMode, platform: Platform) -> dict:
 
     admission = admit(mode, platform)
     if admission.emulated and not platform.avx512 and (mode.autocast or mode.fp32_math != "ieee"):
-        print(f"warning: {mode.name} is emulated on a CPU without AVX-512: PyTorch's "
-              f"{mode.autocast or mode.fp32_math} GEMMs run a scalar fallback here, orders of magnitude "
-              "slower than fp32; fine for a tiny model, hours for BERT-Large", file=sys.stderr, flush=True)
-    return {"emulated": admission.emulated, "missing_features": list(admission.missing),
-            "gemm_isa": admission.gemm_isa, "amx_usable": platform.amx_usable,
-            "cpu_model": platform.cpu_model, "machine_key": fingerprint_key(as_dict(platform))}
+        print(
+            f"warning: {mode.name} is emulated on a CPU without AVX-512: PyTorch's "
+            f"{mode.autocast or mode.fp32_math} GEMMs run a scalar fallback here, orders of magnitude "
+            "slower than fp32; fine for a tiny model, hours for BERT-Large",
+            file=sys.stderr,
+            flush=True,
+        )
+    return {
+        "emulated": admission.emulated,
+        "missing_features": list(admission.missing),
+        "gemm_isa": admission.gemm_isa,
+        "amx_usable": platform.amx_usable,
+        "cpu_model": platform.cpu_model,
+        "machine_key": fingerprint_key(as_dict(platform)),
+    }
 
 
 def admitted_context(mode: PrecisionMode, platform: Platform, allow_emulation: bool, flag: str) -> dict:
@@ -63,14 +72,16 @@ def worker_context(mode: PrecisionMode) -> dict:
     raw = os.environ.get(CONTEXT_ENV)
     wrong = {k: os.environ.get(k) for k, v in mode.environment().items() if os.environ.get(k) != v}
     if raw is None or wrong:
-        raise HarnessError(f"--worker: this process did not start with the environment of mode "
-                           f"{mode.name} ({wrong or CONTEXT_ENV + ' missing'}); run `harness train` "
-                           "without --worker")
+        raise HarnessError(
+            f"--worker: this process did not start with the environment of mode "
+            f"{mode.name} ({wrong or CONTEXT_ENV + ' missing'}); run `harness train` "
+            "without --worker"
+        )
     return json.loads(raw)
 
 
 def parse_cores(spec: str) -> list[int]:
-    """"0-3,8" -> [0, 1, 2, 3, 8]; each CPU must be one this process may run on."""
+    """ "0-3,8" -> [0, 1, 2, 3, 8]; each CPU must be one this process may run on."""
     cores: list[int] = []
     try:
         for part in spec.split(","):
@@ -81,8 +92,9 @@ def parse_cores(spec: str) -> list[int]:
     allowed = os.sched_getaffinity(0)
     outside = sorted(set(cores) - allowed)
     if not cores or outside:
-        raise HarnessError(f"--cores {spec}: CPUs {outside or 'none'} are not available "
-                           f"(allowed: {sorted(allowed)})")
+        raise HarnessError(
+            f"--cores {spec}: CPUs {outside or 'none'} are not available (allowed: {sorted(allowed)})"
+        )
     return sorted(set(cores))
 
 
@@ -115,8 +127,9 @@ MALLOC_ENV_VARS = (*RETAINED_MALLOC, "GLIBC_TUNABLES", "LD_PRELOAD")
 """What decides the worker's allocator; result.json records them."""
 
 
-def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict,
-                       system_malloc: bool = False) -> dict[str, str]:
+def worker_environment(
+    mode: PrecisionMode, cores: Sequence[int], context: dict, system_malloc: bool = False
+) -> dict[str, str]:
     """The worker's environment: ours, plus the mode's ISA variables, the thread settings, and
     (unless system_malloc, or the caller set its own) malloc settings that keep freed memory."""
     # Inherited oneDNN and MKL settings would change what the mode means (a parent's
@@ -125,14 +138,16 @@ def worker_environment(mode: PrecisionMode, cores: Sequence[int], context: dict,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEDNN_", "DNNL_", "MKL_"))}
     env.update(mode.environment())
     env[CONTEXT_ENV] = json.dumps({**context, "cores": list(cores)})
-    env.update({
-        "OMP_NUM_THREADS": str(len(cores)),
-        # One thread per core, packed: GNU OpenMP (the PyTorch wheel's) reads OMP_PROC_BIND and
-        # OMP_PLACES; Intel's OpenMP, where it replaces it, reads KMP_AFFINITY.
-        "OMP_PROC_BIND": "close",
-        "OMP_PLACES": "cores",
-        "KMP_AFFINITY": "granularity=fine,compact,1,0",
-    })
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(len(cores)),
+            # One thread per core, packed: GNU OpenMP (the PyTorch wheel's) reads OMP_PROC_BIND and
+            # OMP_PLACES; Intel's OpenMP, where it replaces it, reads KMP_AFFINITY.
+            "OMP_PROC_BIND": "close",
+            "OMP_PLACES": "cores",
+            "KMP_AFFINITY": "granularity=fine,compact,1,0",
+        }
+    )
     if not system_malloc:
         for name, value in RETAINED_MALLOC.items():
             env.setdefault(name, value)
@@ -164,28 +179,42 @@ class RankLayout:
             raise HarnessError("--nproc-per-node and --nnodes must be >= 1")
         static = self.master_addr is not None and self.node_rank is not None
         if self.nnodes > 1 and not self.rdzv_endpoint and not static:
-            raise HarnessError(f"--nnodes {self.nnodes}: give --rdzv-endpoint HOST:PORT, or --master-addr "
-                               "and --node-rank, so that the nodes can find each other")
+            raise HarnessError(
+                f"--nnodes {self.nnodes}: give --rdzv-endpoint HOST:PORT, or --master-addr "
+                "and --node-rank, so that the nodes can find each other"
+            )
         if self.node_rank is not None and not 0 <= self.node_rank < self.nnodes:
             raise HarnessError(f"--node-rank {self.node_rank}: expected 0 .. {self.nnodes - 1}")
 
     def torchrun(self, argv: Sequence[str]) -> list[str]:
         """The torch.distributed.run command that starts every local rank through rank_launch."""
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={self.nproc_per_node}",
-               f"--nnodes={self.nnodes}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={self.nproc_per_node}",
+            f"--nnodes={self.nnodes}",
+        ]
         if self.nnodes == 1 and not self.rdzv_endpoint:
             cmd.append("--standalone")  # a free local port, no rendezvous server to name
         elif self.rdzv_endpoint:
-            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={self.rdzv_endpoint}",
-                    f"--rdzv-id={self.rdzv_id}"]
+            cmd += [
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={self.rdzv_endpoint}",
+                f"--rdzv-id={self.rdzv_id}",
+            ]
         else:
-            cmd += [f"--node-rank={self.node_rank}", f"--master-addr={self.master_addr}",
-                    f"--master-port={self.master_port}"]
+            cmd += [
+                f"--node-rank={self.node_rank}",
+                f"--master-addr={self.master_addr}",
+                f"--master-port={self.master_port}",
+            ]
         return [*cmd, "-m", "harness.rank_launch", *argv]
 
 
-def run_worker(argv: Sequence[str], env: dict[str, str], cores: Sequence[int],
-               ranks: RankLayout | None = None) -> int:
+def run_worker(
+    argv: Sequence[str], env: dict[str, str], cores: Sequence[int], ranks: RankLayout | None = None
+) -> int:
     """Run `python -m harness <argv>` as a child bound to `cores` (through torchrun, once per
     rank, when `ranks` asks for more than one process); returns its exit code."""
     if ranks is not None and (ranks.world_size > 1 or ranks.rdzv_endpoint):
@@ -199,9 +228,13 @@ def run_worker_capture(argv: Sequence[str], env: dict[str, str], cores: Sequence
 
 
 def _run(command: list[str], env: dict[str, str], cores: Sequence[int], capture: bool) -> tuple[int, str]:
-    child = subprocess.Popen(command, env=env, text=True,
-                             stdout=subprocess.PIPE if capture else None,
-                             preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    child = subprocess.Popen(
+        command,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)

@@ -85,30 +85,41 @@ class MetricsProcessor:
             done = m.step - self._first_step
             elapsed = time.perf_counter() - self._started
             eta = elapsed / done * (self.total_steps - m.step) if done else 0.0
-            recent = self.steps[-self.log_every:]
+            recent = self.steps[-self.log_every :]
             wait = sum(s.data_time_s for s in recent) / sum(s.step_time_s for s in recent)
-            print(f"step {m.step}/{self.total_steps} | loss {m.loss:.4f} "
-                  f"(mlm {m.mlm_loss:.3f}, nsp {m.nsp_loss:.3f}) | lr {m.lr:.2e} | "
-                  f"{statistics.median(s.seq_per_s for s in recent):.2f} seq/s | "
-                  f"data wait {wait:.1%} | "
-                  f"ETA {clock(eta)}", file=sys.stderr, flush=True)
+            print(
+                f"step {m.step}/{self.total_steps} | loss {m.loss:.4f} "
+                f"(mlm {m.mlm_loss:.3f}, nsp {m.nsp_loss:.3f}) | lr {m.lr:.2e} | "
+                f"{statistics.median(s.seq_per_s for s in recent):.2f} seq/s | "
+                f"data wait {wait:.1%} | "
+                f"ETA {clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def evaluation(self, step: int, results: dict) -> None:
         record = {"step": step, **results}
         self.evals.append(record)
         self._write(record)
-        print(f"eval at step {step}: mlm accuracy {results['eval_mlm_accuracy']:.4f}, "
-              f"loss {results['eval_loss']:.4f}, nsp accuracy {results['eval_nsp_accuracy']:.4f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"eval at step {step}: mlm accuracy {results['eval_mlm_accuracy']:.4f}, "
+            f"loss {results['eval_loss']:.4f}, nsp accuracy {results['eval_nsp_accuracy']:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    def summary(self, timing_warmup: int, batch_size: int, resumed_at: int = 0,
-                also_cold: tuple[int, ...] = ()) -> dict:
+    def summary(
+        self, timing_warmup: int, batch_size: int, resumed_at: int = 0, also_cold: tuple[int, ...] = ()
+    ) -> dict:
         """Throughput and its spread over the steps after the timing warm-up (at the start and
         after a resume) and other than `also_cold`, and the final loss."""
         if not self.steps:
             return {"steps_completed": 0}
-        cold = {*range(1, timing_warmup + 1), *range(resumed_at + 1, resumed_at + 1 + timing_warmup),
-                *also_cold}
+        cold = {
+            *range(1, timing_warmup + 1),
+            *range(resumed_at + 1, resumed_at + 1 + timing_warmup),
+            *also_cold,
+        }
         measured = [s for s in self.steps if s.step not in cold] or self.steps
         rates = np.array([s.seq_per_s for s in measured])
         times = np.array([s.step_time_s for s in measured])

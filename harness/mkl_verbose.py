@@ -34,8 +34,16 @@ class Call:
     @property
     def dtype(self) -> str:
         fn = self.function
-        for prefix, dtype in (("GEMM_BF16", "bf16"), ("GEMM_F16", "f16"), ("GEMM_S8", "s8"),
-                              ("GEMM_U8", "s8"), ("S", "f32"), ("D", "f64"), ("C", "c64"), ("Z", "c128")):
+        for prefix, dtype in (
+            ("GEMM_BF16", "bf16"),
+            ("GEMM_F16", "f16"),
+            ("GEMM_S8", "s8"),
+            ("GEMM_U8", "s8"),
+            ("S", "f32"),
+            ("D", "f64"),
+            ("C", "c64"),
+            ("Z", "c128"),
+        ):
             if fn.startswith(prefix):
                 return dtype
         return "?"
@@ -79,6 +87,11 @@ def parse(text: str) -> tuple[str | None, list[Call]]:
         if (m := _HEADER.match(line)) is not None:
             header = m["isa"]
         elif (m := _CALL.match(line)) is not None:
-            calls.append(Call(m["fn"], tuple(a.strip() for a in m["args"].split(",")),
-                              float(m["t"]) * _UNIT_MS[m["unit"]]))
+            calls.append(
+                Call(
+                    m["fn"],
+                    tuple(a.strip() for a in m["args"].split(",")),
+                    float(m["t"]) * _UNIT_MS[m["unit"]],
+                )
+            )
     return header, calls

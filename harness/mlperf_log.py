@@ -17,14 +17,27 @@ class MLPerfLog:
         self._logger = logging.getLogger(f"harness.mllog.{path.resolve() if path else id(self)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
-        self._handler: logging.Handler = (logging.FileHandler(path, mode="a" if append else "w") if path
-                                          else logging.NullHandler())
+        self._handler: logging.Handler = (
+            logging.FileHandler(path, mode="a" if append else "w") if path else logging.NullHandler()
+        )
         self._logger.addHandler(self._handler)
         self._log = MLLogger(logger=self._logger, default_stack_offset=2)
 
-    def run_start(self, *, global_batch_size: int, lr: float, warmup_steps: int, total_steps: int,
-                  weight_decay: float, betas: tuple[float, float], eps: float, seq_len: int,
-                  max_predictions: int, eval_examples: int, seed: int) -> None:
+    def run_start(
+        self,
+        *,
+        global_batch_size: int,
+        lr: float,
+        warmup_steps: int,
+        total_steps: int,
+        weight_decay: float,
+        betas: tuple[float, float],
+        eps: float,
+        seq_len: int,
+        max_predictions: int,
+        eval_examples: int,
+        seed: int,
+    ) -> None:
         ev = self._log.event
         ev(C.SUBMISSION_BENCHMARK, C.BERT)
         ev(C.SEED, seed)
@@ -45,8 +58,7 @@ class MLPerfLog:
         self._log.start(C.RUN_START)
 
     def eval_accuracy(self, accuracy: float, samples: int, step: int) -> None:
-        self._log.event(C.EVAL_ACCURACY, accuracy,
-                        metadata={C.SAMPLES_COUNT: samples, "step_num": step})
+        self._log.event(C.EVAL_ACCURACY, accuracy, metadata={C.SAMPLES_COUNT: samples, "step_num": step})
 
     def run_stop(self, success: bool, samples: int) -> None:
         self._log.event(C.TRAIN_SAMPLES, samples)

@@ -157,17 +157,18 @@ def parse(text: str) -> VerboseReport:
             i = fields.index("info")
             if len(fields) > i + 2 and fields[i + 1] == "cpu" and fields[i + 2].startswith("isa:"):
                 # The ISA description itself may contain commas.
-                report.isa = ",".join(fields[i + 2:]).removeprefix("isa:").strip()
+                report.isa = ",".join(fields[i + 2 :]).removeprefix("isa:").strip()
         elif "exec" in fields:
             i = fields.index("exec")
             if len(fields) > i + 3 and fields[i + 1] == "cpu":
-                report.executions.append(_execution(fields[i + 2:]))
+                report.executions.append(_execution(fields[i + 2 :]))
     return report
 
 
 def _execution(f: list[str]) -> Execution:
     """From the fields after `exec,cpu`: primitive, implementation, prop kind, memory descriptors,
     attributes, auxiliary, problem, time (the short lines of old traces may stop early)."""
+
     def at(k: int) -> str:
         return f[k] if len(f) > k else ""
 
@@ -175,5 +176,11 @@ def _execution(f: list[str]) -> Execution:
         time_ms = float(f[-1]) if len(f) >= 8 else None
     except ValueError:
         time_ms = None
-    return Execution(primitive=f[0], implementation=f[1], dtype=_dtype(at(3)), attributes=at(4),
-                     problem=f[-2] if len(f) >= 8 else "", time_ms=time_ms)
+    return Execution(
+        primitive=f[0],
+        implementation=f[1],
+        dtype=_dtype(at(3)),
+        attributes=at(4),
+        problem=f[-2] if len(f) >= 8 else "",
+        time_ms=time_ms,
+    )

@@ -80,8 +80,10 @@ class Platform:
         has = set(self.flags).__contains__
         if self.avx512:
             return "avx512_core"
-        return next((isa for flag, isa in (("avx2", "avx2"), ("avx", "avx"), ("sse4_1", "sse41"))
-                     if has(flag)), "sse2")
+        return next(
+            (isa for flag, isa in (("avx2", "avx2"), ("avx", "avx"), ("sse4_1", "sse41")) if has(flag)),
+            "sse2",
+        )
 
     def fingerprint(self) -> dict:
         """What must match for two throughputs to be comparable: the CPU (vendor, family, model,
@@ -93,14 +95,25 @@ class Platform:
 CAPABILITIES: dict[str, tuple[str, Callable[[Platform], bool]]] = {
     "avx512": ("AVX-512 (F)", lambda p: p.avx512),
     "avx512_bf16": ("AVX512_BF16 instructions", lambda p: p.avx512_bf16),
-    "amx": ("AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission)",
-            lambda p: p.amx_usable),
+    "amx": (
+        "AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission)",
+        lambda p: p.amx_usable,
+    ),
     "bf16": ("native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16", lambda p: p.bf16_isa is not None),
 }
 """What a precision mode may require: name -> (what it means, whether a machine has it)."""
 
-FINGERPRINT_FIELDS = ("vendor", "cpu_model", "family", "model", "stepping", "flags_digest",
-                      "physical_cores", "sockets", "amx_usable")
+FINGERPRINT_FIELDS = (
+    "vendor",
+    "cpu_model",
+    "family",
+    "model",
+    "stepping",
+    "flags_digest",
+    "physical_cores",
+    "sockets",
+    "amx_usable",
+)
 FINGERPRINT_VERSIONS = ("torch", "onednn", "mkl")
 """Library builds that decide which kernels run; the harness's own commit is what a gate tests."""
 
@@ -174,16 +187,30 @@ def detect() -> Platform:
     cores, sockets = _topology()
     nodes = len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
     return Platform(
-        cpu_model=info.get("brand_raw", "unknown"), vendor=info.get("vendor_id_raw", "unknown"),
-        family=info.get("family"), model=info.get("model"), stepping=info.get("stepping"),
-        flags=flags, avx512=has("avx512f"), avx512_bf16=has("avx512_bf16"),
-        avx512_fp16=has("avx512_fp16"), avx512_vnni=has("avx512_vnni") or has("avx512vnni"),
-        amx_tile=has("amx_tile"), amx_bf16=amx_bf16, amx_int8=has("amx_int8"),
-        amx_fp16=has("amx_fp16"), xcr0=None if xcr0 is None else hex(xcr0),
-        amx_os_enabled=os_enabled, amx_permission=permission,
+        cpu_model=info.get("brand_raw", "unknown"),
+        vendor=info.get("vendor_id_raw", "unknown"),
+        family=info.get("family"),
+        model=info.get("model"),
+        stepping=info.get("stepping"),
+        flags=flags,
+        avx512=has("avx512f"),
+        avx512_bf16=has("avx512_bf16"),
+        avx512_fp16=has("avx512_fp16"),
+        avx512_vnni=has("avx512_vnni") or has("avx512vnni"),
+        amx_tile=has("amx_tile"),
+        amx_bf16=amx_bf16,
+        amx_int8=has("amx_int8"),
+        amx_fp16=has("amx_fp16"),
+        xcr0=None if xcr0 is None else hex(xcr0),
+        amx_os_enabled=os_enabled,
+        amx_permission=permission,
         amx_usable=amx_bf16 and os_enabled and permission,
-        logical_cpus=os.cpu_count() or 1, physical_cores=cores, sockets=sockets, numa_nodes=nodes,
-        memory_gib=_memory_gib(), torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        logical_cpus=os.cpu_count() or 1,
+        physical_cores=cores,
+        sockets=sockets,
+        numa_nodes=nodes,
+        memory_gib=_memory_gib(),
+        torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
         versions=library_versions(),
     )
 
@@ -199,17 +226,31 @@ def format_table(p: Platform) -> str:
     yes = {True: "yes", False: "no"}
     rows = [
         ("CPU", f"{p.cpu_model} ({p.vendor}, family {p.family} model {p.model} stepping {p.stepping})"),
-        ("cores", f"{p.physical_cores} physical, {p.logical_cpus} logical, {p.sockets} socket(s), "
-                  f"{p.numa_nodes} NUMA node(s), {p.memory_gib} GiB"),
-        ("AVX-512", f"F {yes[p.avx512]}, BF16 {yes[p.avx512_bf16]}, FP16 {yes[p.avx512_fp16]}, "
-                    f"VNNI {yes[p.avx512_vnni]}"),
-        ("AMX (CPUID)", f"TILE {yes[p.amx_tile]}, BF16 {yes[p.amx_bf16]}, INT8 {yes[p.amx_int8]}, "
-                        f"FP16 {yes[p.amx_fp16]}"),
-        ("AMX (OS)", f"XCR0 {p.xcr0}: tile state {yes[p.amx_os_enabled]}, XTILEDATA permission "
-                     f"{yes[p.amx_permission]}"),
+        (
+            "cores",
+            f"{p.physical_cores} physical, {p.logical_cpus} logical, {p.sockets} socket(s), "
+            f"{p.numa_nodes} NUMA node(s), {p.memory_gib} GiB",
+        ),
+        (
+            "AVX-512",
+            f"F {yes[p.avx512]}, BF16 {yes[p.avx512_bf16]}, FP16 {yes[p.avx512_fp16]}, "
+            f"VNNI {yes[p.avx512_vnni]}",
+        ),
+        (
+            "AMX (CPUID)",
+            f"TILE {yes[p.amx_tile]}, BF16 {yes[p.amx_bf16]}, INT8 {yes[p.amx_int8]}, FP16 {yes[p.amx_fp16]}",
+        ),
+        (
+            "AMX (OS)",
+            f"XCR0 {p.xcr0}: tile state {yes[p.amx_os_enabled]}, XTILEDATA permission "
+            f"{yes[p.amx_permission]}",
+        ),
         ("AMX usable", yes[p.amx_usable]),
-        ("torch", f"{p.versions.get('torch')}, CPU capability {p.torch_cpu_capability}, oneDNN "
-                  f"{p.versions.get('onednn')}, MKL {p.versions.get('mkl')}"),
+        (
+            "torch",
+            f"{p.versions.get('torch')}, CPU capability {p.torch_cpu_capability}, oneDNN "
+            f"{p.versions.get('onednn')}, MKL {p.versions.get('mkl')}",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

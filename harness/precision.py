@@ -84,33 +84,59 @@ class PrecisionMode:
         if self.gemm_unit not in (None, "bf16", "amx"):
             raise HarnessError(f"{source}: mode {self.name}: gemm_unit must be bf16 or amx")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+.-]*", self.name):
-            raise HarnessError(f"{source}: mode {self.name!r}: a name is letters, digits and -_+. (it "
-                               "names files)")
+            raise HarnessError(
+                f"{source}: mode {self.name!r}: a name is letters, digits and -_+. (it names files)"
+            )
         from harness.platform import CAPABILITIES, Platform
 
         known = {f.name for f in fields(Platform) if f.type in ("bool", bool)} | set(CAPABILITIES)
         for feature in self.requires:
             if feature not in known:
-                raise HarnessError(f"{source}: mode {self.name}: requires {feature!r}, expected some "
-                                   f"of {', '.join(sorted(known))}")
+                raise HarnessError(
+                    f"{source}: mode {self.name}: requires {feature!r}, expected some "
+                    f"of {', '.join(sorted(known))}"
+                )
 
 
 BUILTIN: tuple[PrecisionMode, ...] = (
-    PrecisionMode("fp32", "fp32 everywhere, oneDNN allowed up to AMX (Intel's package's fp32)",
-                  isa_cap=AMX_CAP),
-    PrecisionMode("avx-fp32", "fp32 kept off AMX by a real cap on oneDNN and MKL (Intel's avx-fp32 "
-                  "intent; unsetting the variable no longer caps)", isa_cap=AVX512_BF16_CAP,
-                  mkl_instructions="AVX512"),
-    PrecisionMode("bf16", "bf16 autocast on the CPU's bf16 unit (AMX, else AVX512_BF16), fp32 master "
-                  "weights and optimizer", autocast="bfloat16", isa_cap=AMX_CAP, requires=("bf16",),
-                  gemm_unit="bf16"),
+    PrecisionMode(
+        "fp32", "fp32 everywhere, oneDNN allowed up to AMX (Intel's package's fp32)", isa_cap=AMX_CAP
+    ),
+    PrecisionMode(
+        "avx-fp32",
+        "fp32 kept off AMX by a real cap on oneDNN and MKL (Intel's avx-fp32 "
+        "intent; unsetting the variable no longer caps)",
+        isa_cap=AVX512_BF16_CAP,
+        mkl_instructions="AVX512",
+    ),
+    PrecisionMode(
+        "bf16",
+        "bf16 autocast on the CPU's bf16 unit (AMX, else AVX512_BF16), fp32 master weights and optimizer",
+        autocast="bfloat16",
+        isa_cap=AMX_CAP,
+        requires=("bf16",),
+        gemm_unit="bf16",
+    ),
     # oneDNN applies the bf16 fpmath only on AMX: elsewhere fp32_precision=bf16 is fp32 math
     # through oneDNN, which is not what bf32 means.
-    PrecisionMode("bf32", "fp32 model, fp32 GEMMs computed on AMX in bf16 (fp32_precision=bf16)",
-                  fp32_math="bf16", isa_cap=AMX_CAP, requires=("amx",), emulable=False, gemm_unit="amx"),
-    PrecisionMode("avx-bf16", "bf16 autocast capped below AMX (AVX512_BF16): what AMX itself buys",
-                  autocast="bfloat16", isa_cap=AVX512_BF16_CAP, mkl_instructions="AVX512",
-                  requires=("avx512_bf16",), gemm_unit="bf16"),
+    PrecisionMode(
+        "bf32",
+        "fp32 model, fp32 GEMMs computed on AMX in bf16 (fp32_precision=bf16)",
+        fp32_math="bf16",
+        isa_cap=AMX_CAP,
+        requires=("amx",),
+        emulable=False,
+        gemm_unit="amx",
+    ),
+    PrecisionMode(
+        "avx-bf16",
+        "bf16 autocast capped below AMX (AVX512_BF16): what AMX itself buys",
+        autocast="bfloat16",
+        isa_cap=AVX512_BF16_CAP,
+        mkl_instructions="AVX512",
+        requires=("avx512_bf16",),
+        gemm_unit="bf16",
+    ),
 )
 
 
@@ -151,8 +177,14 @@ def admit(mode: PrecisionMode, platform: Platform) -> Admission:
         return Admission(mode.name, "native", (), gemm_isa, None, vector)
     needs = "; ".join(f"{m} ({CAPABILITIES[m][0]})" if m in CAPABILITIES else m for m in missing)
     if not mode.emulable:
-        return Admission(mode.name, "refused", missing, None,
-                         f"needs {needs}, and without it would compute something else", vector)
+        return Admission(
+            mode.name,
+            "refused",
+            missing,
+            None,
+            f"needs {needs}, and without it would compute something else",
+            vector,
+        )
     return Admission(mode.name, "emulated", missing, None, f"needs {needs}, which this machine lacks", vector)
 
 
@@ -174,8 +206,9 @@ def same_computation(a: PrecisionMode, b: PrecisionMode, platform: Platform) -> 
     if (a.autocast, a.fp32_math) != (b.autocast, b.fp32_math):
         return False
     caps = {a.isa_cap.upper(), b.isa_cap.upper()}
-    onednn_alike = len(caps) == 1 or (caps == {AMX_CAP, AVX512_BF16_CAP} and not platform.amx_usable
-                                      and not platform.avx512_fp16)
+    onednn_alike = len(caps) == 1 or (
+        caps == {AMX_CAP, AVX512_BF16_CAP} and not platform.amx_usable and not platform.avx512_fp16
+    )
     mkl_alike = a.mkl_instructions == b.mkl_instructions or not platform.amx_usable
     return onednn_alike and mkl_alike
 
@@ -183,8 +216,12 @@ def same_computation(a: PrecisionMode, b: PrecisionMode, platform: Platform) -> 
 def same_computation_pairs(names: list[str], platform: Platform) -> list[tuple[str, str]]:
     """The pairs of these modes that run the same kernels here (same_computation)."""
     modes = [get_precision(n) for n in names]
-    return [(a.name, b.name) for i, a in enumerate(modes) for b in modes[i + 1:]
-            if same_computation(a, b, platform)]
+    return [
+        (a.name, b.name)
+        for i, a in enumerate(modes)
+        for b in modes[i + 1 :]
+        if same_computation(a, b, platform)
+    ]
 
 
 PRECISION_FILE_ENV = "HARNESS_PRECISION_FILE"
@@ -206,8 +243,10 @@ def load_modes(path: Path | None = None) -> dict[str, PrecisionMode]:
         unknown = set(table) - known
         if unknown or "description" not in table:
             got = ", ".join(sorted(unknown)) or "no description"
-            raise HarnessError(f"{path}: [modes.{name}] needs a description and takes only "
-                               f"{', '.join(sorted(known))} (got {got})")
+            raise HarnessError(
+                f"{path}: [modes.{name}] needs a description and takes only "
+                f"{', '.join(sorted(known))} (got {got})"
+            )
         table = {**table, "requires": tuple(table.get("requires", ()))}
         mode = PrecisionMode(name=name, **table)
         mode.validate(str(path))

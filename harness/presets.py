@@ -33,14 +33,41 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # BERT-Large as the package measured it. Budgets sized so 3 precisions x 2 phases finish in
     # about 30 minutes on a 2-core Xeon (a phase-1 fp32 step takes ~15 s there).
-    "default": Preset("bert-large", (10, 5), (8, 2), (1e-3, 5e-4), 2, 8, 1024, 1800.0,
-                      "BERT-Large, a few measured steps per run"),
+    "default": Preset(
+        "bert-large",
+        (10, 5),
+        (8, 2),
+        (1e-3, 5e-4),
+        2,
+        8,
+        1024,
+        1800.0,
+        "BERT-Large, a few measured steps per run",
+    ),
     # CI: every code path, tiny model, seconds per run.
-    "smoke": Preset("bert-tiny", (20, 10), (8, 4), (1e-2, 5e-3), 3, 16, 1024, 300.0,
-                    "bert-tiny, 20 + 10 steps: does everything run"),
+    "smoke": Preset(
+        "bert-tiny",
+        (20, 10),
+        (8, 4),
+        (1e-2, 5e-3),
+        3,
+        16,
+        1024,
+        300.0,
+        "bert-tiny, 20 + 10 steps: does everything run",
+    ),
     # Long enough that loss curves of different precisions can be told apart.
-    "convergence": Preset("bert-tiny", (400, 100), (32, 8), (1e-2, 5e-3), 5, 256, 8192, 3600.0,
-                          "bert-tiny, 400 + 100 steps: do the precisions converge alike"),
+    "convergence": Preset(
+        "bert-tiny",
+        (400, 100),
+        (32, 8),
+        (1e-2, 5e-3),
+        5,
+        256,
+        8192,
+        3600.0,
+        "bert-tiny, 400 + 100 steps: do the precisions converge alike",
+    ),
 }
 
 

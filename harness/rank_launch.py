@@ -19,9 +19,11 @@ def rank_cores(cores: list[int], local_rank: int, local_world_size: int) -> list
     """Consecutive, equal, disjoint slices of the node's cores, one per local rank."""
     per_rank = len(cores) // local_world_size
     if per_rank == 0:
-        raise SystemExit(f"harness: --nproc-per-node {local_world_size} exceeds the {len(cores)} cores "
-                         f"this run may use ({cores}); choose at most {len(cores)}")
-    return cores[local_rank * per_rank:(local_rank + 1) * per_rank]
+        raise SystemExit(
+            f"harness: --nproc-per-node {local_world_size} exceeds the {len(cores)} cores "
+            f"this run may use ({cores}); choose at most {len(cores)}"
+        )
+    return cores[local_rank * per_rank : (local_rank + 1) * per_rank]
 
 
 def main() -> None:

@@ -85,15 +85,28 @@ def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
             call()
             rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
         rates.sort()
-        results.append({"path": name, "library": library, "kernel": kernel,
-                        "gflops": statistics.median(rates), "gflops_p10": rates[len(rates) // 10],
-                        "gflops_p90": rates[-1 - len(rates) // 10]})
+        results.append(
+            {
+                "path": name,
+                "library": library,
+                "kernel": kernel,
+                "gflops": statistics.median(rates),
+                "gflops_p10": rates[len(rates) // 10],
+                "gflops_p90": rates[-1 - len(rates) // 10],
+            }
+        )
     timed = [r for r in results if "gflops" in r]
     if not timed:
         raise HarnessError(f"roofline {mode.name}: no path could run ({results})")
     best = max(timed, key=lambda r: r["gflops"])
-    return {**best, "paths": results, "size": size, "repeats": repeats,
-            "dtype": mode.autocast or "float32", "threads": torch.get_num_threads()}
+    return {
+        **best,
+        "paths": results,
+        "size": size,
+        "repeats": repeats,
+        "dtype": mode.autocast or "float32",
+        "threads": torch.get_num_threads(),
+    }
 
 
 def save(machine_key: str, peaks: dict[str, dict]) -> Path:
@@ -138,30 +151,42 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
         context = parent_context(mode, platform)
         code, out = run_worker_capture(
             ["roofline", "--precisions", name, "--size", str(size), "--repeats", str(repeats), "--worker"],
-            worker_environment(mode, cores, context), cores)
+            worker_environment(mode, cores, context),
+            cores,
+        )
         if code != 0:
             raise HarnessError(f"roofline worker for {name} exited with {code}")
         peaks[name] = {**json.loads(out), "emulated": admission.emulated}
-        print(f"{name}: {peaks[name]['gflops']:.1f} GFLOP/s ({peaks[name]['library']})", file=sys.stderr,
-              flush=True)
+        print(
+            f"{name}: {peaks[name]['gflops']:.1f} GFLOP/s ({peaks[name]['library']})",
+            file=sys.stderr,
+            flush=True,
+        )
     if not peaks:
         raise HarnessError(f"no mode could run here: {'; '.join(skipped)}")
     path = save(fingerprint_key(as_dict(platform)), peaks)
-    print(f"\nmatmul roofline, {size}x{size}x{size}, median of {repeats}, {len(cores)} threads, "
-          f"{platform.cpu_model} (family {platform.family} model {platform.model})")
+    print(
+        f"\nmatmul roofline, {size}x{size}x{size}, median of {repeats}, {len(cores)} threads, "
+        f"{platform.cpu_model} (family {platform.family} model {platform.model})"
+    )
     print(f"{'mode':<10} {'dtype':<9} {'path':<14} {'library':<8} {'GFLOP/s':>9} {'p10..p90':>17}  kernel")
     for name, peak in peaks.items():
         for p in peak["paths"]:
             if "gflops" not in p:
-                print(f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {'-':<8} {'-':>9} {'':>17}  "
-                      f"unavailable: {p['unavailable']}")
+                print(
+                    f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {'-':<8} {'-':>9} {'':>17}  "
+                    f"unavailable: {p['unavailable']}"
+                )
                 continue
             spread = f"{p['gflops_p10']:>8.1f}..{p['gflops_p90']:<8.1f}"
-            print(f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {p['library']:<8} {p['gflops']:>9.1f} "
-                  f"{spread}  {p['kernel']}")
+            print(
+                f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {p['library']:<8} {p['gflops']:>9.1f} "
+                f"{spread}  {p['kernel']}"
+            )
         note = "; emulated: the CPU has no instructions for its number format" if peak["emulated"] else ""
-        print(f"  {name}: MFU divides by {peak['gflops']:.1f} GFLOP/s, {peak['path']} ({peak['library']})"
-              f"{note}")
+        print(
+            f"  {name}: MFU divides by {peak['gflops']:.1f} GFLOP/s, {peak['path']} ({peak['library']}){note}"
+        )
     for line in skipped:
         print(f"skipped: {line}")
     print(f"stored in {path}")

@@ -83,14 +83,23 @@ class TrainConfig:
             self.learning_rate = defaults["learning_rate"]
         if self.warmup_steps is None:
             self.warmup_steps = round(0.1 * self.steps)
-        positive = {"--steps": self.steps, "--batch-size": self.batch_size,
-                    "--eval-examples": self.eval_examples, "--log-every": self.log_every}
+        positive = {
+            "--steps": self.steps,
+            "--batch-size": self.batch_size,
+            "--eval-examples": self.eval_examples,
+            "--log-every": self.log_every,
+        }
         for flag, value in positive.items():
             if value < 1:
                 raise HarnessError(f"{flag} must be >= 1, got {value}")
-        non_negative = {"--warmup-steps": self.warmup_steps, "--eval-every": self.eval_every,
-                        "--save-every": self.save_every, "--data-workers": self.data_workers,
-                        "--timing-warmup": self.timing_warmup, "--shuffle-buffer": self.shuffle_buffer}
+        non_negative = {
+            "--warmup-steps": self.warmup_steps,
+            "--eval-every": self.eval_every,
+            "--save-every": self.save_every,
+            "--data-workers": self.data_workers,
+            "--timing-warmup": self.timing_warmup,
+            "--shuffle-buffer": self.shuffle_buffer,
+        }
         for flag, value in non_negative.items():
             if value < 0:
                 raise HarnessError(f"{flag} must be >= 0, got {value}")
@@ -101,7 +110,9 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise HarnessError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if self.phase == 2 and self.checkpoint is None:
-            raise HarnessError("phase 2 needs --checkpoint DIR: the model_save directory of a "
-                               "phase-1 run (OUTPUT_DIR/model_save)")
+            raise HarnessError(
+                "phase 2 needs --checkpoint DIR: the model_save directory of a "
+                "phase-1 run (OUTPUT_DIR/model_save)"
+            )
         if self.phase == 1 and self.checkpoint is not None:
             raise HarnessError("--checkpoint is for phase 2; phase 1 starts from random weights")

@@ -38,8 +38,9 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
     args = parser.parse_args()
@@ -74,8 +75,9 @@ def main() -> int:
                 if args.dry_run:
                     continue
                 if (REPO / source).is_dir():
-                    shutil.copytree(REPO / source, dest, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__"))
+                    shutil.copytree(
+                        REPO / source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                    )
                 else:
                     (dest if into_folder else dest.parent).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(REPO / source, dest)

@@ -12,15 +12,22 @@ from pathlib import Path
 def run(*args: object, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     # A fault injected into the test process's own environment must not leak into every run.
     full_env = {k: v for k, v in os.environ.items() if k != "HARNESS_FAULT"} | (env or {})
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(step records, eval records) of a run's metrics.jsonl."""
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return ([r for r in lines if "loss" in r and "eval_loss" not in r],
-            [r for r in lines if "eval_loss" in r])
+    return (
+        [r for r in lines if "loss" in r and "eval_loss" not in r],
+        [r for r in lines if "eval_loss" in r],
+    )
 
 
 def result(run_dir: Path) -> dict:

@@ -29,8 +29,9 @@ def example(uid: int, seq_len: int, max_pred: int, rng: np.random.Generator) -> 
     }
 
 
-def write_file(path: Path, uids: range, seq_len: int = 128, max_pred: int = 20,
-               override: dict | None = None) -> None:
+def write_file(
+    path: Path, uids: range, seq_len: int = 128, max_pred: int = 20, override: dict | None = None
+) -> None:
     """Write one example per uid; `override` replaces features (to make bad data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(uids.start)

@@ -12,7 +12,7 @@ from harness_cli import result, run
 
 from harness.reports.tables import read_runs
 
-STAND_IN = '''\
+STAND_IN = """\
 import json, os
 __version__ = "2.8.0+stand-in"
 
@@ -21,12 +21,25 @@ def optimize(model, optimizer=None, dtype=None, **kwargs):
         calls.write(json.dumps({"dtype": str(dtype), "optimizer": type(optimizer).__name__,
                                 "model": type(model).__name__}) + "\\n")
     return model, optimizer
-'''
+"""
 
 
 def test_a_missing_ipex_is_one_clear_line(synth_dir, tmp_path):
-    proc = run("train", "--phase", 1, "--precision", "fp32", "--model", "bert-tiny", "--dataset", synth_dir,
-               "--output", tmp_path / "run", "--backend", "ipex")
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "fp32",
+        "--model",
+        "bert-tiny",
+        "--dataset",
+        synth_dir,
+        "--output",
+        tmp_path / "run",
+        "--backend",
+        "ipex",
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--backend ipex: intel-extension-for-pytorch is not installed" in lines[0]
@@ -39,18 +52,37 @@ def test_compare_sets_ipex_beside_stock(synth_dir, tmp_path):
     site.mkdir(parents=True)
     (site / "__init__.py").write_text(STAND_IN)
     calls = tmp_path / "calls.jsonl"
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")])),
-           "IPEX_CALLS": str(calls)}
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")])),
+        "IPEX_CALLS": str(calls),
+    }
     out = tmp_path / "cmp"
-    proc = run("compare", "--preset", "smoke", "--phases", 1, "--precisions", "fp32",
-               "--backends", "stock,ipex", "--steps", 6, "--dataset", synth_dir, "--output", out, env=env)
+    proc = run(
+        "compare",
+        "--preset",
+        "smoke",
+        "--phases",
+        1,
+        "--precisions",
+        "fp32",
+        "--backends",
+        "stock,ipex",
+        "--steps",
+        6,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv")
     assert list(runs["run_id"]) == ["p1-fp32-r0", "p1-fp32-ipex-r0"]
     assert list(runs["backend"]) == ["stock", "ipex"] and set(runs["status"]) == {"ok"}
     assert runs["speedup_vs_fp32"].notna().all()  # ipex fp32 against stock fp32
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
-        {"dtype": "torch.float32", "optimizer": "Lamb", "model": "BertForPreTraining"}]
+        {"dtype": "torch.float32", "optimizer": "Lamb", "model": "BertForPreTraining"}
+    ]
     r = result(out / "runs" / "p1-fp32-ipex-r0")
     assert (r["backend"], r["backend_version"]) == ("ipex", "2.8.0+stand-in")
     assert result(out / "runs" / "p1-fp32-r0")["backend"] == "stock"

@@ -7,8 +7,26 @@ from harness_cli import run
 
 def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path):
     out = tmp_path / "peer.json"
-    proc = run("bench", "peer", "--model", "bert-tiny", "--precisions", "fp32", "--steps", 3, "--warmup", 1,
-               "--top", 4, "--rounds", 2, "--dataset", synth_dir, "--json", out)
+    proc = run(
+        "bench",
+        "peer",
+        "--model",
+        "bert-tiny",
+        "--precisions",
+        "fp32",
+        "--steps",
+        3,
+        "--warmup",
+        1,
+        "--top",
+        4,
+        "--rounds",
+        2,
+        "--dataset",
+        synth_dir,
+        "--json",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [r["impl"] for r in rows] == ["harness", "hugging-face", "harness train"]

@@ -19,8 +19,14 @@ def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
     proc = compare(out, "--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 8)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv")
-    assert list(runs["run_id"]) == ["p1-fp32-r0", "p1-avx-fp32-r0", "p1-bf16-r0",
-                                    "p2-fp32-r0", "p2-avx-fp32-r0", "p2-bf16-r0"]
+    assert list(runs["run_id"]) == [
+        "p1-fp32-r0",
+        "p1-avx-fp32-r0",
+        "p1-bf16-r0",
+        "p2-fp32-r0",
+        "p2-avx-fp32-r0",
+        "p2-bf16-r0",
+    ]
     assert set(runs["status"]) == {"ok"}
     assert dict(runs.dtypes.astype(str)) == RUN_COLUMNS  # stable dtypes on reading back
     assert list(runs["seq_len"]) == [128] * 3 + [512] * 3
@@ -81,14 +87,34 @@ def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir,
 
 def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
     out = tmp_path / "cmp"
-    proc = compare(out, "--precisions", "fp32", "--phases", "1", "--dataset", synth_dir, "--steps", 6,
-                   "--timeout", 15, env={"HARNESS_FAULT": "hang@3"})
+    proc = compare(
+        out,
+        "--precisions",
+        "fp32",
+        "--phases",
+        "1",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        6,
+        "--timeout",
+        15,
+        env={"HARNESS_FAULT": "hang@3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(read_runs(out / "runs.csv")["status"]) == ["timeout"]
 
     out2 = tmp_path / "cmp2"
-    proc = compare(out2, "--precisions", "fp32", "--dataset", synth_dir, "--steps", 6,
-                   env={"HARNESS_FAULT": "nan@4:fp32:1"})
+    proc = compare(
+        out2,
+        "--precisions",
+        "fp32",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        6,
+        env={"HARNESS_FAULT": "nan@4:fp32:1"},
+    )
     runs = read_runs(out2 / "runs.csv")
     assert list(runs["status"]) == ["diverged", "skipped"]
     assert pd.isna(runs.loc[1, "throughput_seq_per_s"])  # a run that did not happen has no figures
@@ -98,7 +124,8 @@ def test_bad_plans_exit_2_with_one_line(tmp_path):
     proc = run("compare", "--phases", "2", "--output", tmp_path / "x")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "harness: --phases 2 needs phase 1 in the same plan: phase 2 starts from its model_save"]
+        "harness: --phases 2 needs phase 1 in the same plan: phase 2 starts from its model_save"
+    ]
     proc = run("compare", "--preset", "huge", "--output", tmp_path / "x")
     assert proc.returncode == 2
     assert "--preset huge: unknown (known: default, smoke, convergence)" in proc.stderr

@@ -17,9 +17,32 @@ STEPS = 30
 
 
 def train(synth_dir, out, config, *extra):
-    return run("train", "--phase", 1, "--precision", "fp32", "--model", config, "--dataset", synth_dir,
-               "--output", out, "--steps", STEPS, "--learning-rate", 1e-2, "--timing-warmup", 2,
-               "--eval-examples", 16, "--shuffle-buffer", 0, "--log-every", 10, *extra)
+    return run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "fp32",
+        "--model",
+        config,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--steps",
+        STEPS,
+        "--learning-rate",
+        1e-2,
+        "--timing-warmup",
+        2,
+        "--eval-examples",
+        16,
+        "--shuffle-buffer",
+        0,
+        "--log-every",
+        10,
+        *extra,
+    )
 
 
 def test_two_ranks_of_four_train_like_one_rank_of_eight(synth_dir, tmp_path):
@@ -60,8 +83,27 @@ def test_bad_layouts_exit_2_with_one_line(synth_dir, tmp_path):
 
 def test_two_instances_on_disjoint_cores_add_up(synth_dir, tmp_path):
     out = tmp_path / "inst"
-    proc = run("train", "--phase", 1, "--precision", "fp32", "--model", "bert-tiny", "--dataset", synth_dir,
-               "--output", out, "--steps", 8, "--timing-warmup", 2, "--eval-examples", 8, "--instances", 2)
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "fp32",
+        "--model",
+        "bert-tiny",
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--steps",
+        8,
+        "--timing-warmup",
+        2,
+        "--eval-examples",
+        8,
+        "--instances",
+        2,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     total, a, b = result(out), result(out / "instance-0"), result(out / "instance-1")
     assert (total["status"], total["instances"]) == ("ok", 2)
@@ -81,14 +123,53 @@ def test_two_nodes_meet_through_a_static_rendezvous(synth_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    common = ["train", "--phase", 1, "--precision", "fp32", "--model", "bert-tiny", "--dataset", synth_dir,
-              "--steps", 6, "--batch-size", 4, "--eval-examples", 8, "--nnodes", 2, "--nproc-per-node", 1,
-              "--master-addr", "127.0.0.1", "--master-port", port]
+    common = [
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "fp32",
+        "--model",
+        "bert-tiny",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        6,
+        "--batch-size",
+        4,
+        "--eval-examples",
+        8,
+        "--nnodes",
+        2,
+        "--nproc-per-node",
+        1,
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        port,
+    ]
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_FAULT"}
-    nodes = [subprocess.Popen([sys.executable, "-m", "harness", *map(str, common), "--node-rank", str(rank),
-                               "--cores", str(rank), "--output", str(tmp_path / f"node{rank}")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-             for rank in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                *map(str, common),
+                "--node-rank",
+                str(rank),
+                "--cores",
+                str(rank),
+                "--output",
+                str(tmp_path / f"node{rank}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     r = result(tmp_path / "node0")
@@ -104,7 +185,11 @@ def test_the_torchrun_command_of_each_rendezvous():
     assert local[-4:] == ["-m", "harness.rank_launch", "train", "--worker"]
     c10d = RankLayout(2, 3, rdzv_endpoint="node0:29400", rdzv_id="run-7").torchrun([])
     assert [a for a in c10d if a.startswith(("--rdzv", "--nnodes", "--nproc"))] == [
-        "--nproc-per-node=2", "--nnodes=3", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29400",
-        "--rdzv-id=run-7"]
+        "--nproc-per-node=2",
+        "--nnodes=3",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=node0:29400",
+        "--rdzv-id=run-7",
+    ]
     static = RankLayout(1, 2, node_rank=1, master_addr="10.0.0.1").torchrun([])
     assert "--node-rank=1" in static and "--master-addr=10.0.0.1" in static and "--standalone" not in static

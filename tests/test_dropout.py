@@ -64,8 +64,9 @@ def test_attention_with_dropout_is_softmax_attention_with_the_lane_mask():
     mask = torch.ones(2, 1, 1, 5, dtype=torch.bool)
     mask[1, ..., 3:] = False  # the second sequence has two padding tokens
     # a p below 2^-17 keeps every lane: the spelled-out path must then equal SDPA's
-    torch.testing.assert_close(attention(q, k, v, mask, 1e-6, True),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(
+        attention(q, k, v, mask, 1e-6, True), F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    )
     torch.manual_seed(3)
     keep, scale = keep_mask(torch.Size((2, 3, 5, 5)), 0.5)
     scores = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~mask, float("-inf"))
@@ -73,5 +74,6 @@ def test_attention_with_dropout_is_softmax_attention_with_the_lane_mask():
     torch.manual_seed(3)
     torch.testing.assert_close(attention(q, k, v, mask, 0.5, True), expected)
     # eval: no dropout, SDPA's kernel
-    torch.testing.assert_close(attention(q, k, v, mask, 0.5, False),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(
+        attention(q, k, v, mask, 0.5, False), F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    )

@@ -22,8 +22,15 @@ def run_sets(synth_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
     variants = {"baseline": None, "again": None, "slowed": "slow@1:fp32", "diverged": "nan@30:avx-fp32"}
     for name, fault in variants.items():
-        proc = run("compare", *PLAN, "--dataset", synth_dir, "--output", root / name,
-                   env={"HARNESS_FAULT": fault} if fault else None)
+        proc = run(
+            "compare",
+            *PLAN,
+            "--dataset",
+            synth_dir,
+            "--output",
+            root / name,
+            env={"HARNESS_FAULT": fault} if fault else None,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
@@ -37,8 +44,18 @@ SMOKE_THRESHOLD = "25%"
 
 
 def gate(run_sets, current, *args):
-    return run("gate", "--baseline", run_sets / "baseline", "--current", run_sets / current,
-               "--baselines-dir", run_sets / "saved", "--max-regression", SMOKE_THRESHOLD, *args)
+    return run(
+        "gate",
+        "--baseline",
+        run_sets / "baseline",
+        "--current",
+        run_sets / current,
+        "--baselines-dir",
+        run_sets / "saved",
+        "--max-regression",
+        SMOKE_THRESHOLD,
+        *args,
+    )
 
 
 def test_an_a_a_pair_passes(run_sets):
@@ -46,7 +63,12 @@ def test_an_a_a_pair_passes(run_sets):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_sets / "again" / "gate.json").read_text())
     assert report["passed"] and {c["kind"] for c in report["checks"]} >= {
-        "validity", "throughput", "loss vs baseline", "accuracy vs baseline", "loss vs fp32"}
+        "validity",
+        "throughput",
+        "loss vs baseline",
+        "accuracy vs baseline",
+        "loss vs fp32",
+    }
     assert (run_sets / "again" / "gate.md").read_text().startswith("## harness gate: passed")
 
 
@@ -87,29 +109,50 @@ def test_another_machine_is_refused_unless_allowed(run_sets, tmp_path):
     proc = run("gate", "--baseline", run_sets / "baseline", "--current", other)
     assert proc.returncode == 2
     assert "measured on another machine or build (cpu_model:" in proc.stderr.strip().splitlines()[-1]
-    proc = run("gate", "--baseline", run_sets / "baseline", "--current", other, "--allow-machine-mismatch",
-               "--max-regression", SMOKE_THRESHOLD)
+    proc = run(
+        "gate",
+        "--baseline",
+        run_sets / "baseline",
+        "--current",
+        other,
+        "--allow-machine-mismatch",
+        "--max-regression",
+        SMOKE_THRESHOLD,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Machines differ" in (other / "gate.md").read_text()
 
 
 def test_saved_baseline_is_found_by_name(run_sets):
     saved = run_sets / "saved"
-    proc = run("gate", "--current", run_sets / "baseline", "--save-baseline", "nightly",
-               "--baselines-dir", saved)
+    proc = run(
+        "gate", "--current", run_sets / "baseline", "--save-baseline", "nightly", "--baselines-dir", saved
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((saved / "nightly" / "baseline.json").read_text())["fingerprint"]["cpu_model"]
-    proc = run("gate", "--baseline", "nightly", "--baselines-dir", saved, "--current", run_sets / "again",
-               "--max-regression", SMOKE_THRESHOLD)
+    proc = run(
+        "gate",
+        "--baseline",
+        "nightly",
+        "--baselines-dir",
+        saved,
+        "--current",
+        run_sets / "again",
+        "--max-regression",
+        SMOKE_THRESHOLD,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-regression", "lots"], "--max-regression lots: expected a share such as 5% or 0.05"),
-    (["--min-speedup", "bf16"], "--min-speedup bf16: expected MODE/MODE=FACTOR"),
-    (["--baseline", "no-such-baseline"], "--baseline no-such-baseline: no such folder or runs.csv"),
-    ([], "gate: give --baseline to compare with"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-regression", "lots"], "--max-regression lots: expected a share such as 5% or 0.05"),
+        (["--min-speedup", "bf16"], "--min-speedup bf16: expected MODE/MODE=FACTOR"),
+        (["--baseline", "no-such-baseline"], "--baseline no-such-baseline: no such folder or runs.csv"),
+        ([], "gate: give --baseline to compare with"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     (tmp_path / "cur").mkdir()
     (tmp_path / "cur" / "runs.csv").write_text("run_id\n")

@@ -14,8 +14,25 @@ transformers = pytest.importorskip("transformers")
 
 def test_hugging_face_loads_a_model_save(synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--model", "bert-tiny", "--precision", "fp32", "--dataset",
-               synth_dir, "--output", out, "--steps", 3, "--batch-size", 4, "--eval-examples", 8)
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--model",
+        "bert-tiny",
+        "--precision",
+        "fp32",
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--steps",
+        3,
+        "--batch-size",
+        4,
+        "--eval-examples",
+        8,
+    )
     assert proc.returncode == 0, proc.stderr
     save = out / "model_save"
 
@@ -29,8 +46,11 @@ def test_hugging_face_loads_a_model_save(synth_dir, tmp_path):
     batch = next(eval_batches(resolve_phase_data(synth_dir, 1, 0.9, 8), 4, 4))
     with torch.no_grad():
         mine = ours(to_batch(batch))
-        theirs = hf(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
-                    token_type_ids=batch["segment_ids"])
+        theirs = hf(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["input_mask"],
+            token_type_ids=batch["segment_ids"],
+        )
     selected = batch["masked_lm_weights"] > 0
     rows = torch.arange(4)[:, None].expand_as(selected)[selected]
     cols = batch["masked_lm_positions"][selected]

@@ -47,10 +47,18 @@ def test_lamb_matches_per_tensor_reference(grad_scale):
 
     live = [torch.nn.Parameter(p.clone()) for p in params]
     live[0].lamb_chunks = 3
-    groups = [{"params": [p for p, d in zip(live, wd_mask, strict=True) if d], "weight_decay": 0.01,
-               "adaptive": True},
-              {"params": [p for p, d in zip(live, wd_mask, strict=True) if not d], "weight_decay": 0.0,
-               "adaptive": False}]
+    groups = [
+        {
+            "params": [p for p, d in zip(live, wd_mask, strict=True) if d],
+            "weight_decay": 0.01,
+            "adaptive": True,
+        },
+        {
+            "params": [p for p, d in zip(live, wd_mask, strict=True) if not d],
+            "weight_decay": 0.0,
+            "adaptive": False,
+        },
+    ]
     opt = Lamb(groups, lr=0.05)
     for grads in grads_per_step:
         for p, g in zip(live, grads, strict=True):

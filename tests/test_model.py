@@ -23,9 +23,15 @@ def random_batch(B=3, S=32, P=6, real=24, seed=0) -> PretrainingBatch:
     positions = torch.stack([torch.randperm(real - 2, generator=g)[:P] + 1 for _ in range(B)])
     weights = torch.ones(B, P)
     weights[0, -2:] = 0  # padding slots
-    return PretrainingBatch(ids, mask, (torch.arange(S) >= S // 2).long().expand(B, S).clone(),
-                            positions, torch.randint(999, 30522, (B, P), generator=g), weights,
-                            torch.tensor([0, 1, 0][:B]))
+    return PretrainingBatch(
+        ids,
+        mask,
+        (torch.arange(S) >= S // 2).long().expand(B, S).clone(),
+        positions,
+        torch.randint(999, 30522, (B, P), generator=g),
+        weights,
+        torch.tensor([0, 1, 0][:B]),
+    )
 
 
 def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():
@@ -42,8 +48,9 @@ def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():
         h = model.cls.predictions.transform(x)
         logits = h @ model.bert.embeddings.word_embeddings.weight.T + model.cls.predictions.bias
         picked = logits[torch.arange(3)[:, None], batch.masked_lm_positions]  # [B, P, V]
-        ce = F.cross_entropy(picked.reshape(-1, TINY.vocab_size), batch.masked_lm_ids.reshape(-1),
-                             reduction="none")
+        ce = F.cross_entropy(
+            picked.reshape(-1, TINY.vocab_size), batch.masked_lm_ids.reshape(-1), reduction="none"
+        )
         w = batch.masked_lm_weights.reshape(-1)
         mlm = (ce * w).sum() / (w.sum() + 1e-5)
         nsp = F.cross_entropy(model.cls.seq_relationship(model.bert.pooler(x)), batch.next_sentence_labels)
@@ -84,14 +91,26 @@ def test_flops_formula_for_bert_large():
 
 def test_named_configs_and_json_configs(tmp_path):
     large = load_config("bert-large")
-    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads,
-            large.intermediate_size, large.vocab_size, large.max_position_embeddings) == \
-        (1024, 24, 16, 4096, 30522, 512)
+    assert (
+        large.hidden_size,
+        large.num_hidden_layers,
+        large.num_attention_heads,
+        large.intermediate_size,
+        large.vocab_size,
+        large.max_position_embeddings,
+    ) == (1024, 24, 16, 4096, 30522, 512)
     mlcommons = {  # the MLCommons bert_config.json, key for key
-        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 4096,
-        "max_position_embeddings": 512, "num_attention_heads": 16, "num_hidden_layers": 24,
-        "type_vocab_size": 2, "vocab_size": 30522,
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 1024,
+        "initializer_range": 0.02,
+        "intermediate_size": 4096,
+        "max_position_embeddings": 512,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "type_vocab_size": 2,
+        "vocab_size": 30522,
     }
     path = tmp_path / "bert_config.json"
     path.write_text(json.dumps(mlcommons))
@@ -134,18 +153,24 @@ def test_the_tied_word_embeddings_get_the_gradient_of_both_uses(dtype):
     def reference_loss():
         # what autograd computes with the plain modules: nn.Embedding, then F.linear
         emb = model.bert.embeddings
-        x = emb.dropout(emb.LayerNorm(emb.word_embeddings(batch.input_ids)
-                                      + emb.position_embeddings.weight[:batch.input_ids.shape[1]]
-                                      + emb.token_type_embeddings(batch.segment_ids)))
+        x = emb.dropout(
+            emb.LayerNorm(
+                emb.word_embeddings(batch.input_ids)
+                + emb.position_embeddings.weight[: batch.input_ids.shape[1]]
+                + emb.token_type_embeddings(batch.segment_ids)
+            )
+        )
         x = model.bert.encoder(x, batch.input_mask.bool()[:, None, None, :])
         picked = x[torch.arange(3)[:, None], batch.masked_lm_positions][batch.masked_lm_weights > 0]
-        logits = F.linear(model.cls.predictions.transform(picked), emb.word_embeddings.weight,
-                          model.cls.predictions.bias)
+        logits = F.linear(
+            model.cls.predictions.transform(picked), emb.word_embeddings.weight, model.cls.predictions.bias
+        )
         selected = batch.masked_lm_weights > 0
         w = batch.masked_lm_weights[selected]
         ce = F.cross_entropy(logits.float(), batch.masked_lm_ids[selected], reduction="none")
-        nsp = F.cross_entropy(model.cls.seq_relationship(model.bert.pooler(x)).float(),
-                              batch.next_sentence_labels)
+        nsp = F.cross_entropy(
+            model.cls.seq_relationship(model.bert.pooler(x)).float(), batch.next_sentence_labels
+        )
         return (ce * w).sum() / (w.sum() + 1e-5) + nsp
 
     grads = []

@@ -21,12 +21,17 @@ def test_builtin_modes_and_their_caps():
     modes = {m.name: m for m in BUILTIN}
     assert list(modes) == ["fp32", "avx-fp32", "bf16", "bf32", "avx-bf16"]
     # avx-fp32 sets a cap below AMX (unsetting the variable would leave AMX on since oneDNN 2.5)
-    assert modes["avx-fp32"].environment() == {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16",
-                                               "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16",
-                                               "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
+    assert modes["avx-fp32"].environment() == {
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16",
+        "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+    }
     assert modes["fp32"].environment()["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
-    assert (modes["bf16"].autocast, modes["bf16"].requires, modes["bf16"].gemm_unit) == \
-        ("bfloat16", ("bf16",), "bf16")
+    assert (modes["bf16"].autocast, modes["bf16"].requires, modes["bf16"].gemm_unit) == (
+        "bfloat16",
+        ("bf16",),
+        "bf16",
+    )
     assert modes["bf32"].fp32_math == "bf16" and modes["bf32"].autocast is None
     assert modes["bf32"].requires == ("amx",) and not modes["bf32"].emulable
     assert modes["avx-bf16"].isa_cap == "AVX512_CORE_BF16" and not modes["avx-bf16"].admits_amx
@@ -35,8 +40,9 @@ def test_builtin_modes_and_their_caps():
 
 def test_modes_from_a_toml_file(tmp_path, monkeypatch):
     path = tmp_path / "modes.toml"
-    path.write_text('[modes.avx2-fp32]\ndescription = "fp32 on AVX2 only"\nisa_cap = "AVX2"\n'
-                    'mkl_instructions = "AVX2"\n')
+    path.write_text(
+        '[modes.avx2-fp32]\ndescription = "fp32 on AVX2 only"\nisa_cap = "AVX2"\nmkl_instructions = "AVX2"\n'
+    )
     monkeypatch.setenv("HARNESS_PRECISION_FILE", str(path))
     mode = get_precision("avx2-fp32")
     assert mode.environment()["ONEDNN_MAX_CPU_ISA"] == "AVX2" and not mode.admits_amx
@@ -58,8 +64,22 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     before = dict(os.environ)
     out = tmp_path / "run"
     # in this process: the parent starts the worker as a child and waits for it
-    code = cli.main(["train", "--phase", "1", "--precision", "avx-fp32", *map(str, TINY),
-                     "--timing-warmup", "1", "--dataset", str(synth_dir), "--output", str(out)])
+    code = cli.main(
+        [
+            "train",
+            "--phase",
+            "1",
+            "--precision",
+            "avx-fp32",
+            *map(str, TINY),
+            "--timing-warmup",
+            "1",
+            "--dataset",
+            str(synth_dir),
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     assert dict(os.environ) == before
     r = result(out)
@@ -80,9 +100,23 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
 
 def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir, "--output", out,
-               env={"ONEDNN_DEFAULT_FPMATH_MODE": "BF16", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                    "ONEDNN_VERBOSE": "1"})
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "fp32",
+        *TINY,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        env={
+            "ONEDNN_DEFAULT_FPMATH_MODE": "BF16",
+            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+            "ONEDNN_VERBOSE": "1",
+        },
+    )
     assert proc.returncode == 0, proc.stderr
     env = result(out)["isa_env"]
     assert env["ONEDNN_DEFAULT_FPMATH_MODE"] is None and env["MKL_ENABLE_INSTRUCTIONS"] is None
@@ -91,21 +125,48 @@ def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tm
 
 def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--steps", 4, "--timing-warmup", 2,
-               "--dataset", synth_dir, "--output", out, env={"HARNESS_FAULT": "amx@1"})
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "avx-fp32",
+        *TINY,
+        "--steps",
+        4,
+        "--timing-warmup",
+        2,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        env={"HARNESS_FAULT": "amx@1"},
+    )
     assert proc.returncode == 4, proc.stderr[-2000:]
     r = result(out)
     assert r["status"] == "invalid" and r["valid"] is False and r["census_step"] == 2
-    assert r["invalid_reason"] == ("avx-fp32 must stay off AMX but the step ran "
-                                   "matmul/brg_matmul:avx10_1_512_amx")
+    assert r["invalid_reason"] == (
+        "avx-fp32 must stay off AMX but the step ran matmul/brg_matmul:avx10_1_512_amx"
+    )
     assert r["amx_used"] is True and r["amx_gemm_share"] > 0
     assert "INVALID RUN: avx-fp32 must stay off AMX" in proc.stderr
     assert r["steps_completed"] == 2 and not (out / "model_save").exists()  # it stopped there
 
 
 def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_path):
-    proc = run("train", "--phase", 1, "--precision", "avx-fp32", *TINY, "--dataset", synth_dir,
-               "--output", tmp_path / "run", "--worker")
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "avx-fp32",
+        *TINY,
+        "--dataset",
+        synth_dir,
+        "--output",
+        tmp_path / "run",
+        "--worker",
+    )
     assert proc.returncode == 2
     assert "did not start with the environment of mode avx-fp32" in proc.stderr
 
@@ -113,18 +174,35 @@ def test_a_worker_started_without_the_mode_environment_refuses(synth_dir, tmp_pa
 def test_a_mode_the_cpu_lacks_is_refused_before_any_work(synth_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("harness.platform.detect", lambda: SKYLAKE_X)
     out = tmp_path / "run"
-    lacks = (f"which this machine lacks ({SKYLAKE_X.cpu_model}); --allow-emulation runs it anyway, "
-             "marked emulated")
+    lacks = (
+        f"which this machine lacks ({SKYLAKE_X.cpu_model}); --allow-emulation runs it anyway, marked emulated"
+    )
     for mode, feature, then in (
         ("bf16", "bf16 (native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16)", lacks),
         ("avx-bf16", "avx512_bf16 (AVX512_BF16 instructions)", lacks),
         # without AMX, oneDNN ignores the bf16 fpmath: bf32 would be fp32 through oneDNN, so no flag runs it
-        ("bf32", "amx (AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission))",
-         f"and without it would compute something else ({SKYLAKE_X.cpu_model})"),
+        (
+            "bf32",
+            "amx (AMX-BF16 usable by this process (CPUID, OS tile state, XTILEDATA permission))",
+            f"and without it would compute something else ({SKYLAKE_X.cpu_model})",
+        ),
     ):
         for extra in ([], ["--allow-emulation"]) if mode == "bf32" else ([],):
-            code = cli.main(["train", "--phase", "1", "--precision", mode, *map(str, TINY), *extra,
-                             "--dataset", str(synth_dir), "--output", str(out)])
+            code = cli.main(
+                [
+                    "train",
+                    "--phase",
+                    "1",
+                    "--precision",
+                    mode,
+                    *map(str, TINY),
+                    *extra,
+                    "--dataset",
+                    str(synth_dir),
+                    "--output",
+                    str(out),
+                ]
+            )
             assert code == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert err == [f"harness: --precision {mode}: needs {feature}, {then}"]
@@ -149,12 +227,29 @@ HOST = detect()
 HOST_BF16 = HOST.bf16_isa is not None
 
 
-@pytest.mark.skipif(not HOST_BF16, reason=f"needs a CPU with AMX or AVX512_BF16; this one "
-                    f"({HOST.cpu_model}, family {HOST.family} model {HOST.model}) has neither")
+@pytest.mark.skipif(
+    not HOST_BF16,
+    reason=f"needs a CPU with AMX or AVX512_BF16; this one "
+    f"({HOST.cpu_model}, family {HOST.family} model {HOST.model}) has neither",
+)
 def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--precision", "bf16", *TINY, "--steps", 3, "--timing-warmup", 1,
-               "--dataset", synth_dir, "--output", out)
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        "--precision",
+        "bf16",
+        *TINY,
+        "--steps",
+        3,
+        "--timing-warmup",
+        1,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = result(out)
     assert r["emulated"] is False and r["valid"] is True and r["gemm_isa_expected"] == HOST.bf16_isa
@@ -168,15 +263,29 @@ def test_bf16_without_bf16_instructions_is_refused_as_emulated(synth_dir, tmp_pa
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip() == (
         "harness: --precision bf16: needs bf16 (native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16), which "
-        f"this machine lacks ({HOST.cpu_model}); --allow-emulation runs it anyway, marked emulated")
+        f"this machine lacks ({HOST.cpu_model}); --allow-emulation runs it anyway, marked emulated"
+    )
 
 
 def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypatch):
     no_bf16 = dataclasses.replace(HOST, amx_usable=False, avx512_bf16=False)
     monkeypatch.setattr("harness.platform.detect", lambda: no_bf16)
     out = tmp_path / "run"
-    code = cli.main(["train", "--phase", "1", "--precision", "bf16", "--allow-emulation",
-                     *map(str, TINY), "--dataset", str(synth_dir), "--output", str(out)])
+    code = cli.main(
+        [
+            "train",
+            "--phase",
+            "1",
+            "--precision",
+            "bf16",
+            "--allow-emulation",
+            *map(str, TINY),
+            "--dataset",
+            str(synth_dir),
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     r = result(out)
     assert r["emulated"] is True and r["status"] == "ok" and r["precision_mode"]["autocast"] == "bfloat16"
@@ -186,8 +295,20 @@ def test_detect_json_reports_the_capability_keys():
     proc = run("detect", "--json")
     assert proc.returncode == 0
     info = json.loads(proc.stdout)
-    for key in ("cpu_model", "flags", "avx512", "avx512_bf16", "amx_bf16", "amx_os_enabled", "amx_usable",
-                "physical_cores", "sockets", "numa_nodes", "memory_gib", "torch_cpu_capability"):
+    for key in (
+        "cpu_model",
+        "flags",
+        "avx512",
+        "avx512_bf16",
+        "amx_bf16",
+        "amx_os_enabled",
+        "amx_usable",
+        "physical_cores",
+        "sockets",
+        "numa_nodes",
+        "memory_gib",
+        "torch_cpu_capability",
+    ):
         assert key in info, key
     assert info["amx_usable"] == (info["amx_bf16"] and info["amx_os_enabled"] and info["amx_permission"])
     assert info["avx512"] == ("avx512f" in info["flags"])

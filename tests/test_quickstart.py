@@ -14,10 +14,18 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "quickstart"
 
 
 def script(name: str, env: dict) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("PRECISION", "OUTPUT_DIR", "DATASET_DIR", "CONFIG_FILE", "CHECKPOINT_DIR")}
-    return subprocess.run(["bash", str(SCRIPTS / name)], capture_output=True, text=True,
-                          env={**base, "PYTHON": sys.executable, **env}, timeout=600)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PRECISION", "OUTPUT_DIR", "DATASET_DIR", "CONFIG_FILE", "CHECKPOINT_DIR")
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPTS / name)],
+        capture_output=True,
+        text=True,
+        env={**base, "PYTHON": sys.executable, **env},
+        timeout=600,
+    )
 
 
 def test_missing_variables_are_listed():
@@ -32,17 +40,25 @@ def test_missing_variables_are_listed():
 def test_phase1_then_phase2_through_intels_variables(synth_dir, tmp_path):
     config = tmp_path / "bert_config.json"
     config.write_text(json.dumps(NAMED_CONFIGS["bert-tiny"].to_hf_dict()))
-    common = {"PRECISION": "fp32", "DATASET_DIR": str(synth_dir), "TRAIN_STEPS": "4",
-              "BATCH_SIZE": "4", "HARNESS_ARGS": "--eval-examples 8 --log-every 2"}
+    common = {
+        "PRECISION": "fp32",
+        "DATASET_DIR": str(synth_dir),
+        "TRAIN_STEPS": "4",
+        "BATCH_SIZE": "4",
+        "HARNESS_ARGS": "--eval-examples 8 --log-every 2",
+    }
     p1 = tmp_path / "phase1"
-    proc = script("run_bert_pretrain_phase1.sh",
-                  {**common, "OUTPUT_DIR": str(p1), "CONFIG_FILE": str(config)})
+    proc = script(
+        "run_bert_pretrain_phase1.sh", {**common, "OUTPUT_DIR": str(p1), "CONFIG_FILE": str(config)}
+    )
     assert proc.returncode == 0, proc.stderr
     assert (p1 / "model_save" / "pytorch_model.bin").is_file()
 
     p2 = tmp_path / "phase2"
-    proc = script("run_bert_pretrain_phase2.sh",
-                  {**common, "OUTPUT_DIR": str(p2), "CHECKPOINT_DIR": str(p1 / "model_save")})
+    proc = script(
+        "run_bert_pretrain_phase2.sh",
+        {**common, "OUTPUT_DIR": str(p2), "CHECKPOINT_DIR": str(p1 / "model_save")},
+    )
     assert proc.returncode == 0, proc.stderr
     r1, r2 = result(p1), result(p2)
     assert (r1["status"], r1["seq_len"], r2["status"], r2["seq_len"]) == ("ok", 128, "ok", 512)

@@ -44,7 +44,7 @@ def record_offsets(path: Path) -> list[int]:
     data, offsets, pos = path.read_bytes(), [], 0
     while pos < len(data):
         offsets.append(pos)
-        pos += 16 + int.from_bytes(data[pos:pos + 8], "little")
+        pos += 16 + int.from_bytes(data[pos : pos + 8], "little")
     return offsets
 
 
@@ -85,12 +85,18 @@ def test_wrong_feature_shape(tmp_path):
         read_all(other, Shape(128, 20))
 
 
-@pytest.mark.parametrize(("feature", "values", "message"), [
-    ("masked_lm_positions", [200] * 20,
-     r"feature masked_lm_positions holds 200, expected values in \[0, 128\)"),
-    ("next_sentence_labels", [2], r"feature next_sentence_labels holds 2, expected values in \[0, 2\)"),
-    ("input_ids", [40000] * 128, r"feature input_ids holds 40000, expected values in \[0, 30522\)"),
-])
+@pytest.mark.parametrize(
+    ("feature", "values", "message"),
+    [
+        (
+            "masked_lm_positions",
+            [200] * 20,
+            r"feature masked_lm_positions holds 200, expected values in \[0, 128\)",
+        ),
+        ("next_sentence_labels", [2], r"feature next_sentence_labels holds 2, expected values in \[0, 2\)"),
+        ("input_ids", [40000] * 128, r"feature input_ids holds 40000, expected values in \[0, 30522\)"),
+    ],
+)
 def test_values_out_of_range(tmp_path, feature, values, message):
     path = tmp_path / "part-0"
     write_file(path, range(2), override={feature: (values, "int")})
@@ -109,6 +115,7 @@ def test_missing_feature(tmp_path):
     path = tmp_path / "part-0"
     path.parent.mkdir(exist_ok=True)
     from tfrecord.writer import TFRecordWriter
+
     w = TFRecordWriter(str(path))
     w.write({"input_ids": ([1, 2], "int")})
     w.close()
@@ -131,7 +138,8 @@ def test_bad_record_in_a_dataloader_worker_reaches_the_caller_as_one_line(tmp_pa
     path = tmp_path / "part-0"
     write_file(path, range(6))
     corrupt(path, record_offsets(path)[4] + 40)
-    dataset = ShardedExamples((RecordSlice(str(path)),), Shape(128, 20), batch_size=2, seed=0,
-                              epochs=1, shuffle_buffer=0)
+    dataset = ShardedExamples(
+        (RecordSlice(str(path)),), Shape(128, 20), batch_size=2, seed=0, epochs=1, shuffle_buffer=0
+    )
     items = list(dataset)
     assert items[-1] == {"error": f"{path}: record 4 at byte {record_offsets(path)[4]}: data CRC mismatch"}

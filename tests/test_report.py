@@ -20,9 +20,20 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 @pytest.fixture(scope="module")
 def comparison(synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cmp") / "cmp"
-    proc = run("compare", "--preset", "smoke", "--precisions", "fp32,avx-fp32", "--dataset", synth_dir,
-               "--output", out, "--steps", 8,
-               env={"HARNESS_FAULT": "crash@4:avx-fp32:2"})
+    proc = run(
+        "compare",
+        "--preset",
+        "smoke",
+        "--precisions",
+        "fp32,avx-fp32",
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--steps",
+        8,
+        env={"HARNESS_FAULT": "crash@4:avx-fp32:2"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -31,12 +42,21 @@ def test_report_is_self_contained_and_complete(comparison):
     page = (comparison / "report.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from a network
     assert "<script" not in page
-    for anchor in ('id="verdicts"', 'id="summary"', 'id="throughput-chart"', 'id="loss-phase1"',
-                   'id="loss-phase2"', 'id="efficiency"', 'id="isa"', 'id="machine"', 'id="problems"'):
+    for anchor in (
+        'id="verdicts"',
+        'id="summary"',
+        'id="throughput-chart"',
+        'id="loss-phase1"',
+        'id="loss-phase2"',
+        'id="efficiency"',
+        'id="isa"',
+        'id="machine"',
+        'id="problems"',
+    ):
         assert anchor in page, anchor
     assert page.index('id="verdicts"') < page.index('id="summary"') < page.index('id="throughput-chart"')
     # the crashed run is shown as such, with the tail of its log
-    assert "p2-avx-fp32-r0</b> <span class=\"bad\">crashed</span>" in page
+    assert 'p2-avx-fp32-r0</b> <span class="bad">crashed</span>' in page
     machine = json.loads((comparison / "machine.json").read_text())
     assert machine["cpu_model"] in page
 
@@ -58,17 +78,29 @@ def test_chromium_renders_the_report(comparison):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={comparison / 'chromium-profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={comparison / 'chromium-profile'}",
+    ]
     page = (comparison / "report.html").as_uri()
     dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     # the DOM Chromium built holds the charts and tables
     assert dom.stdout.count("<polyline") >= 8 and 'id="throughput-chart"' in dom.stdout
     assert dom.stdout.count("<table") >= 4
-    subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 10_000
 
 
@@ -130,13 +162,32 @@ def _runs(*rows: dict) -> pd.DataFrame:
 
 
 def test_a_mode_refused_here_is_a_warning_and_the_same_computation_is_noise():
-    fp32 = {"run_id": "p1-fp32-r0", "phase": 1, "precision": "fp32", "backend": "stock", "status": "ok",
-            "throughput_seq_per_s": 10.0, "final_loss": 9.0, "speedup_vs_fp32": 1.0, "loss_gap_vs_fp32": 0.0}
-    refused = {"run_id": "p1-bf16-r0", "phase": 1, "precision": "bf16", "backend": "stock",
-               "status": "refused",
-               "error": "exit code 2; last output: harness: --precision bf16: needs bf16"}
-    same = {**fp32, "run_id": "p1-avx-fp32-r0", "precision": "avx-fp32", "speedup_vs_fp32": 1.3,
-            "same_computation_as_fp32": True}
+    fp32 = {
+        "run_id": "p1-fp32-r0",
+        "phase": 1,
+        "precision": "fp32",
+        "backend": "stock",
+        "status": "ok",
+        "throughput_seq_per_s": 10.0,
+        "final_loss": 9.0,
+        "speedup_vs_fp32": 1.0,
+        "loss_gap_vs_fp32": 0.0,
+    }
+    refused = {
+        "run_id": "p1-bf16-r0",
+        "phase": 1,
+        "precision": "bf16",
+        "backend": "stock",
+        "status": "refused",
+        "error": "exit code 2; last output: harness: --precision bf16: needs bf16",
+    }
+    same = {
+        **fp32,
+        "run_id": "p1-avx-fp32-r0",
+        "precision": "avx-fp32",
+        "speedup_vs_fp32": 1.3,
+        "same_computation_as_fp32": True,
+    }
     out = dict((p, (css, text)) for p, css, text in verdicts(_runs(fp32, refused, same), tolerance=0.02))
     assert out["bf16"] == ("warn", "not run here: --precision bf16: needs bf16")
     css, text = out["avx-fp32"]

@@ -9,8 +9,17 @@ TINY = ["--model", "bert-tiny", "--steps", 3, "--batch-size", 4, "--eval-example
 
 def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_path):
     env = {"HARNESS_HOME": str(tmp_path / "home")}
-    proc = run("roofline", "--precisions", "fp32,avx-fp32", "--size", 256, "--repeats", 3,
-               "--allow-emulation", env=env)
+    proc = run(
+        "roofline",
+        "--precisions",
+        "fp32,avx-fp32",
+        "--size",
+        256,
+        "--repeats",
+        3,
+        "--allow-emulation",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "fp32 " in proc.stdout and "avx-fp32 " in proc.stdout and "stored in" in proc.stdout
     store = json.loads((tmp_path / "home" / "roofline.json").read_text())
@@ -27,16 +36,18 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_pat
     assert set(paths) == {"torch.mm", "oneDNN linear"}
     assert paths["oneDNN linear"]["library"] == "onednn" and paths["torch.mm"]["library"] in ("mkl", "onednn")
     assert fp32["gflops"] == max(p["gflops"] for p in paths.values())
-    assert (fp32["path"], fp32["library"]) == next((p["path"], p["library"]) for p in paths.values()
-                                                   if p["gflops"] == fp32["gflops"])
+    assert (fp32["path"], fp32["library"]) == next(
+        (p["path"], p["library"]) for p in paths.values() if p["gflops"] == fp32["gflops"]
+    )
     for p in paths.values():
         assert f"fp32       float32   {p['path']:<14} {p['library']:<8}" in proc.stdout
     best = f"fp32: MFU divides by {fp32['gflops']:.1f} GFLOP/s, {fp32['path']} ({fp32['library']})"
     assert best in proc.stdout
 
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir,
-               "--output", out, env=env)
+    proc = run(
+        "train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir, "--output", out, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
     assert r["roofline_gflops"] == fp32["gflops"]

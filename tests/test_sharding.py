@@ -16,10 +16,19 @@ def epoch_uids(slices, ranks: int, workers: int, batch_size: int = 3) -> Counter
     """Read one epoch the way training does (DataLoader workers per rank) and count each uid."""
     seen: Counter = Counter()
     for rank in range(ranks):
-        dataset = ShardedExamples(tuple(slices), Shape(128, 20), batch_size, seed=1, rank=rank,
-                                  world_size=ranks, shuffle_buffer=8, epochs=1)
-        loader = DataLoader(dataset, batch_size=None, num_workers=workers,
-                            generator=torch.Generator().manual_seed(0))
+        dataset = ShardedExamples(
+            tuple(slices),
+            Shape(128, 20),
+            batch_size,
+            seed=1,
+            rank=rank,
+            world_size=ranks,
+            shuffle_buffer=8,
+            epochs=1,
+        )
+        loader = DataLoader(
+            dataset, batch_size=None, num_workers=workers, generator=torch.Generator().manual_seed(0)
+        )
         for batch in loader:
             assert "error" not in batch
             seen.update(uid_of(ids) for ids in batch["input_ids"])
@@ -51,11 +60,12 @@ def test_an_endless_stream_never_repeats_within_a_pass(many_files):
     """Uneven files (7, 3, 9, 5, 6 records) under 2 workers: the workers must stay in step across
     epochs, or the one that finishes first starts its next epoch and repeats examples."""
     dataset = ShardedExamples(tuple(many_files), Shape(128, 20), 3, seed=5, shuffle_buffer=4)
-    loader = iter(DataLoader(dataset, batch_size=None, num_workers=2,
-                             generator=torch.Generator().manual_seed(0)))
+    loader = iter(
+        DataLoader(dataset, batch_size=None, num_workers=2, generator=torch.Generator().manual_seed(0))
+    )
     stream = [uid_of(ids) for _ in range(40) for ids in next(loader)["input_ids"]]
     for start in range(0, 120, 30):  # four passes of 30
-        assert sorted(stream[start:start + 30]) == list(range(30))
+        assert sorted(stream[start : start + 30]) == list(range(30))
 
 
 def test_record_slices_are_respected_when_sharding_by_record(tmp_path):
@@ -79,8 +89,11 @@ def test_epochs_reshuffle_but_replay_identically_for_the_same_seed(many_files):
 def make_layout(root: Path, files: int, per_file: int) -> None:
     for seq_dir, seq_len in (("seq_128", 128), ("seq_512", 512)):
         for i in range(files):
-            write_file(root / seq_dir / f"part-{i:05d}-of-{files:05d}",
-                       range(i * per_file, (i + 1) * per_file), seq_len=seq_len)
+            write_file(
+                root / seq_dir / f"part-{i:05d}-of-{files:05d}",
+                range(i * per_file, (i + 1) * per_file),
+                seq_len=seq_len,
+            )
 
 
 def test_phase_split_by_file(tmp_path):

@@ -40,7 +40,7 @@ def test_examples_follow_the_bert_recipe(synth_dir):
         assert ids[0] == CLS_ID and ids[-1] == SEP_ID and (ids == SEP_ID).sum() == 2
         assert (ex["input_ids"][n:] == 0).all() and (ex["input_mask"][n:] == 0).all()
         first_sep = int(np.flatnonzero(ids == SEP_ID)[0])
-        assert (seg[: first_sep + 1] == 0).all() and (seg[first_sep + 1:] == 1).all()
+        assert (seg[: first_sep + 1] == 0).all() and (seg[first_sep + 1 :] == 1).all()
         k = int(ex["masked_lm_weights"].sum())
         assert k == round(n * 0.15) or k == ex["masked_lm_weights"].size
         pos = ex["masked_lm_positions"][:k]

@@ -14,9 +14,26 @@ TINY = ["--model", "bert-tiny", "--precision", "fp32"]
 @pytest.fixture(scope="module")
 def phase1(synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phase1") / "run"
-    proc = run("train", "--phase", 1, *TINY, "--dataset", synth_dir, "--output", out,
-               "--steps", 400, "--batch-size", 32, "--learning-rate", 1e-2, "--eval-every", 200,
-               "--log-every", 50)
+    proc = run(
+        "train",
+        "--phase",
+        1,
+        *TINY,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--steps",
+        400,
+        "--batch-size",
+        32,
+        "--learning-rate",
+        1e-2,
+        "--eval-every",
+        200,
+        "--log-every",
+        50,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -44,9 +61,18 @@ def test_phase1_learns_the_synthetic_language(phase1, synth_dir):
 
 def test_phase1_result_and_logs(phase1):
     r = result(phase1)
-    for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90", "step_time_cv",
-                "final_loss", "eval_mlm_accuracy", "wall_time_s", "model_tflops_per_s",
-                "data_wait_fraction", "harness_time_fraction"):
+    for key in (
+        "throughput_seq_per_s",
+        "throughput_p10",
+        "throughput_p90",
+        "step_time_cv",
+        "final_loss",
+        "eval_mlm_accuracy",
+        "wall_time_s",
+        "model_tflops_per_s",
+        "data_wait_fraction",
+        "harness_time_fraction",
+    ):
         assert isinstance(r[key], float), key
     # the harness's own work in a step (batch conversion, checks, metrics) is a small share of it
     assert 0 < r["harness_time_fraction"] < 0.1
@@ -56,16 +82,35 @@ def test_phase1_result_and_logs(phase1):
     assert r["versions"]["torch"].startswith("2.13.0") and r["versions"]["tfrecord"]
     assert r["eval_source"].endswith("/eval") and r["seq_len"] == 128 and r["max_predictions"] == 76
     steps, _ = metrics(phase1)
-    assert set(steps[0]) >= {"step", "loss", "mlm_loss", "nsp_loss", "lr", "step_time_s", "data_time_s",
-                             "seq_per_s", "compute_time_s"}
+    assert set(steps[0]) >= {
+        "step",
+        "loss",
+        "mlm_loss",
+        "nsp_loss",
+        "lr",
+        "step_time_s",
+        "data_time_s",
+        "seq_per_s",
+        "compute_time_s",
+    }
     assert all(0 < s["compute_time_s"] < s["step_time_s"] - s["data_time_s"] for s in steps)
 
-    events = [json.loads(line.removeprefix(":::MLLOG "))
-              for line in (phase1 / "mllog.txt").read_text().splitlines()]
+    events = [
+        json.loads(line.removeprefix(":::MLLOG ")) for line in (phase1 / "mllog.txt").read_text().splitlines()
+    ]
     keys = [e["key"] for e in events]
-    for key in ("run_start", "run_stop", "global_batch_size", "opt_lamb_beta_1", "opt_lamb_beta_2",
-                "opt_lamb_weight_decay_rate", "opt_lamb_epsilon", "opt_base_learning_rate",
-                "opt_learning_rate_warmup_steps", "eval_accuracy"):
+    for key in (
+        "run_start",
+        "run_stop",
+        "global_batch_size",
+        "opt_lamb_beta_1",
+        "opt_lamb_beta_2",
+        "opt_lamb_weight_decay_rate",
+        "opt_lamb_epsilon",
+        "opt_base_learning_rate",
+        "opt_learning_rate_warmup_steps",
+        "eval_accuracy",
+    ):
         assert key in keys, key
     stop = next(e for e in events if e["key"] == "run_stop")
     assert stop["metadata"]["status"] == "success"
@@ -76,9 +121,26 @@ def test_phase1_result_and_logs(phase1):
 
 def test_phase2_continues_from_the_phase1_model(phase1, synth_dir, tmp_path):
     out = tmp_path / "p2"
-    proc = run("train", "--phase", 2, *TINY, "--dataset", synth_dir, "--output", out,
-               "--checkpoint", phase1 / "model_save", "--steps", 30, "--batch-size", 8,
-               "--learning-rate", 5e-3, "--eval-examples", 64)
+    proc = run(
+        "train",
+        "--phase",
+        2,
+        *TINY,
+        "--dataset",
+        synth_dir,
+        "--output",
+        out,
+        "--checkpoint",
+        phase1 / "model_save",
+        "--steps",
+        30,
+        "--batch-size",
+        8,
+        "--learning-rate",
+        5e-3,
+        "--eval-examples",
+        64,
+    )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
     assert r["status"] == "ok" and r["seq_len"] == 512
@@ -97,7 +159,8 @@ def test_phase2_refuses_to_start_without_a_phase1_checkpoint(phase1, synth_dir, 
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "harness: phase 2 needs --checkpoint DIR: the model_save directory of a phase-1 run "
-        "(OUTPUT_DIR/model_save)"]
+        "(OUTPUT_DIR/model_save)"
+    ]
     proc = run(*common, "--output", tmp_path / "b", "--checkpoint", tmp_path)
     assert proc.returncode == 2 and "no config.json; not a model_save directory" in proc.stderr
     # A phase-2 model_save is not a phase-1 result either.
@@ -108,8 +171,22 @@ def test_phase2_refuses_to_start_without_a_phase1_checkpoint(phase1, synth_dir, 
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
-SHORT = ["train", "--phase", 1, *TINY, "--steps", 24, "--batch-size", 8, "--save-every", 8,
-         "--eval-examples", 16, "--log-every", 8]
+SHORT = [
+    "train",
+    "--phase",
+    1,
+    *TINY,
+    "--steps",
+    24,
+    "--batch-size",
+    8,
+    "--save-every",
+    8,
+    "--eval-examples",
+    16,
+    "--log-every",
+    8,
+]
 
 
 def test_resume_after_a_crash_continues_the_same_trajectory(synth_dir, tmp_path):
@@ -174,7 +251,8 @@ def test_resume_with_other_settings_is_refused(synth_dir, tmp_path):
     proc = run(*SHORT, "--dataset", synth_dir, "--output", out, "--resume", "--seed", 7)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"harness: --resume: --seed is 7 but the run in {out} used 42; resume with the same settings")
+        f"harness: --resume: --seed is 7 but the run in {out} used 42; resume with the same settings"
+    )
 
 
 def test_a_save_cut_between_its_renames_is_recovered(synth_dir, tmp_path):

@@ -49,8 +49,9 @@ def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
         optimizer.step_if_finite()
         optimizer.zero_grad(set_to_none=True)
 
-    flops = model.training_flops(raw["input_ids"].shape[0], raw["input_ids"].shape[1],
-                                 int((raw["masked_lm_weights"] > 0).sum()))
+    flops = model.training_flops(
+        raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
+    )
     return step, flops
 
 
@@ -63,8 +64,10 @@ def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None],
     try:
         import transformers
     except ImportError:
-        raise HarnessError("bench peer: the Hugging Face side needs transformers (pip install -e '.[test]' "
-                           "or pip install transformers)") from None
+        raise HarnessError(
+            "bench peer: the Hugging Face side needs transformers (pip install -e '.[test]' "
+            "or pip install transformers)"
+        ) from None
     cfg = load_config(model_name)
     hf_config = transformers.BertConfig(**cfg.to_hf_dict())
     model = transformers.BertForPreTraining(hf_config).train()
@@ -74,17 +77,22 @@ def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None],
 
     def step() -> None:
         with mode.autocast_context():
-            out = model(input_ids=raw["input_ids"], attention_mask=raw["input_mask"],
-                        token_type_ids=raw["segment_ids"], labels=labels,
-                        next_sentence_label=raw["next_sentence_labels"])
+            out = model(
+                input_ids=raw["input_ids"],
+                attention_mask=raw["input_mask"],
+                token_type_ids=raw["segment_ids"],
+                labels=labels,
+                next_sentence_label=raw["next_sentence_labels"],
+            )
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     # Credited with our model's FLOPs: the same useful work (HF's MLM head also runs on every
     # unmasked token, which is its cost, not extra work done).
-    flops = training_step_flops(cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1],
-                                int((raw["masked_lm_weights"] > 0).sum()))
+    flops = training_step_flops(
+        cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
+    )
     return step, flops
 
 
@@ -98,8 +106,15 @@ def _top_operators(step: Callable[[], None], top: int) -> list[dict]:
         step()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:top]]
+    return [
+        {
+            "op": e.key,
+            "self_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
+        for e in events[:top]
+    ]
 
 
 @dataclass(frozen=True)
@@ -145,8 +160,13 @@ def measure(impl: str, mode, spec: PeerSpec) -> dict:
         times.append(time.perf_counter() - start)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return {
-        "impl": impl, "precision": mode.name, "model": spec.model, "batch_size": spec.batch_size,
-        "seq_len": raw["input_ids"].shape[1], "threads": torch.get_num_threads(), "step_times": times,
+        "impl": impl,
+        "precision": mode.name,
+        "model": spec.model,
+        "batch_size": spec.batch_size,
+        "seq_len": raw["input_ids"].shape[1],
+        "threads": torch.get_num_threads(),
+        "step_times": times,
         "page_faults": faults,
         "flops": flops,
         # ru_maxrss is in KiB on Linux: the worker's peak resident memory
@@ -162,17 +182,24 @@ def merge(rounds: list[dict]) -> dict:
     first = rounds[0]
     return {
         **{k: first[k] for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads")},
-        "rounds": len(rounds), "steps": len(times), "step_time_s": median,
-        "step_time_p10": float(np.percentile(times, 10)), "step_time_p90": float(np.percentile(times, 90)),
+        "rounds": len(rounds),
+        "steps": len(times),
+        "step_time_s": median,
+        "step_time_p10": float(np.percentile(times, 10)),
+        "step_time_p90": float(np.percentile(times, 90)),
         "round_medians_s": [float(np.median(r["step_times"])) for r in rounds],
-        "seq_per_s": first["batch_size"] / median, "model_tflops_per_s": first["flops"] / median / 1e12,
+        "seq_per_s": first["batch_size"] / median,
+        "model_tflops_per_s": first["flops"] / median / 1e12,
         "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
         # a timed step that still faults in fresh pages is not warm yet (see PeerSpec.warmup)
         "page_faults_per_step": float(np.median([f for r in rounds for f in r["page_faults"]]))
-        if "page_faults" in first else None,
+        if "page_faults" in first
+        else None,
         # in-step shares, from `harness train` rows only: their mean over the rounds
-        **{k: float(np.mean([r[k] for r in rounds])) if k in first else None
-           for k in ("data_wait_fraction", "harness_time_fraction")},
+        **{
+            k: float(np.mean([r[k] for r in rounds])) if k in first else None
+            for k in ("data_wait_fraction", "harness_time_fraction")
+        },
         "top_operators": first["top_operators"],
     }
 
@@ -197,10 +224,32 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
-        cmd = [sys.executable, "-m", "harness", "train", "--phase", str(spec.phase), "--precision", name,
-               "--dataset", spec.dataset, "--output", f"{tmp}/run", "--steps", str(spec.warmup + spec.steps),
-               "--timing-warmup", str(spec.warmup), "--batch-size", str(spec.batch_size),
-               "--eval-examples", "8", "--log-every", "1000", "--cores", ",".join(map(str, cores))]
+        cmd = [
+            sys.executable,
+            "-m",
+            "harness",
+            "train",
+            "--phase",
+            str(spec.phase),
+            "--precision",
+            name,
+            "--dataset",
+            spec.dataset,
+            "--output",
+            f"{tmp}/run",
+            "--steps",
+            str(spec.warmup + spec.steps),
+            "--timing-warmup",
+            str(spec.warmup),
+            "--batch-size",
+            str(spec.batch_size),
+            "--eval-examples",
+            "8",
+            "--log-every",
+            "1000",
+            "--cores",
+            ",".join(map(str, cores)),
+        ]
         if spec.phase == 1:
             cmd += ["--model", spec.model]
         else:
@@ -211,20 +260,32 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
             cmd.append("--system-malloc")
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise HarnessError(f"bench peer: harness train for {name} exited with {done.returncode}: "
-                               f"{done.stderr.strip().splitlines()[-1:]}")
+            raise HarnessError(
+                f"bench peer: harness train for {name} exited with {done.returncode}: "
+                f"{done.stderr.strip().splitlines()[-1:]}"
+            )
         r = json.loads(Path(f"{tmp}/run/result.json").read_text())
         lines = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
     timed = [m for m in lines if "seq_per_s" in m and m["step"] not in r["cold_steps"]]
-    return {"impl": "harness train", "precision": name, "model": spec.model, "batch_size": spec.batch_size,
-            "seq_len": r["seq_len"], "threads": r["threads"], "step_times": [m["step_time_s"] for m in timed],
-            "flops": float(np.median([m["model_flops"] for m in timed])), "peak_rss_gib": r["peak_rss_gib"],
-            "data_wait_fraction": r["data_wait_fraction"],
-            "harness_time_fraction": r["harness_time_fraction"], "top_operators": []}
+    return {
+        "impl": "harness train",
+        "precision": name,
+        "model": spec.model,
+        "batch_size": spec.batch_size,
+        "seq_len": r["seq_len"],
+        "threads": r["threads"],
+        "step_times": [m["step_time_s"] for m in timed],
+        "flops": float(np.median([m["model_flops"] for m in timed])),
+        "peak_rss_gib": r["peak_rss_gib"],
+        "data_wait_fraction": r["data_wait_fraction"],
+        "harness_time_fraction": r["harness_time_fraction"],
+        "top_operators": [],
+    }
 
 
-def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emulation: bool,
-             cores_spec: str | None) -> list[dict]:
+def run_peer(
+    spec: PeerSpec, precisions: list[str], with_train: bool, allow_emulation: bool, cores_spec: str | None
+) -> list[dict]:
     """Parent: for each precision, our step, Hugging Face's and (with_train) a `harness train`
     run, one after another, each in a worker with the mode's environment."""
     import sys
@@ -254,8 +315,11 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
             # operators are profiled once, in the first round
             settings = {**asdict(spec), "top": spec.top if round_ == 0 else 0}
             for impl in IMPLEMENTATIONS:
-                print(f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 worker = json.dumps({"impl": impl, "precision": name, **settings})
                 code, out = run_worker_capture(["bench", "peer", "--worker", worker], env, cores)
                 if code != 0:
@@ -277,44 +341,58 @@ def run_peer(spec: PeerSpec, precisions: list[str], with_train: bool, allow_emul
 def format_rows(rows: list[dict]) -> str:
     """The comparison table, the ratios and overheads, then the top operators."""
     first = rows[0]
-    lines = [f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
-             f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}",
-             f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
-             f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9} {'faults/step':>11}"]
+    lines = [
+        f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
+        f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}",
+        f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
+        f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9} {'faults/step':>11}",
+    ]
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         rss = f"{r['peak_rss_gib']:.1f} GiB" if r.get("peak_rss_gib") is not None else "-"
         faults = f"{r['page_faults_per_step']:.0f}" if r.get("page_faults_per_step") is not None else "-"
-        lines.append(f"{r['precision']:<10} {r['impl']:<14} {r['step_time_s']:>8.3f} "
-                     f"{r['step_time_p10']:>7.3f}..{r['step_time_p90']:<7.3f} {r['seq_per_s']:>7.3f} "
-                     f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9} {faults:>11}"
-                     f"{'  [emulated]' if r.get('emulated') else ''}")
+        lines.append(
+            f"{r['precision']:<10} {r['impl']:<14} {r['step_time_s']:>8.3f} "
+            f"{r['step_time_p10']:>7.3f}..{r['step_time_p90']:<7.3f} {r['seq_per_s']:>7.3f} "
+            f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9} {faults:>11}"
+            f"{'  [emulated]' if r.get('emulated') else ''}"
+        )
     lines.append("")
     unmeasured = list(dict.fromkeys(r["precision"] for r in rows if r.get("mfu") is None))
     if unmeasured:
-        lines.append(f"MFU: no roofline of {', '.join(unmeasured)} on this machine and thread count yet; "
-                     f"python -m harness roofline --precisions {','.join(unmeasured)} measures it")
+        lines.append(
+            f"MFU: no roofline of {', '.join(unmeasured)} on this machine and thread count yet; "
+            f"python -m harness roofline --precisions {','.join(unmeasured)} measures it"
+        )
     for precision in dict.fromkeys(r["precision"] for r in rows):
         mine = {r["impl"]: r for r in rows if r["precision"] == precision}
         ours, hf = mine["harness"], mine["hugging-face"]
         per_round = [h / o for h, o in zip(hf["round_medians_s"], ours["round_medians_s"], strict=True)]
-        lines.append(f"{precision}: harness / Hugging Face = {hf['step_time_s'] / ours['step_time_s']:.2f}x "
-                     f"sequences/s (per round: {', '.join(f'{r:.2f}x' for r in per_round)})")
+        lines.append(
+            f"{precision}: harness / Hugging Face = {hf['step_time_s'] / ours['step_time_s']:.2f}x "
+            f"sequences/s (per round: {', '.join(f'{r:.2f}x' for r in per_round)})"
+        )
         if "harness train" in mine:
             t = mine["harness train"]
             overhead = t["step_time_s"] / ours["step_time_s"] - 1
             pairs = zip(t["round_medians_s"], ours["round_medians_s"], strict=True)
             per_round = [a / b - 1 for a, b in pairs]
-            lines.append(f"{precision}: harness overhead, harness train step {t['step_time_s']:.3f} s "
-                         f"vs bare step {ours['step_time_s']:.3f} s: {overhead:+.1%} "
-                         f"(per round: {', '.join(f'{r:+.1%}' for r in per_round)})")
+            lines.append(
+                f"{precision}: harness overhead, harness train step {t['step_time_s']:.3f} s "
+                f"vs bare step {ours['step_time_s']:.3f} s: {overhead:+.1%} "
+                f"(per round: {', '.join(f'{r:+.1%}' for r in per_round)})"
+            )
             # measured inside the same steps, so free of the drift between processes
-            lines.append(f"{precision}: within the harness train steps: harness work "
-                         f"{t['harness_time_fraction']:.2%}, data wait {t['data_wait_fraction']:.2%} "
-                         "of step time")
+            lines.append(
+                f"{precision}: within the harness train steps: harness work "
+                f"{t['harness_time_fraction']:.2%}, data wait {t['data_wait_fraction']:.2%} "
+                "of step time"
+            )
     for r in rows:
         if r["top_operators"]:
             lines += ["", f"top operators, {r['precision']} {r['impl']} (one step, self CPU time):"]
-            lines += [f"  {o['self_ms']:>9.1f} ms {o['share']:>6.1%} {o['calls']:>6}x  {o['op']}"
-                      for o in r["top_operators"]]
+            lines += [
+                f"  {o['self_ms']:>9.1f} ms {o['share']:>6.1%} {o['calls']:>6}x  {o['op']}"
+                for o in r["top_operators"]
+            ]
     return "\n".join(lines)

@@ -73,8 +73,10 @@ def phase_slices(dataset_dir: Path, phase: int, fraction: float) -> list[RecordS
         return [part]
     other = dataset_dir / PHASE_DIRS[3 - phase]
     if other.is_dir() and len(shard_files(other)) != len(files):
-        raise DataError(f"{dataset_dir}: {PHASE_DIRS[1]} and {PHASE_DIRS[2]} hold different numbers of "
-                        "part-* files; the phase split by shard needs matching shard lists")
+        raise DataError(
+            f"{dataset_dir}: {PHASE_DIRS[1]} and {PHASE_DIRS[2]} hold different numbers of "
+            "part-* files; the phase split by shard needs matching shard lists"
+        )
     cut = min(max(round(len(files) * fraction), 1), len(files) - 1)
     chosen = files[:cut] if phase == 1 else files[cut:]
     return [RecordSlice(str(f)) for f in chosen]
@@ -93,9 +95,11 @@ def resolve_phase_data(dataset_dir: Path, phase: int, fraction: float, eval_exam
         last = train[-1]
         stop = last.stop
         if len(last) <= eval_examples:
-            raise DataError(f"{last.path}: {stop - last.start} records, too few to hold out "
-                            f"{eval_examples} for evaluation (add DATASET_DIR/eval or lower "
-                            "--eval-examples)")
+            raise DataError(
+                f"{last.path}: {stop - last.start} records, too few to hold out "
+                f"{eval_examples} for evaluation (add DATASET_DIR/eval or lower "
+                "--eval-examples)"
+            )
         cut = stop - eval_examples
         train[-1] = RecordSlice(last.path, last.start, cut)
         eval_slices = [RecordSlice(last.path, cut, stop)]
@@ -113,9 +117,18 @@ class ShardedExamples(IterableDataset):
     bad data becomes an {"error": message} item that the main process turns into one clean line.
     """
 
-    def __init__(self, slices: tuple[RecordSlice, ...], shape: Shape, batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1, shuffle_buffer: int = 2048,
-                 epochs: int | None = None, vocab_size: int | None = None) -> None:
+    def __init__(
+        self,
+        slices: tuple[RecordSlice, ...],
+        shape: Shape,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle_buffer: int = 2048,
+        epochs: int | None = None,
+        vocab_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.slices = tuple(s.resolved() for s in slices)
         self.shape, self.batch_size = shape, batch_size
@@ -192,8 +205,16 @@ def checked(batch: dict) -> dict[str, torch.Tensor]:
     return batch
 
 
-def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int, vocab_size: int,
-                    rank: int = 0, world_size: int = 1, shuffle_buffer: int = 2048) -> DataLoader:
+def training_loader(
+    data: PhaseData,
+    batch_size: int,
+    seed: int,
+    workers: int,
+    vocab_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle_buffer: int = 2048,
+) -> DataLoader:
     """An endless stream of training batches, loaded by `workers` background processes.
 
     Batches are built inside the workers (no per-example collation in the training process).
@@ -201,22 +222,35 @@ def training_loader(data: PhaseData, batch_size: int, seed: int, workers: int, v
     """
     if workers < 0:
         raise HarnessError(f"--data-workers must be >= 0, got {workers}")
-    dataset = ShardedExamples(data.train, data.shape, batch_size, seed, rank, world_size,
-                              shuffle_buffer=shuffle_buffer, vocab_size=vocab_size)
+    dataset = ShardedExamples(
+        data.train,
+        data.shape,
+        batch_size,
+        seed,
+        rank,
+        world_size,
+        shuffle_buffer=shuffle_buffer,
+        vocab_size=vocab_size,
+    )
     return DataLoader(
-        dataset, batch_size=None, num_workers=workers,
-        prefetch_factor=4 if workers else None, persistent_workers=workers > 0,
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
         # A private generator: the loader must not draw from the global RNG that dropout uses,
         # or resuming would shift the dropout masks.
         generator=torch.Generator().manual_seed(seed),
     )
 
 
-def eval_batches(data: PhaseData, batch_size: int, max_examples: int,
-                 vocab_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+def eval_batches(
+    data: PhaseData, batch_size: int, max_examples: int, vocab_size: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
     """A fixed set of `max_examples` evaluation examples, read in the training process."""
-    dataset = ShardedExamples(data.eval, data.eval_shape, batch_size, seed=0, shuffle_buffer=0,
-                              epochs=1, vocab_size=vocab_size)
+    dataset = ShardedExamples(
+        data.eval, data.eval_shape, batch_size, seed=0, shuffle_buffer=0, epochs=1, vocab_size=vocab_size
+    )
     seen = 0
     for batch in dataset:
         batch = checked(batch)

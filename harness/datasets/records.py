@@ -45,21 +45,24 @@ def _frames(f: BinaryIO, path: Path, size: int) -> Iterator[tuple[int, int, int]
         if not header:
             return
         if len(header) < 12:
-            raise DataError(f"{path}: record {index} at byte {start}: truncated header "
-                            f"({len(header)} of 12 bytes)")
+            raise DataError(
+                f"{path}: record {index} at byte {start}: truncated header ({len(header)} of 12 bytes)"
+            )
         length, length_crc = struct.unpack("<QI", header)
         if masked_crc(header[:8]) != length_crc:
-            raise DataError(f"{path}: record {index} at byte {start}: length CRC mismatch "
-                            "(corrupt framing)")
+            raise DataError(f"{path}: record {index} at byte {start}: length CRC mismatch (corrupt framing)")
         if start + 12 + length + 4 > size:
-            raise DataError(f"{path}: record {index} at byte {start}: truncated record "
-                            f"(needs {length + 16} bytes, the file ends {size - start} bytes on)")
+            raise DataError(
+                f"{path}: record {index} at byte {start}: truncated record "
+                f"(needs {length + 16} bytes, the file ends {size - start} bytes on)"
+            )
         yield index, start, length
         index += 1
 
 
-def iter_records(path: Path, take: Callable[[int], bool] = lambda i: True,
-                 stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+def iter_records(
+    path: Path, take: Callable[[int], bool] = lambda i: True, stop: int | None = None
+) -> Iterator[tuple[int, bytes]]:
     """Yield (record index, payload) for the records before `stop` whose index passes `take`.
     Other records are skipped by seeking past them, with their framing still checked."""
     with open(path, "rb") as f:
@@ -97,8 +100,9 @@ class Shape:
     max_predictions: int
 
 
-def decode_example(data: bytes, path: Path, index: int, shape: Shape | None = None,
-                   vocab_size: int | None = None) -> dict[str, np.ndarray]:
+def decode_example(
+    data: bytes, path: Path, index: int, shape: Shape | None = None, vocab_size: int | None = None
+) -> dict[str, np.ndarray]:
     """Parse one serialized `tf.train.Example` and check it against the schema (and `shape`):
     feature presence, dtype and length, and value ranges (token ids below `vocab_size`, masked
     positions inside the sequence, 0/1 masks and labels)."""
@@ -112,25 +116,33 @@ def decode_example(data: bytes, path: Path, index: int, shape: Shape | None = No
     out: dict[str, np.ndarray] = {}
     for name in (*SEQ_FEATURES, *PRED_FEATURES, NSP_FEATURE):
         out[name] = np.asarray(_values(features, name, "int64_list", where), dtype=np.int64)
-    out[WEIGHT_FEATURE] = np.asarray(_values(features, WEIGHT_FEATURE, "float_list", where),
-                                     dtype=np.float32)
+    out[WEIGHT_FEATURE] = np.asarray(_values(features, WEIGHT_FEATURE, "float_list", where), dtype=np.float32)
     seq_len = shape.seq_len if shape else len(out[SEQ_FEATURES[0]])
     max_pred = shape.max_predictions if shape else len(out[PRED_FEATURES[0]])
-    expected = {**dict.fromkeys(SEQ_FEATURES, seq_len),
-                **dict.fromkeys((*PRED_FEATURES, WEIGHT_FEATURE), max_pred), NSP_FEATURE: 1}
+    expected = {
+        **dict.fromkeys(SEQ_FEATURES, seq_len),
+        **dict.fromkeys((*PRED_FEATURES, WEIGHT_FEATURE), max_pred),
+        NSP_FEATURE: 1,
+    }
     for name, length in expected.items():
         if len(out[name]) != length:
-            raise DataError(f"{where}: feature {name} has {len(out[name])} values, "
-                            f"expected {length}")
-    ranges = {"input_ids": (0, vocab_size), "masked_lm_ids": (0, vocab_size),
-              "masked_lm_positions": (0, seq_len), "input_mask": (0, 2), "segment_ids": (0, None),
-              NSP_FEATURE: (0, 2)}
+            raise DataError(f"{where}: feature {name} has {len(out[name])} values, expected {length}")
+    ranges = {
+        "input_ids": (0, vocab_size),
+        "masked_lm_ids": (0, vocab_size),
+        "masked_lm_positions": (0, seq_len),
+        "input_mask": (0, 2),
+        "segment_ids": (0, None),
+        NSP_FEATURE: (0, 2),
+    }
     for name, (low, high) in ranges.items():
         values = out[name]
         if values.min() < low or (high is not None and values.max() >= high):
             bad = values[(values < low) | (values >= (high if high is not None else np.inf))][0]
-            raise DataError(f"{where}: feature {name} holds {bad}, expected values in "
-                            f"[{low}, {high if high is not None else 'inf'})")
+            raise DataError(
+                f"{where}: feature {name} holds {bad}, expected values in "
+                f"[{low}, {high if high is not None else 'inf'})"
+            )
     if out[WEIGHT_FEATURE].min() < 0:
         raise DataError(f"{where}: feature {WEIGHT_FEATURE} holds a negative weight")
     return out
@@ -142,8 +154,7 @@ def _values(features, name: str, kind: str, where: str):
     actual = features[name].WhichOneof("kind")
     if actual != kind:
         dtype = {"int64_list": "int64", "float_list": "float32", "bytes_list": "bytes"}
-        raise DataError(f"{where}: feature {name} is {dtype.get(actual, actual)}, "
-                        f"expected {dtype[kind]}")
+        raise DataError(f"{where}: feature {name} is {dtype.get(actual, actual)}, expected {dtype[kind]}")
     return getattr(features[name], kind).value
 
 

@@ -29,8 +29,10 @@ FIRST_WORDPIECE_ID = 999
 def shard_files(directory: Path) -> list[Path]:
     """The ordered shard list of one layout directory: every `part-*` file except tfrecord indexes."""
     if not directory.is_dir():
-        raise HarnessError(f"{directory}: dataset directory does not exist "
-                           "(expected DATASET_DIR/seq_128, DATASET_DIR/seq_512 with part-* files)")
+        raise HarnessError(
+            f"{directory}: dataset directory does not exist "
+            "(expected DATASET_DIR/seq_128, DATASET_DIR/seq_512 with part-* files)"
+        )
     files = sorted(p for p in directory.glob("part-*") if p.is_file() and p.suffix != ".index")
     if not files:
         raise HarnessError(f"{directory}: no part-* TFRecord files in the directory")

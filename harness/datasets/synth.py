@@ -59,8 +59,10 @@ class SynthSpec:
 
     def validate(self) -> None:
         if self.examples < 4 * self.shards:
-            raise HarnessError(f"--examples must be at least {4 * self.shards} (4 per shard at "
-                               f"seq 512 x {self.shards} shards), got {self.examples}")
+            raise HarnessError(
+                f"--examples must be at least {4 * self.shards} (4 per shard at "
+                f"seq 512 x {self.shards} shards), got {self.examples}"
+            )
         if self.eval_examples < 1 or self.shards < 1:
             raise HarnessError("--eval-examples and --shards must be >= 1")
         if self.max_predictions < 1:
@@ -124,8 +126,9 @@ def _mask(tokens: list[int], max_pred: int, rng: np.random.Generator):
     return masked, positions, [tokens[p] for p in positions]
 
 
-def _examples(language: Language, docs: np.random.Generator, rng: np.random.Generator,
-              seq_len: int, max_pred: int):
+def _examples(
+    language: Language, docs: np.random.Generator, rng: np.random.Generator, seq_len: int, max_pred: int
+):
     """Endless (features, masked targets) of one length. Documents come from `docs` alone, so two
     lengths cut from generators with the same seed read the same documents in the same order;
     cutting, random sentences B and masking draw from `rng`."""
@@ -157,15 +160,18 @@ def _examples(language: Language, docs: np.random.Generator, rng: np.random.Gene
             segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
             masked, positions, ids = _mask(tokens, max_pred, rng)
             pad, pred_pad = seq_len - len(tokens), max_pred - len(positions)
-            yield {
-                "input_ids": (masked + [0] * pad, "int"),
-                "input_mask": ([1] * len(tokens) + [0] * pad, "int"),
-                "segment_ids": (segments + [0] * pad, "int"),
-                "masked_lm_positions": (positions + [0] * pred_pad, "int"),
-                "masked_lm_ids": (ids + [0] * pred_pad, "int"),
-                "masked_lm_weights": ([1.0] * len(positions) + [0.0] * pred_pad, "float"),
-                "next_sentence_labels": ([int(is_random)], "int"),
-            }, ids
+            yield (
+                {
+                    "input_ids": (masked + [0] * pad, "int"),
+                    "input_mask": ([1] * len(tokens) + [0] * pad, "int"),
+                    "segment_ids": (segments + [0] * pad, "int"),
+                    "masked_lm_positions": (positions + [0] * pred_pad, "int"),
+                    "masked_lm_ids": (ids + [0] * pred_pad, "int"),
+                    "masked_lm_weights": ([1.0] * len(positions) + [0.0] * pred_pad, "float"),
+                    "next_sentence_labels": ([int(is_random)], "int"),
+                },
+                ids,
+            )
 
 
 def _write_shard(path: Path, stream, count: int, targets: Counter) -> None:
@@ -185,8 +191,13 @@ GENERATOR_VERSION = 2
 
 def _process() -> dict:
     """The generator's own constants: data made with other ones is other data, whatever the spec."""
-    return {"generator_version": GENERATOR_VERSION, "topics": TOPICS, "lexicon": LEXICON,
-            "doc_vocab": DOC_VOCAB, "follow": FOLLOW}
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "topics": TOPICS,
+        "lexicon": LEXICON,
+        "doc_vocab": DOC_VOCAB,
+        "follow": FOLLOW,
+    }
 
 
 def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
@@ -197,8 +208,10 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
         info = json.loads((output / "synth.json").read_text())
         if all(info.get(k) == v for k, v in {**spec.__dict__, **_process()}.items()):
             return info
-        raise HarnessError(f"--output {output}: holds synthetic data written with other settings "
-                           "(see its synth.json); choose another directory")
+        raise HarnessError(
+            f"--output {output}: holds synthetic data written with other settings "
+            "(see its synth.json); choose another directory"
+        )
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise HarnessError(f"--output {output}: exists and is not an empty directory")
     language = Language(spec.seed)
@@ -214,15 +227,24 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
             directory.mkdir()
             for shard in range(spec.shards):
                 # The same documents for shard i at both lengths (seeded by seed and shard).
-                stream = _examples(language, np.random.default_rng([spec.seed, 1, shard]),
-                                   np.random.default_rng([spec.seed, 3, shard, seq_len]),
-                                   seq_len, spec.max_predictions)
+                stream = _examples(
+                    language,
+                    np.random.default_rng([spec.seed, 1, shard]),
+                    np.random.default_rng([spec.seed, 3, shard, seq_len]),
+                    seq_len,
+                    spec.max_predictions,
+                )
                 n = total * (shard + 1) // spec.shards - total * shard // spec.shards
                 name = f"part-{shard:05d}-of-{spec.shards:05d}" + ("_128" if seq_len == 128 else "")
                 _write_shard(directory / name, stream, n, targets if seq_len == 128 else Counter())
         (tmp / EVAL_DIR).mkdir()
-        stream = _examples(language, np.random.default_rng([spec.seed, 2]),
-                           np.random.default_rng([spec.seed, 4]), 512, spec.max_predictions)
+        stream = _examples(
+            language,
+            np.random.default_rng([spec.seed, 2]),
+            np.random.default_rng([spec.seed, 4]),
+            512,
+            spec.max_predictions,
+        )
         _write_shard(tmp / EVAL_DIR / "part-00000-of-00001", stream, spec.eval_examples, Counter())
         total_targets = sum(targets.values())
         probs = np.array(list(targets.values()), dtype=np.float64) / total_targets

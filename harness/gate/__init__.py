@@ -122,9 +122,12 @@ def write_outputs(
 
 def main(args: argparse.Namespace) -> int:
 
-    cfg = GateConfig(alpha=args.alpha, loss_tolerance=args.loss_tolerance,
-                     accuracy_tolerance=args.accuracy_tolerance,
-                     min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup])
+    cfg = GateConfig(
+        alpha=args.alpha,
+        loss_tolerance=args.loss_tolerance,
+        accuracy_tolerance=args.accuracy_tolerance,
+        min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup],
+    )
     for spec in args.max_regression:
         mode, _, share = spec.rpartition("=")
         if mode:
@@ -135,21 +138,26 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)")
     if args.baseline is None:
         if args.save_baseline is None:
-            raise HarnessError("gate: give --baseline to compare with, --save-baseline NAME to keep "
-                               "--current as a baseline, or both")
+            raise HarnessError(
+                "gate: give --baseline to compare with, --save-baseline NAME to keep "
+                "--current as a baseline, or both"
+            )
         load_runset(args.current)  # a run set that cannot be read is no baseline
         print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
         return 0
-    baseline, current = name_sets([load_runset(resolve(args.baseline, args.baselines_dir)),
-                                   load_runset(args.current)])
+    baseline, current = name_sets(
+        [load_runset(resolve(args.baseline, args.baselines_dir)), load_runset(args.current)]
+    )
     checks, differences = run_checks(baseline, current, cfg, args.allow_machine_mismatch)
     folder = args.current if args.current.is_dir() else args.current.parent
     md_path, json_path = args.markdown or folder / "gate.md", args.json or folder / "gate.json"
     write_outputs(checks, baseline, current, differences, md_path, json_path)
     print(terminal_table(checks))
     failed = [c for c in checks if not c.passed]
-    print(f"\ngate {'FAILED' if failed else 'passed'}: {len(checks) - len(failed)} of {len(checks)} checks "
-          f"passed; wrote {md_path} and {json_path}")
+    print(
+        f"\ngate {'FAILED' if failed else 'passed'}: {len(checks) - len(failed)} of {len(checks)} checks "
+        f"passed; wrote {md_path} and {json_path}"
+    )
     if failed:
         return EXIT_FAILED
     if args.save_baseline:

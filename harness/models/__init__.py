@@ -5,6 +5,13 @@ from harness.models.config import NAMED_CONFIGS, BertConfig, load_config
 from harness.models.lamb import Lamb, parameter_groups, poly_warmup_lr
 
 __all__ = [
-    "NAMED_CONFIGS", "BertConfig", "BertForPreTraining", "Lamb", "PretrainingBatch",
-    "PretrainingOutput", "load_config", "parameter_groups", "poly_warmup_lr",
+    "NAMED_CONFIGS",
+    "BertConfig",
+    "BertForPreTraining",
+    "Lamb",
+    "PretrainingBatch",
+    "PretrainingOutput",
+    "load_config",
+    "parameter_groups",
+    "poly_warmup_lr",
 ]

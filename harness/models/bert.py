@@ -52,8 +52,11 @@ class PretrainingOutput:
         """(weighted masked tokens predicted right, weighted masked tokens, right NSP answers).
         Kept out of the forward pass: an argmax over the vocabulary costs time in every step."""
         right = (self.mlm_logits.argmax(-1) == self.mlm_targets).float()
-        return (float((right * self.mlm_weights).sum()), float(self.mlm_weights.sum()),
-                int((self.nsp_logits.argmax(-1) == nsp_labels).sum()))
+        return (
+            float((right * self.mlm_weights).sum()),
+            float(self.mlm_weights.sum()),
+            int((self.nsp_logits.argmax(-1) == nsp_labels).sum()),
+        )
 
 
 class Embeddings(nn.Module):
@@ -65,15 +68,17 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor,
-                tied: TiedGradient | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, segment_ids: torch.Tensor, tied: TiedGradient | None = None
+    ) -> torch.Tensor:
         """tied: the forward pass's decoder shares the word embeddings (harness.models.tied)."""
         seq_len = input_ids.shape[1]
-        words = (self.word_embeddings(input_ids) if tied is None else
-                 lookup(input_ids, self.word_embeddings.weight, self.word_embeddings.padding_idx, tied))
-        x = (words
-             + self.position_embeddings.weight[:seq_len]
-             + self.token_type_embeddings(segment_ids))
+        words = (
+            self.word_embeddings(input_ids)
+            if tied is None
+            else lookup(input_ids, self.word_embeddings.weight, self.word_embeddings.padding_idx, tied)
+        )
+        x = words + self.position_embeddings.weight[:seq_len] + self.token_type_embeddings(segment_ids)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -239,8 +244,13 @@ class BertForPreTraining(nn.Module):
         nsp_logits = self.cls.seq_relationship(self.bert.pooler(x)).float()
         nsp_loss = F.cross_entropy(nsp_logits, batch.next_sentence_labels)
         return PretrainingOutput(
-            loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss, mlm_logits=logits,
-            mlm_targets=targets, mlm_weights=weights, nsp_logits=nsp_logits,
+            loss=mlm_loss + nsp_loss,
+            mlm_loss=mlm_loss,
+            nsp_loss=nsp_loss,
+            mlm_logits=logits,
+            mlm_targets=targets,
+            mlm_weights=weights,
+            nsp_logits=nsp_logits,
             masked_tokens=int(rows.numel()),
         )
 

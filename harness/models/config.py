@@ -92,13 +92,16 @@ ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}
 NAMED_CONFIGS: dict[str, BertConfig] = {
     # MLCommons BERT-Large (the reference bert_config.json).
     "bert-large": BertConfig(),
-    "bert-base": BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                            intermediate_size=3072),
+    "bert-base": BertConfig(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    ),
     # Google's compact BERTs (Turc et al. 2019): same vocabulary, fewer and narrower layers.
-    "bert-mini": BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                            intermediate_size=1024),
-    "bert-tiny": BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=512),
+    "bert-mini": BertConfig(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024
+    ),
+    "bert-tiny": BertConfig(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512
+    ),
 }
 
 

@@ -82,8 +82,14 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-              dropout_p: float, training: bool) -> torch.Tensor:
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    training: bool,
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v, dropout on the probabilities while training.
 
     Without dropout this is PyTorch's fused SDPA kernel. With it, SDPA on CPU falls back to its

@@ -29,9 +29,7 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     """The inverse of `to_hf_state_dict`: fuse query/key/value, drop the tied decoder copies."""
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
-        if name.startswith("cls.predictions.decoder.") or name.endswith(
-            (".position_ids", ".token_type_ids")
-        ):
+        if name.startswith("cls.predictions.decoder.") or name.endswith((".position_ids", ".token_type_ids")):
             continue
         if ".attention.self.query." in name:
             prefix, kind = name.split(".attention.self.query.")

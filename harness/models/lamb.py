@@ -24,12 +24,15 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay, "adaptive": True},
-            {"params": no_decay, "weight_decay": 0.0, "adaptive": False}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "adaptive": True},
+        {"params": no_decay, "weight_decay": 0.0, "adaptive": False},
+    ]
 
 
-def poly_warmup_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int,
-                   power: float = 1.0) -> float:
+def poly_warmup_lr(
+    step: int, base_lr: float, warmup_steps: int, total_steps: int, power: float = 1.0
+) -> float:
     """Learning rate for 1-based `step`, as the MLPerf reference computes it: polynomial decay
     from base_lr to 0 over all steps, with the first `warmup_steps` replaced by a linear ramp."""
     if step <= warmup_steps:
@@ -56,8 +59,15 @@ class Lamb(torch.optim.Optimizer):
     projection) carries `lamb_chunks = n` and gets one trust ratio per chunk, as they would.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.01, max_grad_norm: float = 1.0) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        max_grad_norm: float = 1.0,
+    ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
         self.max_grad_norm = max_grad_norm
@@ -100,8 +110,7 @@ class Lamb(torch.optim.Optimizer):
                 if p.grad is not None:
                     self._update_one(p, group, step, inv_clip)
 
-    def _update_one(self, p: torch.Tensor, group: dict, step: torch.Tensor,
-                    inv_clip: torch.Tensor) -> None:
+    def _update_one(self, p: torch.Tensor, group: dict, step: torch.Tensor, inv_clip: torch.Tensor) -> None:
         """One tensor: the Adam direction, weight decay, the trust ratio, the step.
 
         PyTorch's fused Adam kernel adds the bias-corrected direction m_hat / (sqrt(v_hat) + eps)
@@ -119,9 +128,23 @@ class Lamb(torch.optim.Optimizer):
             torch.mul(p, group["weight_decay"], out=u)
         else:
             u.zero_()
-        torch._fused_adam_([u], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [step],
-                           lr=-1.0, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
-                           amsgrad=False, maximize=False, grad_scale=inv_clip, found_inf=None)
+        torch._fused_adam_(
+            [u],
+            [p.grad],
+            [state["exp_avg"]],
+            [state["exp_avg_sq"]],
+            [],
+            [step],
+            lr=-1.0,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+            grad_scale=inv_clip,
+            found_inf=None,
+        )
         chunks = getattr(p, "lamb_chunks", 1) if group.get("adaptive", True) else 1
         for p_part, u_part in zip(p.chunk(chunks), u.chunk(chunks), strict=True):
             ratio = 1.0

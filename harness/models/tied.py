@@ -25,8 +25,13 @@ class TiedGradient:
 class _Decoder(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # type: ignore[override]
-                tied: TiedGradient) -> torch.Tensor:
+    def forward(
+        ctx,
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,  # type: ignore[override]
+        tied: TiedGradient,
+    ) -> torch.Tensor:
         ctx.save_for_backward(h, weight)
         ctx.tied = tied
         return torch.addmm(bias, h, weight.t())
@@ -42,8 +47,13 @@ class _Decoder(torch.autograd.Function):
 
 class _Lookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor, padding_idx: int,  # type: ignore[override]
-                tied: TiedGradient) -> torch.Tensor:
+    def forward(
+        ctx,
+        ids: torch.Tensor,
+        weight: torch.Tensor,
+        padding_idx: int,  # type: ignore[override]
+        tied: TiedGradient,
+    ) -> torch.Tensor:
         ctx.save_for_backward(ids)
         ctx.padding_idx, ctx.tied, ctx.weight_shape, ctx.dtype = padding_idx, tied, weight.shape, weight.dtype
         return F.embedding(ids, weight, padding_idx)

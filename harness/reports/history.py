@@ -64,7 +64,7 @@ def _chart(series: pd.DataFrame, sets: list[RunSet], phase: int, colors: dict[st
     for i, s in enumerate(sets):
         parts.append(
             f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="10" text-anchor="middle">'
-            f"{esc(s.label[-20:])}<tspan x=\"{x(i):.1f}\" dy=\"12\">{esc(s.started_at[:10])}</tspan></text>"
+            f'{esc(s.label[-20:])}<tspan x="{x(i):.1f}" dy="12">{esc(s.started_at[:10])}</tspan></text>'
         )
     legend_y = 20
     for (precision, model), line in data.groupby(["mode", "model"], sort=False):

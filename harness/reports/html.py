@@ -20,8 +20,9 @@ from harness.reports.tables import census_table, runs_table, steps_table
 
 def _modes(runs: pd.DataFrame) -> pd.Series:
     """Each run's precision, with its backend when that is not stock PyTorch (bf16+ipex)."""
-    return pd.Series([mode_label(p, b) for p, b in zip(runs["precision"], runs["backend"], strict=True)],
-                     index=runs.index)
+    return pd.Series(
+        [mode_label(p, b) for p, b in zip(runs["precision"], runs["backend"], strict=True)], index=runs.index
+    )
 
 
 def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
@@ -34,8 +35,13 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
         if len(bad) and bad.status.isin(["refused", "skipped"]).all() and (bad.status == "refused").any():
             # a mode this machine cannot run natively is not a failure of the run
             reason = str(bad.loc[bad.status == "refused", "error"].iloc[0])
-            out.append((precision, "warn", "not run here: "
-                        + reason.split("last output: ", 1)[-1].removeprefix("harness: ")))
+            out.append(
+                (
+                    precision,
+                    "warn",
+                    "not run here: " + reason.split("last output: ", 1)[-1].removeprefix("harness: "),
+                )
+            )
             continue
         if len(bad):
             out.append(
@@ -53,16 +59,24 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
             out.append((precision, "warn", "no fp32 run to compare with"))
             continue
         if mine["same_computation_as_fp32"].fillna(False).all():
-            out.append((precision, "muted",
-                        f"same computation on this CPU as fp32 (the same kernels, losses identical at every "
-                        f"step): the difference is noise (speed-up {speed.median():.2f}x, median over "
-                        f"{len(speed)} runs)"))
+            out.append(
+                (
+                    precision,
+                    "muted",
+                    f"same computation on this CPU as fp32 (the same kernels, losses identical at every "
+                    f"step): the difference is noise (speed-up {speed.median():.2f}x, median over "
+                    f"{len(speed)} runs)",
+                )
+            )
             continue
         base = mine["final_loss"] - gaps
         worst = float((gaps.abs() / base).max())
         converges = worst <= tolerance
-        emulated = (" (emulated: this CPU has no instructions for its number format)"
-                    if mine["emulated"].fillna(False).any() else "")
+        emulated = (
+            " (emulated: this CPU has no instructions for its number format)"
+            if mine["emulated"].fillna(False).any()
+            else ""
+        )
         out.append(
             (
                 precision,

@@ -41,8 +41,10 @@ def main(args: argparse.Namespace) -> int:
         page, path = render_history(dirs[0], sets), args.output or dirs[0] / "index.html"
     else:
         if len(dirs) == 1:
-            raise HarnessError(f"{dirs[0]}: a saved run set has nothing to re-render; give two or more "
-                               "to compare them side by side")
+            raise HarnessError(
+                f"{dirs[0]}: a saved run set has nothing to re-render; give two or more "
+                "to compare them side by side"
+            )
         page = render_side_by_side(name_sets([load_runset(d) for d in dirs]))
         path = args.output or Path("side-by-side.html")
     write_atomic(path, page)

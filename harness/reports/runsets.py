@@ -28,8 +28,10 @@ def mode_label(precision: str, backend: str) -> str:
 
 
 def key_label(row) -> str:  # a pandas row or a dict with the KEY fields
-    return (f"p{row['phase']} {mode_label(row['precision'], row['backend'])} {row['model']} "
-            f"{row['batch_size']}x{row['seq_len']}")
+    return (
+        f"p{row['phase']} {mode_label(row['precision'], row['backend'])} {row['model']} "
+        f"{row['batch_size']}x{row['seq_len']}"
+    )
 
 
 @dataclass
@@ -122,7 +124,7 @@ def key_stats(runset: RunSet) -> pd.DataFrame:
                 "emulated": bool(group["emulated"].fillna(False).any()),
                 "valid": bool(group["valid"].fillna(True).all()),
                 "run_ids": " ".join(group["run_id"]),
-            "ok_run_ids": " ".join(ok["run_id"]),
+                "ok_run_ids": " ".join(ok["run_id"]),
             }
         )
         rows.append(row)

@@ -15,23 +15,60 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 
 RUN_COLUMNS: dict[str, str] = {
-    "run_id": "string", "phase": "Int64", "precision": "string", "backend": "string", "repeat": "Int64",
-    "status": "string", "model": "string", "seq_len": "Int64", "batch_size": "Int64",
-    "steps_measured": "Int64", "throughput_seq_per_s": "float64", "throughput_p10": "float64",
-    "throughput_p90": "float64", "step_time_cv": "float64", "tokens_per_s": "float64",
-    "model_tflops_per_s": "float64", "mfu": "float64", "speedup_vs_fp32": "float64",
-    "final_loss": "float64", "eval_mlm_accuracy": "float64", "loss_gap_vs_fp32": "float64",
-    "isa_cap": "string", "isa_verified": "string", "amx_used": "boolean", "emulated": "boolean",
-    "valid": "boolean", "gemm_isa": "string", "amx_gemm_share": "float64", "kernels": "string",
-    "same_computation_as_fp32": "boolean", "threads": "Int64", "cpu_model": "string",
-    "torch_version": "string", "started_at": "string", "wall_time_s": "float64", "peak_rss_gib": "float64",
+    "run_id": "string",
+    "phase": "Int64",
+    "precision": "string",
+    "backend": "string",
+    "repeat": "Int64",
+    "status": "string",
+    "model": "string",
+    "seq_len": "Int64",
+    "batch_size": "Int64",
+    "steps_measured": "Int64",
+    "throughput_seq_per_s": "float64",
+    "throughput_p10": "float64",
+    "throughput_p90": "float64",
+    "step_time_cv": "float64",
+    "tokens_per_s": "float64",
+    "model_tflops_per_s": "float64",
+    "mfu": "float64",
+    "speedup_vs_fp32": "float64",
+    "final_loss": "float64",
+    "eval_mlm_accuracy": "float64",
+    "loss_gap_vs_fp32": "float64",
+    "isa_cap": "string",
+    "isa_verified": "string",
+    "amx_used": "boolean",
+    "emulated": "boolean",
+    "valid": "boolean",
+    "gemm_isa": "string",
+    "amx_gemm_share": "float64",
+    "kernels": "string",
+    "same_computation_as_fp32": "boolean",
+    "threads": "Int64",
+    "cpu_model": "string",
+    "torch_version": "string",
+    "started_at": "string",
+    "wall_time_s": "float64",
+    "peak_rss_gib": "float64",
     "error": "string",
 }
 STEP_COLUMNS: dict[str, str] = {
-    "run_id": "string", "phase": "Int64", "precision": "string", "repeat": "Int64", "step": "Int64",
-    "loss": "float64", "mlm_loss": "float64", "nsp_loss": "float64", "lr": "float64",
-    "step_time_s": "float64", "data_time_s": "float64", "seq_per_s": "float64",
-    "eval_mlm_accuracy": "float64", "eval_loss": "float64", "timed": "boolean",
+    "run_id": "string",
+    "phase": "Int64",
+    "precision": "string",
+    "repeat": "Int64",
+    "step": "Int64",
+    "loss": "float64",
+    "mlm_loss": "float64",
+    "nsp_loss": "float64",
+    "lr": "float64",
+    "step_time_s": "float64",
+    "data_time_s": "float64",
+    "seq_per_s": "float64",
+    "eval_mlm_accuracy": "float64",
+    "eval_loss": "float64",
+    "timed": "boolean",
 }
 """`timed`: the step counts in the throughput statistics (not a warm-up step, not an eval row)."""
 
@@ -48,11 +85,31 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     if not path.is_file():
         return row
     r = json.loads(path.read_text())
-    for key in ("seq_len", "batch_size", "steps_measured", "throughput_seq_per_s", "throughput_p10",
-                "throughput_p90", "step_time_cv", "model_tflops_per_s", "mfu", "final_loss",
-                "eval_mlm_accuracy", "isa_cap", "isa_verified", "amx_used", "emulated", "valid", "gemm_isa",
-                "amx_gemm_share",
-                "threads", "cpu_model", "started_at", "wall_time_s", "peak_rss_gib"):
+    for key in (
+        "seq_len",
+        "batch_size",
+        "steps_measured",
+        "throughput_seq_per_s",
+        "throughput_p10",
+        "throughput_p90",
+        "step_time_cv",
+        "model_tflops_per_s",
+        "mfu",
+        "final_loss",
+        "eval_mlm_accuracy",
+        "isa_cap",
+        "isa_verified",
+        "amx_used",
+        "emulated",
+        "valid",
+        "gemm_isa",
+        "amx_gemm_share",
+        "threads",
+        "cpu_model",
+        "started_at",
+        "wall_time_s",
+        "peak_rss_gib",
+    ):
         if r.get(key) is not None:
             row[key] = r[key]
     # sorted: two runs of the same kernels list them alike, whatever their times
@@ -86,8 +143,10 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
                 # Different kernels round differently: bit-identical losses at every step, from the
                 # same census, mean that the two runs computed the same thing.
                 df.loc[i, "same_computation_as_fp32"] = bool(
-                    losses[row["run_id"]] and losses[row["run_id"]] == losses[base["run_id"]]
-                    and row["kernels"] == base["kernels"])
+                    losses[row["run_id"]]
+                    and losses[row["run_id"]] == losses[base["run_id"]]
+                    and row["kernels"] == base["kernels"]
+                )
     return df
 
 
@@ -100,8 +159,19 @@ def _losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in records if "loss" in r]
 
 
-CENSUS_COLUMNS = ("run_id", "library", "primitive", "kernel", "isa", "dtype", "gemm", "calls", "time_ms",
-                  "gflop", "gemm_time_share")
+CENSUS_COLUMNS = (
+    "run_id",
+    "library",
+    "primitive",
+    "kernel",
+    "isa",
+    "dtype",
+    "gemm",
+    "calls",
+    "time_ms",
+    "gflop",
+    "gemm_time_share",
+)
 
 
 def census_table(compare_dir: Path) -> pd.DataFrame:
@@ -167,8 +237,10 @@ def _read(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         raise HarnessError(f"{path}: not a harness table ({exc})") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise HarnessError(f"{path}: missing columns {', '.join(missing)}; a table from another harness "
-                           "version: `harness report` on its compare folder writes it anew")
+        raise HarnessError(
+            f"{path}: missing columns {', '.join(missing)}; a table from another harness "
+            "version: `harness report` on its compare folder writes it anew"
+        )
     return df[list(columns)]
 
 
@@ -185,17 +257,22 @@ def read_steps(path: Path | None) -> pd.DataFrame:
 
 def summary_lines(df: pd.DataFrame) -> list[str]:
     """The run table as fixed-width text, for the terminal."""
-    lines = [f"{'run':<18} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
-             f"{'loss gap':>8} {'eval acc':>8}  GEMM ISA"]
+    lines = [
+        f"{'run':<18} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
+        f"{'loss gap':>8} {'eval acc':>8}  GEMM ISA"
+    ]
     for _, r in df.iterrows():
+
         def f(v, fmt):
             return format(v, fmt) if v is not None and not pd.isna(v) else "-"
-        spread = f"{f(r['throughput_p10'], '.3f')}..{f(r['throughput_p90'], '.3f')}"
-        lines.append(f"{r['run_id']:<18} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
-                     f"{spread:>17} {f(r['speedup_vs_fp32'], '.2f'):>7} {f(r['final_loss'], '.4f'):>10} "
-                     f"{f(r['loss_gap_vs_fp32'], '+.4f'):>8} {f(r['eval_mlm_accuracy'], '.4f'):>8}  "
-                     f"{r['gemm_isa'] if not pd.isna(r['gemm_isa']) else '-'}"
-                     f"{' [emulated]' if r['emulated'] is True else ''}"
-                     f"{' [same computation as fp32]' if r['same_computation_as_fp32'] is True else ''}")
-    return lines
 
+        spread = f"{f(r['throughput_p10'], '.3f')}..{f(r['throughput_p90'], '.3f')}"
+        lines.append(
+            f"{r['run_id']:<18} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
+            f"{spread:>17} {f(r['speedup_vs_fp32'], '.2f'):>7} {f(r['final_loss'], '.4f'):>10} "
+            f"{f(r['loss_gap_vs_fp32'], '+.4f'):>8} {f(r['eval_mlm_accuracy'], '.4f'):>8}  "
+            f"{r['gemm_isa'] if not pd.isna(r['gemm_isa']) else '-'}"
+            f"{' [emulated]' if r['emulated'] is True else ''}"
+            f"{' [same computation as fp32]' if r['same_computation_as_fp32'] is True else ''}"
+        )
+    return lines

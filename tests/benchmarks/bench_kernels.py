@@ -51,14 +51,20 @@ class KernelServer:
         # the harness importable from this checkout even where it is not installed
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER.parents[2]), env.get("PYTHONPATH")]))
         command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ)]
-        self.child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1,
-                                      preexec_fn=lambda: os.sched_setaffinity(0, cores))
+        self.child = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )
         ready = self.child.stdout.readline()  # type: ignore[union-attr]
         if not ready.startswith("ready "):
             self.child.kill()
             raise RuntimeError(f"kernel server {kernel}/{precision} did not start: {ready!r}")
-        self.info = json.loads(ready[len("ready "):])
+        self.info = json.loads(ready[len("ready ") :])
         self.kernel_seconds: list[float] = []
 
     def _ask(self, line: str) -> str:
@@ -87,11 +93,17 @@ def _bench(benchmark, kernel: str, precision: str) -> None:
     server = KernelServer(kernel, precision)
     try:
         benchmark.pedantic(server.call, rounds=ROUNDS, warmup_rounds=1, iterations=1)
-        benchmark.extra_info.update({
-            "precision": precision, "model": MODEL, "batch": BATCH, "seq": SEQ, **server.info,
-            "round_trip_overhead_s": server.round_trip_overhead(),
-            "kernel_median_s": statistics.median(server.kernel_seconds[1:]),
-        })
+        benchmark.extra_info.update(
+            {
+                "precision": precision,
+                "model": MODEL,
+                "batch": BATCH,
+                "seq": SEQ,
+                **server.info,
+                "round_trip_overhead_s": server.round_trip_overhead(),
+                "kernel_median_s": statistics.median(server.kernel_seconds[1:]),
+            }
+        )
     finally:
         server.close()
 

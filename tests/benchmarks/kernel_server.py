@@ -58,8 +58,13 @@ def main() -> None:
     mode.apply_math_mode()
     run = KERNELS[kernel](model, int(batch), int(seq), mode.autocast_context)
     run()  # first touch: allocations and oneDNN's JIT happen here, outside every timed round
-    info = {"threads": torch.get_num_threads(), "cores": context["cores"], "emulated": context["emulated"],
-            "env": mode.environment(), "torch": torch.__version__}
+    info = {
+        "threads": torch.get_num_threads(),
+        "cores": context["cores"],
+        "emulated": context["emulated"],
+        "env": mode.environment(),
+        "torch": torch.__version__,
+    }
     print("ready " + json.dumps(info), flush=True)
     for line in sys.stdin:
         if line.strip() == "ping":

@@ -12,6 +12,10 @@ from harness.errors import HarnessError
 from harness.precision import BUILTIN
 from harness.train_config import TrainConfig
 
+CONTENTION_HELP = (
+    "a run whose timed steps had less than this share of their cores (the rest taken by other "
+    "processes or stolen by the hypervisor) is marked contended (default 0.9)"
+)
 SYSTEM_MALLOC_HELP = (
     "leave glibc malloc at its defaults, which return freed blocks over 128 KiB to the "
     "OS so that every step faults them in again (default: keep freed memory)"
@@ -74,6 +78,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=2048,
         help="examples each data shard holds for shuffling (0: record order)",
+    )
+    p.add_argument(
+        "--contention-threshold",
+        type=float,
+        default=0.9,
+        help=CONTENTION_HELP,
     )
     p.add_argument(
         "--compile",
@@ -171,7 +181,8 @@ def _gate_parser(sub: argparse._SubParsersAction) -> None:
         "gate",
         help="fail on a real throughput or convergence regression against a baseline",
         description="Compare a run set with a baseline. Exit 0: every check passed; 1: a "
-        "check failed; 2: bad input or usage, or the machines differ.",
+        "check failed; 2: bad input or usage, or the machines differ; 3: nothing failed, but a "
+        "contended run's throughput was not judged.",
     )
     g.add_argument("--current", type=Path, required=True, help="compare --output folder or its runs.csv")
     g.add_argument("--baseline", help="compare --output folder, its runs.csv, or a saved baseline's name")
@@ -224,6 +235,12 @@ def _gate_parser(sub: argparse._SubParsersAction) -> None:
         help="compare run sets whose CPU, cores or library builds differ",
     )
     g.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="let a configuration the baseline lacks pass (default: it fails, since its throughput "
+        "cannot be judged)",
+    )
+    g.add_argument(
         "--markdown",
         type=Path,
         help="Markdown summary to write (default: gate.md beside --current's runs.csv)",
@@ -265,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cores", help="CPUs every run is bound to")
     c.add_argument("--instances", type=int, default=1, help="run each as K instances on disjoint cores")
     c.add_argument("--compile", action="store_true", help="torch.compile every run's model")
+    c.add_argument("--contention-threshold", type=float, help=CONTENTION_HELP)
     c.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     c.add_argument(
         "--keep-checkpoints",
@@ -446,6 +464,7 @@ def _compare(args: argparse.Namespace) -> int:
         + (["--instances", str(args.instances)] if args.instances != 1 else [])
         + (["--compile"] if args.compile else [])
         + (["--system-malloc"] if args.system_malloc else [])
+        + (["--contention-threshold", str(args.contention_threshold)] if args.contention_threshold else [])
     )
     # every run of the plan trains on the same layout of ranks
     for name in LAUNCH_FLAGS:

@@ -37,6 +37,9 @@ class StepMetrics:
     """Part of step_time_s in the model's forward, backward and optimizer step. What is left after
     it and data_time_s is the harness's own work in the step (batch conversion, loss checks,
     metrics); None in runs written before it was recorded."""
+    cpu_share: float | None = None
+    """CPU time the process got in the step (all threads) over step_time_s x threads
+    (harness.contention); None in runs written before it was recorded."""
 
 
 class MetricsProcessor:
@@ -138,6 +141,7 @@ class MetricsProcessor:
             "step_time_cv": float(times.std() / times.mean()) if len(times) > 1 else 0.0,
             "data_wait_fraction": float(sum(s.data_time_s for s in measured) / times.sum()),
             "harness_time_fraction": _harness_fraction(measured),
+            "cpu_share_median": _median([s.cpu_share for s in measured if s.cpu_share is not None]),
             "model_tflops_per_s": float(np.median(flops / times) / 1e12),
             "batch_size": batch_size,
             # The mean of the last 20 steps: one step's loss is too noisy to compare runs by.
@@ -160,6 +164,10 @@ def _harness_fraction(steps: list[StepMetrics]) -> float | None:
         return None
     own = sum(s.step_time_s - s.data_time_s - s.compute_time_s for s in timed)  # type: ignore[operator]
     return float(own / sum(s.step_time_s for s in timed))
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def clock(seconds: float) -> str:

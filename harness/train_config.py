@@ -71,6 +71,9 @@ class TrainConfig:
     dist_backend: str = "auto"
     """Process-group backend when torchrun starts several ranks: auto (ccl if oneCCL's bindings
     import, else gloo), gloo or ccl."""
+    contention_threshold: float = 0.9
+    """A run whose timed steps had less than this share of their cores (the rest went to other
+    processes or was stolen by the hypervisor) is marked contended (harness.contention)."""
 
     def validate(self) -> None:
         """Fill the phase defaults and refuse what cannot run, one clear line per problem."""
@@ -105,6 +108,8 @@ class TrainConfig:
                 raise HarnessError(f"{flag} must be >= 0, got {value}")
         if self.warmup_steps > self.steps:
             raise HarnessError(f"--warmup-steps {self.warmup_steps} exceeds --steps {self.steps}")
+        if not 0 < self.contention_threshold <= 1:
+            raise HarnessError(f"--contention-threshold must be in (0, 1], got {self.contention_threshold}")
         if not 0 < self.phase_fraction < 1:
             raise HarnessError(f"--phase-fraction must be in (0, 1), got {self.phase_fraction}")
         if not self.learning_rate > 0:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from harness import backends, checkpoint
+from harness import backends, checkpoint, contention
 from harness.census import Census, ceiling_problem, census_problem
 from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve_phase_data, training_loader
 from harness.distributed import Ranks
@@ -331,6 +331,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
     status, error, step = "ok", None, start_step
     # The census step runs with the libraries' verbose on, so it must be one the statistics leave out.
     census_step, census = min(start_step + max(cfg.timing_warmup, 1), cfg.steps), None
+    cores_at_start = None
     batches = iter(
         training_loader(
             data,
@@ -349,7 +350,9 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             if stop.raised:
                 raise KeyboardInterrupt
         for step in range(start_step + 1, cfg.steps + 1):
-            t0 = time.perf_counter()
+            if step == census_step + 1:  # the timed steps begin: what do the run's cores do?
+                cores_at_start = contention.Snapshot.take(context["cores"], time.perf_counter())
+            t0, cpu0 = time.perf_counter(), time.process_time()
             raw = checked(next(batches))
             t1 = time.perf_counter()
             lr = poly_warmup_lr(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
@@ -399,7 +402,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
             compute += time.perf_counter() - t_update
             if fault:
                 fault.slow_down(step, time.perf_counter() - t0)
-            t2 = time.perf_counter()
+            t2, cpu2 = time.perf_counter(), time.process_time()
             metrics.step(
                 StepMetrics(
                     step=step,
@@ -415,6 +418,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                     seq_per_s=global_batch / (t2 - t0),
                     model_flops=model.training_flops(global_batch, data.shape.seq_len, int(masked)),
                     compute_time_s=compute,
+                    cpu_share=(cpu2 - cpu0) / ((t2 - t0) * torch.get_num_threads()),
                 )
             )
             if census_now:
@@ -462,6 +466,16 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         metrics.close()
         mllog.run_stop(status == "ok", summary.get("steps_completed", 0) * global_batch)
         census_fields = {**census.summary(), "census_step": census_step} if census else {}
+        cores_fields = (
+            contention.judge(
+                cores_at_start,
+                contention.Snapshot.take(context["cores"], time.perf_counter()),
+                len(context["cores"]),
+                cfg.contention_threshold,
+            )
+            if cores_at_start is not None
+            else {}
+        )
         mllog.close()
         if ranks.is_main:
             _write_result(
@@ -481,6 +495,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                     "parameters": sum(p.numel() for p in model.parameters()),
                     **isa,
                     **census_fields,
+                    **cores_fields,
                     "valid": status != "invalid",
                     "invalid_reason": error if status == "invalid" else None,
                     **backend,

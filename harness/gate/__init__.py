@@ -1,7 +1,9 @@
 """`harness gate`: fail a CI build on a real regression, stay quiet on noise.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage (including comparing
-run sets from different machines without --allow-machine-mismatch).
+run sets from different machines without --allow-machine-mismatch), 3 no check failed but the
+throughput of a configuration was not judged because its runs shared their cores (contended):
+run again on a quiet machine.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from harness.gate.checks import (
 )
 from harness.reports.runsets import RunSet, load_runset, name_sets
 
-EXIT_FAILED = 1
+EXIT_FAILED, EXIT_CONTENDED = 1, 3
 
 
 def run_checks(
@@ -127,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         loss_tolerance=args.loss_tolerance,
         accuracy_tolerance=args.accuracy_tolerance,
         min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup],
+        allow_missing=args.allow_missing,
     )
     for spec in args.max_regression:
         mode, _, share = spec.rpartition("=")
@@ -160,6 +163,12 @@ def main(args: argparse.Namespace) -> int:
     )
     if failed:
         return EXIT_FAILED
+    if any(c.figures.get("contended") for c in checks):
+        print(
+            "gate: the throughput of a contended run set was not judged; run it again on a quiet machine "
+            f"(exit {EXIT_CONTENDED})"
+        )
+        return EXIT_CONTENDED
     if args.save_baseline:
         print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
     return 0

@@ -64,6 +64,9 @@ class GateConfig:
     """Final loss may exceed the baseline's, and fp32's in the same run set, by this share."""
     accuracy_tolerance: float = 0.02
     """Eval MLM accuracy may fall below the baseline's by this much (absolute)."""
+    allow_missing: bool = False
+    """A configuration of the current set that the baseline lacks passes, noted, instead of
+    failing: nothing can be said of its throughput."""
 
     def threshold(self, precision: str, backend: str = "stock") -> float:
         """The mode's own limit (bf16+ipex, then bf16), else the general one."""
@@ -125,6 +128,18 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
         if c["runs_ok"] == 0:
             checks.append(Check("throughput", label, False, f"no current run finished ok ({c['statuses']})"))
             continue
+        shared = [side for side, row in (("baseline", b), ("current", c)) if row["contended"]]
+        if shared:
+            checks.append(
+                Check(
+                    "throughput",
+                    label,
+                    True,
+                    f"not judged: the {' and '.join(shared)} run set's runs shared their cores (contended)",
+                    {"contended": True},
+                )
+            )
+            continue
         base_samples = timed_samples(baseline.steps, b["ok_run_ids"].split())
         cur_samples = timed_samples(current.steps, c["ok_run_ids"].split())
         if len(base_samples) == 0 or len(cur_samples) == 0:
@@ -164,6 +179,18 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
                 },
             )
         )
+    base_keys = {tuple(r[k] for k in KEY) for _, r in base_stats.iterrows()}
+    for key, c in cur_index.items():
+        if key not in base_keys:
+            checks.append(
+                Check(
+                    "throughput",
+                    key_label(c),
+                    cfg.allow_missing,
+                    "not in the baseline run set: its throughput is not judged"
+                    + (" (--allow-missing)" if cfg.allow_missing else "; --allow-missing lets it pass"),
+                )
+            )
     return checks
 
 

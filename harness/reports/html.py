@@ -77,6 +77,18 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
             if mine["emulated"].fillna(False).any()
             else ""
         )
+        fp32_rows = runs[(modes == "fp32") & runs["phase"].isin(mine["phase"])]
+        if pd.concat([mine, fp32_rows])["contended"].fillna(False).astype(bool).any():
+            out.append(
+                (
+                    precision,
+                    "warn",
+                    "speed-up not judged: a run of it or of fp32 shared its cores (contended); final "
+                    f"loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's (largest gap "
+                    f"{worst:.2%})",
+                )
+            )
+            continue
         out.append(
             (
                 precision,
@@ -87,6 +99,19 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
             )
         )
     return out
+
+
+def _contention_banner(runs: pd.DataFrame) -> str:
+    """A warning above everything else when a run shared its cores: its throughput says nothing."""
+    contended = runs[runs["contended"].fillna(False).astype(bool)]
+    if contended.empty:
+        return ""
+    items = ", ".join(f"{esc(r.run_id)} ({r.cpu_available:.0%} of its cores)" for r in contended.itertuples())
+    return (
+        f'<p id="contended" class="bad">CONTENDED: {items} shared their cores with other processes or '
+        "the hypervisor; their throughput is no evidence of the code's speed. Run them again on a quiet "
+        "machine.</p>"
+    )
 
 
 def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
@@ -279,6 +304,7 @@ def render(compare_dir: Path, tolerance: float = 0.02) -> str:
 <h1>BERT pre-training: precision comparison</h1>
 <p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
 {tolerance:.0%} of fp32's final loss</p>
+{_contention_banner(runs)}
 <h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
 <h2>Summary</h2><div id="summary">{summary}</div>
 <h2>Problems</h2><ul id="problems">{problem_html}</ul>

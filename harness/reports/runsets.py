@@ -122,6 +122,7 @@ def key_stats(runset: RunSet) -> pd.DataFrame:
                 "gemm_isa": next(iter(group["gemm_isa"].dropna()), None),
                 "amx_used": bool(group["amx_used"].fillna(False).any()),
                 "emulated": bool(group["emulated"].fillna(False).any()),
+                "contended": bool(group["contended"].fillna(False).any()),
                 "valid": bool(group["valid"].fillna(True).all()),
                 "run_ids": " ".join(group["run_id"]),
                 "ok_run_ids": " ".join(ok["run_id"]),

@@ -65,14 +65,18 @@ def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
                 text = esc(status) if isinstance(status, str) else "not run"
                 cells.append(f'<td class="{"bad" if isinstance(status, str) else "muted"}">{text}</td>')
             else:
+                contended = r.get(f"contended_{i}") is True
                 cells.append(
                     f"<td>{median:.3f} ({r[f'throughput_p10_{i}']:.3f}..{r[f'throughput_p90_{i}']:.3f})"
-                    f"{'' if status == 'ok' else f' <span class=warn>{esc(status)}</span>'}</td>"
+                    f"{'' if status == 'ok' else f' <span class=warn>{esc(status)}</span>'}"
+                    f"{' <span class=bad>CONTENDED</span>' if contended else ''}</td>"
                 )
             if i:
                 base = r.get("throughput_seq_per_s_0")
                 ratio = median / base if base and not pd.isna(base) and not pd.isna(median) else math.nan
-                cls = "" if pd.isna(ratio) else ("ok" if ratio >= 1 else "bad")
+                # a ratio with a contended side says nothing: no colour
+                either = r.get("contended_0") is True or r.get(f"contended_{i}") is True
+                cls = "" if pd.isna(ratio) or either else ("ok" if ratio >= 1 else "bad")
                 cells.append(f'<td class="{cls}">{num(ratio, ".3f")}{"x" if not pd.isna(ratio) else ""}</td>')
         rows.append(f'<tr><td class="l">{esc(key_label(r))}</td>{"".join(cells)}</tr>')
     return f'<table id="throughput"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'

@@ -6,6 +6,8 @@ crashed run has no throughput) stays empty, never zero.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -45,6 +47,8 @@ RUN_COLUMNS: dict[str, str] = {
     "amx_gemm_share": "float64",
     "kernels": "string",
     "same_computation_as_fp32": "boolean",
+    "contended": "boolean",
+    "cpu_available": "float64",
     "threads": "Int64",
     "cpu_model": "string",
     "torch_version": "string",
@@ -104,6 +108,8 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
         "valid",
         "gemm_isa",
         "amx_gemm_share",
+        "contended",
+        "cpu_available",
         "threads",
         "cpu_model",
         "started_at",
@@ -230,7 +236,30 @@ def write_tables(compare_dir: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+def _complete_rows(path: Path) -> None:
+    """Refuse a table cut short: pandas reads a half-written last row as data, with its missing
+    fields empty (a gate once judged such a row's nan limits a regression)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not readable ({exc})") from None
+    if text and not text.endswith("\n"):
+        raise HarnessError(
+            f"{path}: its last row is cut short (no line end): a table written "
+            "incompletely; `harness report` on its compare folder writes it anew"
+        )
+    rows = list(csv.reader(io.StringIO(text)))
+    width = len(rows[0]) if rows else 0
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != width:
+            raise HarnessError(
+                f"{path}: row {number} has {len(row)} fields, the header {width}: "
+                "not a complete harness table"
+            )
+
+
 def _read(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    _complete_rows(path)
     try:
         df = pd.read_csv(path, dtype=columns)
     except (ValueError, pd.errors.ParserError) as exc:
@@ -274,5 +303,13 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
             f"{r['gemm_isa'] if not pd.isna(r['gemm_isa']) else '-'}"
             f"{' [emulated]' if r['emulated'] is True else ''}"
             f"{' [same computation as fp32]' if r['same_computation_as_fp32'] is True else ''}"
+            f"{contended_note(r)}"
         )
     return lines
+
+
+def contended_note(r: pd.Series) -> str:
+    """' [CONTENDED: 63% of its cores]' for a run that shared its cores, else ''."""
+    if r["contended"] is not True:
+        return ""
+    return f" [CONTENDED: {r['cpu_available']:.0%} of its cores]"

@@ -55,3 +55,5 @@ def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(synth_dir, tmp_path)
     gate = run("gate", "--current", out, "--baseline", out)
     assert gate.returncode == 3, gate.stdout + gate.stderr
     assert "not judged: the baseline and current run set's runs shared their cores" in gate.stdout
+    assert "gate NOT JUDGED (contended)" in gate.stdout
+    assert (out / "gate.md").read_text().startswith("## harness gate: NOT JUDGED")

@@ -66,11 +66,13 @@ def _finite(value: object) -> object:
 
 def markdown(checks: list[Check], baseline: RunSet, current: RunSet, differences: list[str]) -> str:
     failed = [c for c in checks if not c.passed]
-    head = (
-        f"## harness gate: FAILED, {len(failed)} of {len(checks)} checks"
-        if failed
-        else f"## harness gate: passed, {len(checks)} checks"
-    )
+    contended = [c for c in checks if c.figures.get("contended")]
+    if failed:
+        head = f"## harness gate: FAILED, {len(failed)} of {len(checks)} checks"
+    elif contended:
+        head = f"## harness gate: NOT JUDGED, {len(contended)} throughput checks on contended runs"
+    else:
+        head = f"## harness gate: passed, {len(checks)} checks"
     lines = [
         head,
         "",
@@ -157,15 +159,18 @@ def main(args: argparse.Namespace) -> int:
     write_outputs(checks, baseline, current, differences, md_path, json_path)
     print(terminal_table(checks))
     failed = [c for c in checks if not c.passed]
+    contended = [c for c in checks if c.figures.get("contended")]
+    verdict = "FAILED" if failed else ("NOT JUDGED (contended)" if contended else "passed")
     print(
-        f"\ngate {'FAILED' if failed else 'passed'}: {len(checks) - len(failed)} of {len(checks)} checks "
-        f"passed; wrote {md_path} and {json_path}"
+        f"\ngate {verdict}: {len(checks) - len(failed)} of {len(checks)} checks passed"
+        + (f", {len(contended)} throughput checks not judged" if contended else "")
+        + f"; wrote {md_path} and {json_path}"
     )
     if failed:
         return EXIT_FAILED
-    if any(c.figures.get("contended") for c in checks):
+    if contended:
         print(
-            "gate: the throughput of a contended run set was not judged; run it again on a quiet machine "
+            f"gate: a contended run set's throughput says nothing; run it again on a quiet machine "
             f"(exit {EXIT_CONTENDED})"
         )
         return EXIT_CONTENDED

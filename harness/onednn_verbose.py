@@ -43,8 +43,8 @@ class Execution:
 
     @property
     def isa(self) -> str:
-        """The implementation's ISA suffix (`brg_matmul:avx10_1_512_amx` -> avx10_1_512_amx)."""
-        return self.implementation.rsplit(":", 1)[-1]
+        """The ISA the implementation names (`brg_matmul:avx10_1_512_amx` -> avx10_1_512_amx)."""
+        return implementation_isa(self.implementation, None)
 
     @property
     def is_gemm(self) -> bool:
@@ -135,11 +135,6 @@ class VerboseReport:
     @property
     def amx_used(self) -> bool:
         return any("amx" in k.split("/", 1)[1] for k in self.kernels)
-
-    @property
-    def amx_allowed(self) -> bool:
-        """The header names AMX: the cap (if any) leaves oneDNN free to use it."""
-        return self.isa is not None and "amx" in self.isa.lower()
 
     @property
     def kernel_isas(self) -> list[str]:

@@ -130,7 +130,7 @@ class Census:
         return [f"{e.library}:{e.primitive}/{e.kernel} {e.dtype}" for e in self.entries]
 
     def summary(self) -> dict:
-        """What result.json records of the census."""
+        """What the run's result records of the census."""
         shares = self.gemm_isa_share()
         return {
             "kernel_census": [asdict(e) for e in self.entries],

@@ -23,13 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import write_atomic
 from harness.metrics import clock
 from harness.platform import as_dict, detect
 from harness.precision import same_computation_pairs
 from harness.presets import Preset
+from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_plan
 
-PLAN_FILE = "plan.json"
 DONE = ("ok", "invalid", "diverged")
 """Outcomes that --resume keeps; any other run is run again."""
 
@@ -128,13 +127,13 @@ class Comparison:
         self.output, self.dataset, self.preset, self.plan = output, dataset, preset, plan
         self.extra_args, self.keep_checkpoints = extra_args, keep_checkpoints
         self.outcomes: dict[str, Outcome] = {}
-        if (output / PLAN_FILE).exists() and not resume:
+        if plan_exists(output) and not resume:
             raise HarnessError(
                 f"--output {output}: holds a previous comparison; use --resume to "
                 "finish it or choose another directory"
             )
-        if resume and (output / PLAN_FILE).exists():
-            saved = json.loads((output / PLAN_FILE).read_text())
+        if resume and plan_exists(output):
+            saved = read_plan(output)
             if [r["run_id"] for r in saved["runs"]] != [s.run_id for s in plan]:
                 raise HarnessError(
                     f"--resume: {output}/{PLAN_FILE} plans other runs; repeat the original flags"
@@ -161,7 +160,7 @@ class Comparison:
             "runs": [asdict(s) for s in self.plan],
             "outcomes": [asdict(o) for o in self.outcomes.values()],
         }
-        write_atomic(self.output / PLAN_FILE, json.dumps(data, indent=2) + "\n")
+        write_plan(self.output, data)
 
     def run(self) -> int:
         """Run what is not done yet; returns 0, or 130 when interrupted."""
@@ -327,8 +326,8 @@ def _status(directory: Path, code: int, timed_out: bool, interrupted: bool) -> s
         return "timeout"
     if interrupted or code == 130:
         return "interrupted"
-    result = directory / "result.json"
-    if result.is_file():
-        return json.loads(result.read_text())["status"]
+    result = read_result(directory)
+    if result is not None:
+        return result["status"]
     # exit 2 without a result: `harness train` refused before any work (its log says why)
     return "refused" if code == 2 else "crashed"

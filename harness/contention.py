@@ -80,7 +80,7 @@ class Snapshot:
 
 
 def judge(start: Snapshot, end: Snapshot, cores: int, threshold: float) -> dict:
-    """What result.json records of the run's cores between two snapshots."""
+    """What the run's result records of its cores between two snapshots."""
     capacity = (end.wall_s - start.wall_s) * cores * _TICK
     if capacity <= 0:
         return {}

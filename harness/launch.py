@@ -124,7 +124,7 @@ FFN GEMMs run at 0.16 instead of 0.26 TFLOP/s; with these two, 34 k faults and a
 at the same peak RSS. Intel's scripts get the same effect by preloading jemalloc or tcmalloc."""
 
 MALLOC_ENV_VARS = (*RETAINED_MALLOC, "GLIBC_TUNABLES", "LD_PRELOAD")
-"""What decides the worker's allocator; result.json records them."""
+"""What decides the worker's allocator; the run's result records them."""
 
 
 def worker_environment(

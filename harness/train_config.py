@@ -18,7 +18,7 @@ PHASE_DEFAULTS = {
 
 @dataclass
 class TrainConfig:
-    """Everything `harness train` needs; recorded verbatim in result.json."""
+    """Everything `harness train` needs; recorded verbatim in the run's result."""
 
     phase: int
     """1 (seq 128, first part of the data) or 2 (seq 512, the rest, from a phase-1 checkpoint)."""
@@ -27,7 +27,7 @@ class TrainConfig:
     dataset: Path
     """DATASET_DIR with seq_128/, seq_512/ and optionally eval/."""
     output: Path
-    """Run directory: metrics.jsonl, result.json, mllog.txt, model_save/."""
+    """Run directory: the run's files (harness.results.files), mllog.txt, model_save/."""
     model: str | None = None
     """A named config or a bert_config.json path (phase 1 default: bert-large); phase 2 takes the
     checkpoint's architecture, and a --model given there must match it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import resource
@@ -23,10 +22,9 @@ from harness.datasets.mlcommons import PhaseData, checked, eval_batches, resolve
 from harness.distributed import Ranks
 from harness.errors import HarnessError
 from harness.faults import Fault
-from harness.files import write_atomic
 from harness.isa_probe import ceilings, recorded
 from harness.launch import MALLOC_ENV_VARS, worker_context
-from harness.metrics import MetricsProcessor, StepMetrics
+from harness.metrics import MetricsProcessor
 from harness.mlperf_log import MLPerfLog
 from harness.models import (
     BertConfig,
@@ -38,6 +36,8 @@ from harness.models import (
     poly_warmup_lr,
 )
 from harness.precision import PrecisionMode
+from harness.results.files import write_result
+from harness.results.records import Status, StepRecord
 from harness.roofline import lookup as roofline_lookup
 from harness.train_config import TrainConfig
 from harness.versions import library_versions
@@ -70,7 +70,6 @@ TRAJECTORY_FIELDS = (
     "world_size",
 )
 """Settings that decide the data order and the updates: a resumed run must keep them."""
-EXIT_DIVERGED, EXIT_INVALID, EXIT_INTERRUPTED = 3, 4, 130
 
 
 def to_batch(batch: dict[str, torch.Tensor]) -> PretrainingBatch:
@@ -121,10 +120,6 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.raised = True
-
-
-def _write_json(path: Path, data: dict) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _jsonable(cfg: TrainConfig) -> dict:
@@ -230,9 +225,9 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         # Measuring a run that does not compute what its mode promises would only waste hours.
         print(f"INVALID RUN: {problem}; not training", file=sys.stderr, flush=True)
         if not ranks.is_main:
-            return EXIT_INVALID
-        _write_json(
-            cfg.output / "result.json",
+            return Status.INVALID.exit_code
+        write_result(
+            cfg.output,
             {
                 "status": "invalid",
                 "error": problem,
@@ -249,7 +244,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 "config": _jsonable(cfg),
             },
         )
-        return EXIT_INVALID
+        return Status.INVALID.exit_code
 
     torch.manual_seed(cfg.seed)
     model = BertForPreTraining(model_cfg)
@@ -274,9 +269,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
         trained = torch.compile(trained, dynamic=True)
     global_batch = cfg.batch_size * ranks.world_size
 
-    metrics = MetricsProcessor(
-        cfg.output / "metrics.jsonl" if ranks.is_main else None, cfg.steps, cfg.log_every, start_step
-    )
+    metrics = MetricsProcessor(cfg.output if ranks.is_main else None, cfg.steps, cfg.log_every, start_step)
     mllog = MLPerfLog(cfg.output / "mllog.txt" if ranks.is_main else None, append=cfg.resume)
     mllog.run_start(
         global_batch_size=global_batch,
@@ -404,7 +397,7 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 fault.slow_down(step, time.perf_counter() - t0)
             t2, cpu2 = time.perf_counter(), time.process_time()
             metrics.step(
-                StepMetrics(
+                StepRecord(
                     step=step,
                     loss=loss,
                     mlm_loss=mlm_loss,
@@ -506,15 +499,13 @@ def train(cfg: TrainConfig, mode: PrecisionMode) -> int:
                 },
             )
         ranks.close()
-    return {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED, "invalid": EXIT_INVALID}[
-        status
-    ]
+    return Status(status).exit_code
 
 
 def _write_result(cfg: TrainConfig, mode: PrecisionMode, context: dict, ranks: Ranks, fields: dict) -> None:
-    """result.json: the run's own figures (fields), then what every result records."""
-    _write_json(
-        cfg.output / "result.json",
+    """The run's result: its own figures (fields), then what every result records."""
+    write_result(
+        cfg.output,
         {
             "status": fields.pop("status"),
             "error": fields.pop("error"),

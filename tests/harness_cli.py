@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from harness.results.files import metrics_records, read_result
+from harness.results.records import is_eval
 
 
 def run(*args: object, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -22,13 +24,12 @@ def run(*args: object, env: dict | None = None, timeout: float = 900) -> subproc
 
 
 def metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(step records, eval records) of a run's metrics.jsonl."""
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return (
-        [r for r in lines if "loss" in r and "eval_loss" not in r],
-        [r for r in lines if "eval_loss" in r],
-    )
+    """(step records, eval records) of a run's metrics file, as written."""
+    lines = metrics_records(run_dir)
+    return [r for r in lines if not is_eval(r)], [r for r in lines if is_eval(r)]
 
 
 def result(run_dir: Path) -> dict:
-    return json.loads((run_dir / "result.json").read_text())
+    data = read_result(run_dir)
+    assert data is not None, f"{run_dir}: no result"
+    return data

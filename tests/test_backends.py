@@ -10,7 +10,7 @@ import os
 
 from harness_cli import result, run
 
-from harness.reports.tables import read_runs
+from harness.results.tables import read_runs
 
 STAND_IN = """\
 import json, os

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 from harness_cli import run
 
-from harness.reports.tables import RUN_COLUMNS, read_runs, read_steps
+from harness.results.tables import RUN_COLUMNS, read_runs, read_steps
 
 
 def compare(out, *args, env=None):

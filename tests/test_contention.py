@@ -8,7 +8,7 @@ import sys
 
 from harness_cli import run
 
-from harness.reports.tables import read_runs
+from harness.results.tables import read_runs
 
 HOG = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
 

@@ -1,15 +1,11 @@
 """`harness gate`: an A/A pair passes, a real slowdown and a diverged run fail, other machines are
 refused, bad input exits 2 with one line."""
 
-import itertools
 import json
 import shutil
 
-import numpy as np
 import pytest
 from harness_cli import run
-
-from harness.gate.stats import _exact_cdf, _u_statistic, slower_p_value
 
 # Phase 1 only, two modes (so that a speed-up floor has something to judge), enough timed steps
 # for the rank test to see a slowdown.
@@ -77,10 +73,12 @@ def test_a_slowdown_is_caught_and_named(run_sets):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     md = (run_sets / "slowed" / "gate.md").read_text()
     failed = md.split("### Failed")[1].split("### Passed")[0]
-    # the regressed runs are named with their figures: both medians, the change, its CI and p
+    # the regressed runs are named with their figures; one run a side gives no p-value, so the
+    # row says how large a change these runs could have told from noise
     row = next(line for line in failed.splitlines() if "p1 fp32 bert-tiny 8x128" in line)
-    assert "| throughput |" in row and "seq/s (-" in row and "95% CI" in row and "p=" in row
-    assert "REGRESSION" in row
+    assert "| throughput |" in row and "seq/s (-" in row and "runs 1/1" in row
+    assert "no p-value under 3 runs a side" in row and "smallest detectable change" in row
+    assert "p=" not in row and "REGRESSION" in row
 
 
 def test_a_generous_threshold_lets_the_slowdown_through(run_sets):
@@ -162,21 +160,3 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
-
-
-def test_exact_rank_test_matches_enumeration():
-    m, n = 4, 5
-    us = []
-    for chosen in itertools.combinations(range(m + n), m):
-        current = np.array(chosen, dtype=float)
-        baseline = np.array([v for v in range(m + n) if v not in chosen], dtype=float)
-        us.append(_u_statistic(current, baseline))
-    for u in range(m * n + 1):
-        assert _exact_cdf(u, m, n) == pytest.approx(np.mean(np.array(us) <= u), abs=1e-12)
-
-
-def test_rank_test_sees_a_shift_and_not_its_absence():
-    rng = np.random.default_rng(3)
-    baseline = rng.lognormal(0, 0.05, 30)
-    assert slower_p_value(baseline * 0.9, baseline) < 1e-4
-    assert slower_p_value(rng.permutation(baseline), baseline) > 0.4

@@ -9,42 +9,45 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.gate.checks import GateConfig, throughput
-from harness.reports.runsets import RunSet
-from harness.reports.tables import RUN_COLUMNS, STEP_COLUMNS, read_runs, read_steps
+from harness.results.runsets import RunSet
+from harness.results.tables import RUN_COLUMNS, STEP_COLUMNS, read_runs, read_steps
 
 
-def _runset(name: str, speeds: dict[str, float]) -> RunSet:
-    """One ok phase-1 run per precision, 30 timed steps at about `speeds[precision]` seq/s."""
+def _runset(name: str, speeds: dict[str, float | list[float]]) -> RunSet:
+    """Ok phase-1 runs per precision, a run per speed given (seq/s), each of 30 timed steps."""
     rng = np.random.default_rng(len(name))
     runs, steps = [], []
-    for precision, speed in speeds.items():
-        run_id = f"p1-{precision}-r0"
-        runs.append(
-            {
-                "run_id": run_id,
-                "phase": 1,
-                "precision": precision,
-                "backend": "stock",
-                "repeat": 0,
-                "status": "ok",
-                "model": "bert-tiny",
-                "seq_len": 128,
-                "batch_size": 8,
-                "valid": True,
-            }
-        )
-        for step in range(1, 31):
-            steps.append(
+    for precision, given in speeds.items():
+        for repeat, speed in enumerate(given if isinstance(given, list) else [given]):
+            run_id = f"p1-{precision}-r{repeat}"
+            rates = speed * (1 + 0.01 * rng.standard_normal(30))
+            runs.append(
                 {
                     "run_id": run_id,
                     "phase": 1,
                     "precision": precision,
-                    "repeat": 0,
-                    "step": step,
-                    "seq_per_s": speed * (1 + 0.01 * rng.standard_normal()),
-                    "timed": True,
+                    "backend": "stock",
+                    "repeat": repeat,
+                    "status": "ok",
+                    "model": "bert-tiny",
+                    "seq_len": 128,
+                    "batch_size": 8,
+                    "valid": True,
+                    "throughput_seq_per_s": float(np.median(rates)),
                 }
             )
+            for step, rate in enumerate(rates, start=1):
+                steps.append(
+                    {
+                        "run_id": run_id,
+                        "phase": 1,
+                        "precision": precision,
+                        "repeat": repeat,
+                        "step": step,
+                        "seq_per_s": rate,
+                        "timed": True,
+                    }
+                )
     return RunSet(
         Path(name),
         pd.DataFrame(runs, columns=list(RUN_COLUMNS)).astype(RUN_COLUMNS),
@@ -98,3 +101,32 @@ def test_a_contended_run_sets_throughput_is_not_judged():
     current.runs["contended"] = pd.array([False], dtype="boolean")
     (check,) = throughput(baseline, current, GateConfig())
     assert not check.passed and "REGRESSION" in check.message
+
+
+# Five runs a side whose medians scatter by about 3%, as runs of one machine do between processes.
+BASE = [50.0, 51.5, 49.0, 50.8, 49.6]
+
+
+def test_runs_are_the_unit_a_real_slowdown_fails_and_noise_passes():
+    baseline = _runset("base", {"fp32": BASE})
+    (same,) = throughput(baseline, _runset("again", {"fp32": BASE[::-1]}), GateConfig())
+    assert same.passed and "runs 5/5" in same.message and "p=" in same.message
+    (slow,) = throughput(baseline, _runset("slow", {"fp32": [v * 0.9 for v in BASE]}), GateConfig())
+    assert not slow.passed and "REGRESSION" in slow.message
+    assert slow.figures["runs"] == [5, 5] and slow.figures["p_value"] < 0.01
+    assert slow.figures["change"] == pytest.approx(-0.1, abs=0.01)
+    # one slow run among five is not a significant drop, however far below the others
+    (outlier,) = throughput(baseline, _runset("one", {"fp32": [*BASE[:4], 30.0]}), GateConfig())
+    assert outlier.passed
+
+
+def test_too_few_runs_give_no_p_value_and_the_threshold_alone_judges():
+    baseline = _runset("base", {"fp32": BASE[:2]})
+    (check,) = throughput(baseline, _runset("cur", {"fp32": [v * 0.9 for v in BASE[:2]]}), GateConfig())
+    assert "p=" not in check.message and "no p-value under 3 runs a side" in check.message
+    assert "smallest detectable change" in check.message and "between runs" in check.message
+    assert not check.passed  # -10% against a 5% threshold
+    # three a side cannot reach alpha 0.01 (the smallest p is 1/20): said, and judged the same way
+    three = _runset("base3", {"fp32": BASE[:3]})
+    (check,) = throughput(three, _runset("cur3", {"fp32": BASE[:3]}), GateConfig())
+    assert check.passed and "3/3 runs cannot give p<0.01 (smallest 0.05)" in check.message

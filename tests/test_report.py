@@ -12,7 +12,10 @@ import pytest
 from harness_cli import run
 
 from harness.reports.html import verdicts
-from harness.reports.tables import RUN_COLUMNS, runs_table
+from harness.results.files import metrics_records, read_result, write_metrics, write_result
+from harness.results.runsets import run_rates
+from harness.results.stats import ratio
+from harness.results.tables import RUN_COLUMNS, runs_table
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -62,9 +65,12 @@ def test_report_is_self_contained_and_complete(comparison):
 
 
 def test_verdicts_name_speed_and_convergence(comparison):
-    (verdict,) = verdicts(runs_table(comparison), tolerance=0.02)
-    precision, css, text = verdict
-    assert precision == "avx-fp32" and css == "bad" and "p2-avx-fp32-r0 crashed" in text
+    out = {label: (css, text) for label, css, text in verdicts(runs_table(comparison), tolerance=0.02)}
+    # a verdict per phase: phase 1's runs finished, phase 2's crashed
+    assert set(out) == {"p1 avx-fp32", "p2 avx-fp32"}
+    css, text = out["p2 avx-fp32"]
+    assert css == "bad" and "p2-avx-fp32-r0 crashed" in text
+    assert out["p1 avx-fp32"][0] != "bad"
     proc = run("report", comparison, "--loss-tolerance", 2)
     assert proc.returncode == 2 and "--loss-tolerance must be in (0, 1)" in proc.stderr
 
@@ -108,17 +114,17 @@ def _copy_run_set(source: Path, target: Path, speed: float, started_at: str) -> 
     """A copy of a comparison as if run at another time, every step `speed` times as fast."""
     shutil.copytree(source, target)
     for run_dir in (target / "runs").iterdir():
-        metrics = run_dir / "metrics.jsonl"
-        records = [json.loads(line) for line in metrics.read_text().splitlines()]
+        records = metrics_records(run_dir)
         for record in records:
             if "seq_per_s" in record:
                 record["seq_per_s"] *= speed
-        metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
-        result_path = run_dir / "result.json"
-        if result_path.is_file():
-            result = json.loads(result_path.read_text())
-            result["started_at"] = started_at
-            result_path.write_text(json.dumps(result))
+        write_metrics(run_dir, records)
+        result = read_result(run_dir)
+        if result is not None:
+            for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90"):
+                if result.get(key) is not None:
+                    result[key] *= speed
+            write_result(run_dir, {**result, "started_at": started_at})
 
 
 def test_run_sets_side_by_side_and_over_time(comparison, tmp_path):
@@ -185,13 +191,86 @@ def test_a_mode_refused_here_is_a_warning_and_the_same_computation_is_noise():
         **fp32,
         "run_id": "p1-avx-fp32-r0",
         "precision": "avx-fp32",
+        "throughput_seq_per_s": 13.0,
         "speedup_vs_fp32": 1.3,
         "same_computation_as_fp32": True,
     }
     out = dict((p, (css, text)) for p, css, text in verdicts(_runs(fp32, refused, same), tolerance=0.02))
     assert out["bf16"] == ("warn", "not run here: --precision bf16: needs bf16")
-    css, text = out["avx-fp32"]
-    assert css == "muted" and text.startswith("same computation on this CPU as fp32") and "1.30x" in text
-    # without the evidence, the same figures are a speed-up verdict
-    ((precision, css, text),) = verdicts(_runs(fp32, {**same, "same_computation_as_fp32": False}), 0.02)
-    assert (precision, css) == ("avx-fp32", "ok") and text.startswith("speed-up vs fp32 1.30x")
+    css, text = out["p1 avx-fp32"]
+    assert css == "muted" and text.startswith("same computation on this CPU as fp32") and "1.300x" in text
+    # without the evidence, one run a side is a figure, not a verdict: grey, no colour
+    ((label, css, text),) = verdicts(_runs(fp32, {**same, "same_computation_as_fp32": False}), 0.02)
+    assert (label, css) == ("p1 avx-fp32", "muted") and text.startswith("speed-up 1.300x (1/1 runs")
+    assert "not tested" in text
+
+
+def _repeats(base: dict, precision: str, phase: int, speeds: list[float]) -> list[dict]:
+    return [
+        {
+            **base,
+            "run_id": f"p{phase}-{precision}-r{i}",
+            "phase": phase,
+            "repeat": i,
+            "precision": precision,
+            "throughput_seq_per_s": speed,
+        }
+        for i, speed in enumerate(speeds)
+    ]
+
+
+def test_verdicts_are_per_phase_and_coloured_only_when_significant():
+    base = {"backend": "stock", "status": "ok", "final_loss": 9.0, "loss_gap_vs_fp32": 0.0}
+    rows = [
+        *_repeats(base, "fp32", 1, [10.0, 10.4, 9.8, 10.1, 9.9]),
+        *_repeats(base, "bf16", 1, [15.2, 14.8, 15.5, 15.0, 14.9]),
+        *_repeats(base, "fp32", 2, [2.0, 2.1, 1.9, 2.05, 1.95]),
+        *_repeats(base, "bf16", 2, [1.4, 2.6, 1.8, 2.3, 2.0]),
+    ]
+    out = {label: (css, text) for label, css, text in verdicts(_runs(*rows), 0.02)}
+    # phase 1 is significantly faster, phase 2's interval straddles 1: two verdicts, not one pooled
+    assert out["p1 bf16"][0] == "ok" and out["p1 bf16"][1].startswith("faster: 1.5")
+    assert "95% CI" in out["p1 bf16"][1] and "5/5 runs" in out["p1 bf16"][1]
+    assert out["p2 bf16"][0] == "muted" and out["p2 bf16"][1].startswith("no significant difference")
+    slower = [*rows[:5], *_repeats(base, "bf16", 1, [7.0, 7.2, 6.9, 7.1, 7.3])]
+    ((label, css, text),) = verdicts(_runs(*slower), 0.02)
+    assert (label, css) == ("p1 bf16", "bad") and text.startswith("SLOWER: 0.7")
+
+
+def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(comparison, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _copy_run_set(comparison, a, 1.0, "2026-11-01T01:00:00+00:00")
+    _copy_run_set(comparison, b, 0.8, "2026-11-02T01:00:00+00:00")
+    for folder in (a, b):
+        assert run("report", folder).returncode == 0
+    side = tmp_path / "side.html"
+    assert run("report", a, b, "--output", side).returncode == 0
+    proc = run(
+        "gate",
+        *("--baseline", a, "--current", b, "--baselines-dir", tmp_path / "saved"),
+        *("--max-regression", "50%", "--min-speedup", "avx-fp32/fp32=0.1"),
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the fixture's phase-2 avx-fp32 crashed
+    checks = json.loads((b / "gate.json").read_text())["checks"]
+    runs = runs_table(a)
+    median = float(runs.loc[runs.run_id == "p1-fp32-r0", "throughput_seq_per_s"].iloc[0])
+    avx = float(runs.loc[runs.run_id == "p1-avx-fp32-r0", "throughput_seq_per_s"].iloc[0])
+
+    # the median: report.html's summary, the side-by-side row, the gate's figures
+    report_row = re.search(r"<td[^>]*>p1-fp32-r0</td>(.*?)</tr>", (a / "report.html").read_text()).group(1)
+    assert f"{median:.3f}" in report_row
+    side_row = re.search(r"p1 fp32 bert-tiny 8x128</td>(.*?)</tr>", side.read_text()).group(1)
+    assert side_row.startswith(f"<td>{median:.3f} (")
+    gate_check = next(c for c in checks if c["kind"] == "throughput" and c["run"].startswith("p1 fp32"))
+    assert gate_check["figures"]["baseline_seq_per_s"] == pytest.approx(median)
+
+    # the ratio between sets: the side-by-side page and the gate
+    between = ratio(run_rates(runs_table(b), ["p1-fp32-r0"]), [median])
+    assert between.value == pytest.approx(0.8)
+    assert f"{between.value:.3f}x" in side_row and gate_check["figures"]["ratio"] == between.value
+    # the speed-up inside a set: report.html's verdict and the gate's floor check
+    speedup = ratio([avx], [median])
+    verdict = re.search(r"<b>p1 avx-fp32</b>: <span[^>]*>(.*?)</span>", (a / "report.html").read_text())
+    assert f"{speedup.value:.3f}x" in verdict.group(1)
+    floor_check = next(c for c in checks if c["kind"] == "speed-up" and c["run"] == "p1 avx-fp32/fp32")
+    assert floor_check["figures"]["speedup"] == speedup.value

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.results.files import read_metrics, read_result
+from harness.results.stats import Spread, ratio
 
 
 def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
@@ -177,22 +179,22 @@ def measure(impl: str, mode, spec: PeerSpec) -> dict:
 
 def merge(rounds: list[dict]) -> dict:
     """One implementation's rounds as one row: step times pooled, figures from their median."""
-    times = np.array([t for r in rounds for t in r["step_times"]])
-    median = float(np.median(times))
+    times = Spread.of([t for r in rounds for t in r["step_times"]])
+    median = times.median
     first = rounds[0]
     return {
         **{k: first[k] for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads")},
         "rounds": len(rounds),
-        "steps": len(times),
+        "steps": times.n,
         "step_time_s": median,
-        "step_time_p10": float(np.percentile(times, 10)),
-        "step_time_p90": float(np.percentile(times, 90)),
-        "round_medians_s": [float(np.median(r["step_times"])) for r in rounds],
+        "step_time_p10": times.p10,
+        "step_time_p90": times.p90,
+        "round_medians_s": [Spread.of(r["step_times"]).median for r in rounds],
         "seq_per_s": first["batch_size"] / median,
         "model_tflops_per_s": first["flops"] / median / 1e12,
         "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
         # a timed step that still faults in fresh pages is not warm yet (see PeerSpec.warmup)
-        "page_faults_per_step": float(np.median([f for r in rounds for f in r["page_faults"]]))
+        "page_faults_per_step": Spread.of([f for r in rounds for f in r["page_faults"]]).median
         if "page_faults" in first
         else None,
         # in-step shares, from `harness train` rows only: their mean over the rounds
@@ -264,9 +266,11 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
                 f"bench peer: harness train for {name} exited with {done.returncode}: "
                 f"{done.stderr.strip().splitlines()[-1:]}"
             )
-        r = json.loads(Path(f"{tmp}/run/result.json").read_text())
-        lines = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
-    timed = [m for m in lines if "seq_per_s" in m and m["step"] not in r["cold_steps"]]
+        r = read_result(Path(tmp) / "run")
+        steps, _ = read_metrics(Path(tmp) / "run")
+    if r is None:
+        raise HarnessError(f"bench peer: harness train for {name} wrote no result")
+    timed = [m for m in steps if m.step not in r["cold_steps"]]
     return {
         "impl": "harness train",
         "precision": name,
@@ -274,8 +278,8 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
         "batch_size": spec.batch_size,
         "seq_len": r["seq_len"],
         "threads": r["threads"],
-        "step_times": [m["step_time_s"] for m in timed],
-        "flops": float(np.median([m["model_flops"] for m in timed])),
+        "step_times": [m.step_time_s for m in timed],
+        "flops": Spread.of([m.model_flops for m in timed]).median,
         "peak_rss_gib": r["peak_rss_gib"],
         "data_wait_fraction": r["data_wait_fraction"],
         "harness_time_fraction": r["harness_time_fraction"],
@@ -367,16 +371,19 @@ def format_rows(rows: list[dict]) -> str:
     for precision in dict.fromkeys(r["precision"] for r in rows):
         mine = {r["impl"]: r for r in rows if r["precision"] == precision}
         ours, hf = mine["harness"], mine["hugging-face"]
-        per_round = [h / o for h, o in zip(hf["round_medians_s"], ours["round_medians_s"], strict=True)]
+        # A step time ratio upside down is the sequences/s ratio; a round (a process) is the unit.
+        pairs = zip(hf["round_medians_s"], ours["round_medians_s"], strict=True)
+        per_round = [ratio([h], [o]).value for h, o in pairs]
+        speed = ratio(hf["round_medians_s"], ours["round_medians_s"])
         lines.append(
-            f"{precision}: harness / Hugging Face = {hf['step_time_s'] / ours['step_time_s']:.2f}x "
-            f"sequences/s (per round: {', '.join(f'{r:.2f}x' for r in per_round)})"
+            f"{precision}: harness / Hugging Face = {speed.text()} sequences/s "
+            f"(per round: {', '.join(f'{r:.2f}x' for r in per_round)})"
         )
         if "harness train" in mine:
             t = mine["harness train"]
-            overhead = t["step_time_s"] / ours["step_time_s"] - 1
+            overhead = ratio(t["round_medians_s"], ours["round_medians_s"]).value - 1
             pairs = zip(t["round_medians_s"], ours["round_medians_s"], strict=True)
-            per_round = [a / b - 1 for a, b in pairs]
+            per_round = [ratio([a], [b]).value - 1 for a, b in pairs]
             lines.append(
                 f"{precision}: harness overhead, harness train step {t['step_time_s']:.3f} s "
                 f"vs bare step {ours['step_time_s']:.3f} s: {overhead:+.1%} "

@@ -27,7 +27,7 @@ from harness.gate.checks import (
     throughput,
     validity,
 )
-from harness.reports.runsets import RunSet, load_runset, name_sets
+from harness.results.runsets import RunSet, load_runset, name_sets
 
 EXIT_FAILED, EXIT_CONTENDED = 1, 3
 

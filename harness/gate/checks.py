@@ -2,18 +2,36 @@
 
 Each check yields a `Check` with the figures it judged, so that the printed table, the Markdown
 and the JSON all say the same thing. Runs of the two sets are matched by configuration (phase,
-precision, model, batch size, seq len) with their repeats pooled.
+precision, model, batch size, seq len). Throughput is judged on one figure per run, its median
+sequences/s (harness.results.stats says why).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.gate.stats import compare_samples
-from harness.reports.runsets import KEY, RunSet, key_label, key_stats, mode_label, timed_samples
+from harness.results.runsets import (
+    KEY,
+    RunSet,
+    key_label,
+    key_ratio,
+    key_stats,
+    mode_label,
+    run_rates,
+    timed_samples,
+)
+from harness.results.stats import (
+    MIN_RUNS,
+    Spread,
+    between_run_cv,
+    detectable_change,
+    slower_p_value,
+    smallest_p_value,
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,9 @@ class GateConfig:
     max_regression_for: dict[str, float] = field(default_factory=dict)
     """Per-precision overrides of max_regression (--max-regression bf16=8%)."""
     alpha: float = 0.01
-    """A drop must also be significant: one-sided Mann-Whitney p-value below alpha."""
+    """A drop must also be significant: one-sided Mann-Whitney p-value of the runs' medians below
+    alpha. Where the runs cannot give such a p-value (under 3 a side, or too few for alpha), the
+    threshold alone judges."""
     min_speedup: list[SpeedupFloor] = field(default_factory=list)
     loss_tolerance: float = 0.02
     """Final loss may exceed the baseline's, and fp32's in the same run set, by this share."""
@@ -109,8 +129,8 @@ def _pct(x: float) -> str:
 
 
 def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check]:
-    """A configuration fails when its median drops by more than its threshold and the drop is
-    significant on the per-step samples; either alone is noise or a tolerated change."""
+    """A configuration fails when its median drops by more than its threshold and, where its runs
+    can show it, the drop is significant; either alone is noise or a tolerated change."""
     checks = []
     base_stats, cur_stats = key_stats(baseline), key_stats(current)
     cur_index = {tuple(r[k] for k in KEY): r for _, r in cur_stats.iterrows()}
@@ -140,45 +160,7 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
                 )
             )
             continue
-        base_samples = timed_samples(baseline.steps, b["ok_run_ids"].split())
-        cur_samples = timed_samples(current.steps, c["ok_run_ids"].split())
-        if len(base_samples) == 0 or len(cur_samples) == 0:
-            missing = "baseline" if len(base_samples) == 0 else "current"
-            checks.append(
-                Check("throughput", label, False, f"no timed steps in the {missing} run set's steps.csv")
-            )
-            continue
-        cmp = compare_samples(cur_samples, base_samples)
-        limit = cfg.threshold(str(b["precision"]), str(b["backend"]))
-        regressed = -cmp.change > limit and cmp.p_value < cfg.alpha
-        verdict = (
-            "REGRESSION"
-            if regressed
-            else (
-                "faster"
-                if cmp.change > limit and cmp.p_value > 1 - cfg.alpha
-                else "within noise or threshold"
-            )
-        )
-        checks.append(
-            Check(
-                "throughput",
-                label,
-                not regressed,
-                f"{cmp.baseline_median:.4g} -> {cmp.current_median:.4g} seq/s ({_pct(cmp.change)}, 95% CI "
-                f"{_pct(cmp.ratio_ci[0] - 1)}..{_pct(cmp.ratio_ci[1] - 1)}, p={cmp.p_value:.2g}, "
-                f"n={cmp.samples[0]}/{cmp.samples[1]}); limit -{limit:.0%} at p<{cfg.alpha}: {verdict}",
-                {
-                    "baseline_seq_per_s": cmp.baseline_median,
-                    "current_seq_per_s": cmp.current_median,
-                    "change": cmp.change,
-                    "change_ci": [cmp.ratio_ci[0] - 1, cmp.ratio_ci[1] - 1],
-                    "p_value": cmp.p_value,
-                    "samples": list(cmp.samples),
-                    "max_regression": limit,
-                },
-            )
-        )
+        checks.append(_judge(label, baseline, b, current, c, cfg))
     base_keys = {tuple(r[k] for k in KEY) for _, r in base_stats.iterrows()}
     for key, c in cur_index.items():
         if key not in base_keys:
@@ -192,6 +174,68 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
                 )
             )
     return checks
+
+
+def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig) -> Check:
+    """One configuration's throughput: the ratio of the runs' medians, tested where it can be."""
+    base = run_rates(baseline.runs, b["ok_run_ids"].split())
+    cur = run_rates(current.runs, c["ok_run_ids"].split())
+    if len(base) == 0 or len(cur) == 0:
+        side = "baseline" if len(base) == 0 else "current"
+        return Check("throughput", label, False, f"the {side} run set's ok runs recorded no throughput")
+    r = key_ratio(current, c, baseline, b)
+    change, limit = r.value - 1, cfg.threshold(str(b["precision"]), str(b["backend"]))
+    figures = {
+        "baseline_seq_per_s": float(b["throughput_seq_per_s"]),
+        "current_seq_per_s": float(c["throughput_seq_per_s"]),
+        "ratio": r.value,
+        "change": change,
+        "change_ci": [r.low - 1, r.high - 1],
+        "runs": [len(base), len(cur)],
+        "max_regression": limit,
+    }
+    head = f"{b['throughput_seq_per_s']:.4g} -> {c['throughput_seq_per_s']:.4g} seq/s ({_pct(change)}"
+    floor = smallest_p_value(len(cur), len(base))
+    if min(len(base), len(cur)) >= MIN_RUNS and floor < cfg.alpha:
+        p = slower_p_value(cur, base)
+        figures["p_value"] = p
+        regressed = -change > limit and p < cfg.alpha
+        faster = change > limit and r.low > 1
+        verdict = "REGRESSION" if regressed else ("faster" if faster else "within noise or threshold")
+        return Check(
+            "throughput",
+            label,
+            not regressed,
+            f"{head}, 95% CI {_pct(r.low - 1)}..{_pct(r.high - 1)}, p={p:.2g}, runs "
+            f"{len(base)}/{len(cur)}); limit -{limit:.0%} at p<{cfg.alpha}: {verdict}",
+            figures,
+        )
+    # Too few runs for a p-value below alpha: the threshold alone judges, and the check says how
+    # large a change these runs could have told from noise.
+    cv, source = between_run_cv(base, cur), "between runs"
+    if math.isnan(cv):  # one run a side: only the spread of the steps inside them is known
+        cv = max(
+            Spread.of(timed_samples(s.steps, row["ok_run_ids"].split())).cv
+            for s, row in ((baseline, b), (current, c))
+        )
+        source = "of the steps within the runs, a lower bound"
+    detectable = detectable_change(cv, len(cur), len(base), cfg.alpha)
+    figures["detectable_change"] = detectable
+    regressed = -change > limit
+    reason = (
+        f"no p-value under {MIN_RUNS} runs a side"
+        if min(len(base), len(cur)) < MIN_RUNS
+        else f"{len(base)}/{len(cur)} runs cannot give p<{cfg.alpha} (smallest {floor:.2g})"
+    )
+    return Check(
+        "throughput",
+        label,
+        not regressed,
+        f"{head}, runs {len(base)}/{len(cur)}; {reason}: smallest detectable change "
+        f"{detectable:.1%} (spread {source}, cv {cv:.1%}); limit -{limit:.0%}: "
+        + ("REGRESSION" if regressed else "within threshold"),
+        figures,
+    )
 
 
 def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
@@ -208,20 +252,20 @@ def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
             if top.empty or bottom.empty:
                 continue
             found = True
-            a, b = top.iloc[0]["throughput_seq_per_s"], bottom.iloc[0]["throughput_seq_per_s"]
-            if pd.isna(a) or pd.isna(b):
+            r = key_ratio(current, top.iloc[0], current, bottom.iloc[0])
+            if math.isnan(r.value):
                 checks.append(
                     Check("speed-up", f"p{phase} {name}", False, "not measured: a run did not finish ok")
                 )
                 continue
-            ratio = a / b
+            a, b = top.iloc[0]["throughput_seq_per_s"], bottom.iloc[0]["throughput_seq_per_s"]
             checks.append(
                 Check(
                     "speed-up",
                     f"p{phase} {name}",
-                    ratio >= floor.floor,
-                    f"{a:.4g} / {b:.4g} seq/s = {ratio:.2f}x; floor {floor.floor:.2f}x",
-                    {"speedup": ratio, "floor": floor.floor},
+                    r.value >= floor.floor,
+                    f"{a:.4g} / {b:.4g} seq/s = {r.text()}; floor {floor.floor:.2f}x",
+                    {"speedup": r.value, "speedup_ci": [r.low, r.high], "floor": floor.floor},
                 )
             )
         if not found:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
-from harness.reports.runsets import RunSet, is_runset, key_stats, mode_label
+from harness.results.runsets import RunSet, is_runset, key_stats, mode_label
 
 
 def find_runsets(folder: Path) -> list[Path]:

@@ -7,15 +7,15 @@ ISA each run really used. Failed, diverged, invalid and skipped runs are shown a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from harness.files import write_atomic
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
-from harness.reports.runsets import mode_label
-from harness.reports.tables import census_table, runs_table, steps_table
+from harness.results.runsets import load_runset, mode_label, ok_rates
+from harness.results.stats import Ratio, ratio
+from harness.results.tables import census_table
 
 
 def _modes(runs: pd.DataFrame) -> pd.Series:
@@ -25,79 +25,74 @@ def _modes(runs: pd.DataFrame) -> pd.Series:
     )
 
 
+def _refusal(mine: pd.DataFrame) -> str | None:
+    """Why this machine did not run a mode, when it refused it (and skipped its phase 2)."""
+    if not mine.status.isin(["refused", "skipped"]).all() or not (mine.status == "refused").any():
+        return None
+    reason = str(mine.loc[mine.status == "refused", "error"].iloc[0])
+    return reason.split("last output: ", 1)[-1].removeprefix("harness: ")
+
+
+def _speed(r: Ratio) -> tuple[str, str]:
+    """(css class, words) for a speed-up: green or red only when its interval excludes 1."""
+    if not r.has_interval:
+        return "muted", f"speed-up {r.text()}: not tested (--repeats 3 or more gives an interval)"
+    if not r.significant:
+        return "muted", f"no significant difference in speed: {r.text()}"
+    return ("ok" if r.value > 1 else "bad"), f"{'faster' if r.value > 1 else 'SLOWER'}: {r.text()}"
+
+
 def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
-    """(precision, css class, sentence) per non-fp32 precision: speed and convergence against fp32."""
+    """(phase and mode, css class, sentence) per non-fp32 mode and phase: its speed against
+    fp32's, from the runs' medians, and its convergence."""
     out = []
     modes = _modes(runs)
     for precision in [m for m in dict.fromkeys(modes) if m != "fp32"]:
-        mine = runs[modes == precision]
-        bad = mine[~mine.status.isin(["ok"])]
-        if len(bad) and bad.status.isin(["refused", "skipped"]).all() and (bad.status == "refused").any():
-            # a mode this machine cannot run natively is not a failure of the run
-            reason = str(bad.loc[bad.status == "refused", "error"].iloc[0])
-            out.append(
-                (
-                    precision,
-                    "warn",
-                    "not run here: " + reason.split("last output: ", 1)[-1].removeprefix("harness: "),
+        refused = _refusal(runs[modes == precision])
+        if refused:  # a mode this machine cannot run natively is not a failure of the run
+            out.append((precision, "warn", "not run here: " + refused))
+            continue
+        for phase in sorted(runs.loc[modes == precision, "phase"].dropna().unique()):
+            label = f"p{phase} {precision}"
+            mine = runs[(modes == precision) & (runs.phase == phase)]
+            fp32 = runs[(modes == "fp32") & (runs.phase == phase)]
+            bad = mine[mine.status != "ok"]
+            if len(bad):
+                runs_text = ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples())
+                out.append((label, "bad", f"{len(bad)} of {len(mine)} runs did not finish ok: {runs_text}"))
+                continue
+            gaps = mine["loss_gap_vs_fp32"].dropna()
+            if gaps.empty:
+                out.append((label, "warn", "no fp32 run to compare with"))
+                continue
+            r = ratio(ok_rates(mine), ok_rates(fp32))
+            if mine["same_computation_as_fp32"].fillna(False).all():
+                out.append(
+                    (
+                        label,
+                        "muted",
+                        f"same computation on this CPU as fp32 (the same kernels, losses identical at "
+                        f"every step): the difference is noise (speed-up {r.text()})",
+                    )
                 )
+                continue
+            worst = float((gaps.abs() / (mine["final_loss"] - gaps)).max())
+            loss = (
+                f"final loss {'within' if worst <= tolerance else 'OUTSIDE'} {tolerance:.0%} of fp32's "
+                f"(largest gap {worst:.2%})"
             )
-            continue
-        if len(bad):
-            out.append(
-                (
-                    precision,
-                    "bad",
-                    f"{len(bad)} of {len(mine)} runs did not finish ok: "
-                    + ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples()),
+            if pd.concat([mine, fp32])["contended"].fillna(False).astype(bool).any():
+                out.append(
+                    (label, "warn", f"speed-up not judged: a run of it or of fp32 shared its cores; {loss}")
                 )
+                continue
+            css, speed = _speed(r)
+            emulated = (
+                " (emulated: this CPU has no instructions for its number format)"
+                if mine["emulated"].fillna(False).any()
+                else ""
             )
-            continue
-        gaps = mine["loss_gap_vs_fp32"].dropna()
-        speed = mine["speedup_vs_fp32"].dropna()
-        if gaps.empty:
-            out.append((precision, "warn", "no fp32 run to compare with"))
-            continue
-        if mine["same_computation_as_fp32"].fillna(False).all():
-            out.append(
-                (
-                    precision,
-                    "muted",
-                    f"same computation on this CPU as fp32 (the same kernels, losses identical at every "
-                    f"step): the difference is noise (speed-up {speed.median():.2f}x, median over "
-                    f"{len(speed)} runs)",
-                )
-            )
-            continue
-        base = mine["final_loss"] - gaps
-        worst = float((gaps.abs() / base).max())
-        converges = worst <= tolerance
-        emulated = (
-            " (emulated: this CPU has no instructions for its number format)"
-            if mine["emulated"].fillna(False).any()
-            else ""
-        )
-        fp32_rows = runs[(modes == "fp32") & runs["phase"].isin(mine["phase"])]
-        if pd.concat([mine, fp32_rows])["contended"].fillna(False).astype(bool).any():
-            out.append(
-                (
-                    precision,
-                    "warn",
-                    "speed-up not judged: a run of it or of fp32 shared its cores (contended); final "
-                    f"loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's (largest gap "
-                    f"{worst:.2%})",
-                )
-            )
-            continue
-        out.append(
-            (
-                precision,
-                "ok" if converges else "bad",
-                f"speed-up vs fp32 {speed.median():.2f}x (median over {len(speed)} runs){emulated}; "
-                f"final loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's "
-                f"(largest gap {worst:.2%})",
-            )
-        )
+            out.append((label, css if worst <= tolerance else "bad", f"{speed}{emulated}; {loss}"))
     return out
 
 
@@ -201,9 +196,8 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_mod
 
 
 def render(compare_dir: Path, tolerance: float = 0.02) -> str:
-    runs, steps = runs_table(compare_dir), steps_table(compare_dir)
-    machine_path = compare_dir / "machine.json"
-    machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
+    runset = load_runset(compare_dir)
+    runs, steps, machine = runset.runs, runset.steps, runset.machine
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
     run_modes = dict(zip(runs["run_id"], _modes(runs), strict=True))
     verdict_html = (

@@ -9,13 +9,14 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.reports.history import find_runsets, render_history
 from harness.reports.html import write_report
-from harness.reports.runsets import is_runset, load_runset, name_sets
 from harness.reports.side_by_side import render_side_by_side
-from harness.reports.tables import runs_table, summary_lines, write_tables
+from harness.results.files import plan_exists
+from harness.results.runsets import is_runset, load_runset, name_sets
+from harness.results.tables import runs_table, summary_lines, write_tables
 
 
 def render_run_set(directory: Path, tolerance: float) -> int:
-    if not (directory / "plan.json").is_file():
+    if not plan_exists(directory):
         raise HarnessError(f"{directory}: no plan.json; not a `harness compare` output directory")
     if not 0 < tolerance < 1:
         raise HarnessError(f"--loss-tolerance must be in (0, 1), got {tolerance}")
@@ -28,14 +29,14 @@ def render_run_set(directory: Path, tolerance: float) -> int:
 
 def main(args: argparse.Namespace) -> int:
     dirs: list[Path] = args.directories
-    if len(dirs) == 1 and (dirs[0] / "plan.json").is_file():
+    if len(dirs) == 1 and plan_exists(dirs[0]):
         return render_run_set(dirs[0], args.loss_tolerance)
     if len(dirs) == 1 and dirs[0].is_dir() and not is_runset(dirs[0]):
         found = find_runsets(dirs[0])
         if not found:
             raise HarnessError(f"{dirs[0]}: holds no run sets (folders with plan.json or runs.csv)")
         for folder in found:  # every set gets its own page for the index to link to
-            if (folder / "plan.json").is_file():
+            if plan_exists(folder):
                 render_run_set(folder, args.loss_tolerance)
         sets = name_sets(sorted((load_runset(f) for f in found), key=lambda s: s.started_at))
         page, path = render_history(dirs[0], sets), args.output or dirs[0] / "index.html"

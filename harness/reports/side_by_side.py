@@ -1,9 +1,9 @@
 """Several run sets (two machines, two commits) on one self-contained page, the first as reference.
 
-Runs are matched by configuration (phase, precision, model, batch, seq len), their throughput
-pooled over repeats from the timed per-step samples; every other set's median is shown as a ratio
-to the first's. Machines and library versions are listed side by side so that a difference in
-throughput can be traced to a difference in setting.
+Runs are matched by configuration (phase, precision, model, batch, seq len); a configuration's
+throughput is the median of its runs' medians, and every other set's is shown as a ratio to the
+first's with its interval (harness.results.stats). Machines and library versions are listed side
+by side so that a difference in throughput can be traced to a difference in setting.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import math
 import pandas as pd
 
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
-from harness.reports.runsets import KEY, RunSet, key_label, key_stats
+from harness.results.runsets import KEY, RunSet, key_label, key_stats, run_rates
+from harness.results.stats import ratio
 
 MACHINE_FIELDS = [
     ("cpu_model", "CPU"),
@@ -72,14 +73,26 @@ def _throughput(matched: pd.DataFrame, sets: list[RunSet]) -> str:
                     f"{' <span class=bad>CONTENDED</span>' if contended else ''}</td>"
                 )
             if i:
-                base = r.get("throughput_seq_per_s_0")
-                ratio = median / base if base and not pd.isna(base) and not pd.isna(median) else math.nan
-                # a ratio with a contended side says nothing: no colour
-                either = r.get("contended_0") is True or r.get(f"contended_{i}") is True
-                cls = "" if pd.isna(ratio) or either else ("ok" if ratio >= 1 else "bad")
-                cells.append(f'<td class="{cls}">{num(ratio, ".3f")}{"x" if not pd.isna(ratio) else ""}</td>')
+                cells.append(_ratio_cell(r, sets, i))
         rows.append(f'<tr><td class="l">{esc(key_label(r))}</td>{"".join(cells)}</tr>')
     return f'<table id="throughput"><tr><th class="l">run</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _ratio_cell(r: pd.Series, sets: list[RunSet], i: int) -> str:
+    """Set i's throughput over the first set's, from their runs' medians: coloured only when the
+    interval excludes 1 and neither side shared its cores."""
+    ids_0, ids_i = r.get("ok_run_ids_0"), r.get(f"ok_run_ids_{i}")
+    if not isinstance(ids_0, str) or not isinstance(ids_i, str):
+        return '<td class="muted">-</td>'
+    q = ratio(run_rates(sets[i].runs, ids_i.split()), run_rates(sets[0].runs, ids_0.split()))
+    if math.isnan(q.value):
+        return '<td class="muted">-</td>'
+    contended = r.get("contended_0") is True or r.get(f"contended_{i}") is True
+    cls = "ok" if q.value > 1 else "bad"
+    if contended or not q.significant:
+        cls = "muted"
+    note = " contended: not judged" if contended else ("" if q.significant else " no significant difference")
+    return f'<td class="{cls}" title="{esc(q.text())}">{esc(q.text())}{note}</td>'
 
 
 def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
@@ -153,7 +166,7 @@ def render_side_by_side(sets: list[RunSet]) -> str:
 <style>{CSS}</style></head><body>
 <h1>BERT pre-training: {len(sets)} run sets side by side</h1>
 <p class="muted">{"; ".join(esc(s.path.resolve()) for s in sets)}. Ratios are against
-{esc(sets[0].label)}; throughput pools the timed steps of every repeat.</p>
+{esc(sets[0].label)}, from the runs' medians; p10..p90 is the spread of the steps inside the runs.</p>
 <h2>Machines and versions</h2>{_machines(sets)}
 <h2>Throughput</h2>{_throughput(matched, sets)}{_chart(matched, sets)}
 <h2>Convergence and ISA</h2>{_convergence(matched, sets)}

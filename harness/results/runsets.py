@@ -1,9 +1,9 @@
-"""A run set (one `harness compare` output) loaded for comparison with others.
+"""A run set (one `harness compare` output) loaded for comparison with others: the one loader.
 
 A run set is found from its folder (plan.json, or runs.csv and steps.csv as a saved baseline keeps
-them) or from its runs.csv. Runs of two sets are matched by their configuration key, and figures
-are pooled over a key's repeats from the per-step samples, so a set run with --repeats 3 compares
-with one run once.
+them) or from its runs.csv. Runs of two sets are matched by their configuration key. A key's
+throughput is the median of its runs' medians (the run is the unit, harness.results.stats); its
+p10..p90 is the spread of the timed steps inside the runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.reports.tables import read_runs, read_steps, runs_table, steps_table
+from harness.results.files import plan_exists
+from harness.results.records import Status
+from harness.results.stats import Ratio, Spread, between_run_cv, ratio
+from harness.results.tables import read_runs, read_steps, runs_table, steps_table
 
 KEY = ["phase", "precision", "backend", "model", "batch_size", "seq_len"]
 """What makes two runs comparable: the same phase, mode, backend, model and shapes."""
@@ -65,7 +68,7 @@ def name_sets(sets: list[RunSet]) -> list[RunSet]:
 
 
 def is_runset(path: Path) -> bool:
-    return (path / "plan.json").is_file() or (path / "runs.csv").is_file()
+    return plan_exists(path) or (path / "runs.csv").is_file()
 
 
 def load_runset(path: Path) -> RunSet:
@@ -81,7 +84,7 @@ def load_runset(path: Path) -> RunSet:
     machine_path = folder / "machine.json"
     machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
     try:
-        if (folder / "plan.json").is_file() and path.is_dir():
+        if plan_exists(folder) and path.is_dir():
             return RunSet(folder, runs_table(folder), steps_table(folder), machine)
         if not (folder / "runs.csv").is_file():
             raise HarnessError(f"{folder}: neither plan.json nor runs.csv; not a `harness compare` output")
@@ -98,24 +101,46 @@ def timed_samples(steps: pd.DataFrame, run_ids: list[str]) -> np.ndarray:
     return rows["seq_per_s"].dropna().to_numpy(dtype=np.float64)
 
 
+def run_rates(runs: pd.DataFrame, run_ids: list[str]) -> np.ndarray:
+    """Each given run's median sequences/s: the figures that ratios and tests compare."""
+    rows = runs[runs["run_id"].isin(run_ids)]
+    return rows["throughput_seq_per_s"].dropna().to_numpy(dtype=np.float64)
+
+
+def ok_rates(runs: pd.DataFrame) -> np.ndarray:
+    """The median sequences/s of every run of `runs` that finished ok."""
+    return run_rates(runs, runs.loc[runs["status"] == Status.OK, "run_id"].tolist())
+
+
+def key_ratio(numerator: RunSet, num_row: pd.Series, denominator: RunSet, den_row: pd.Series) -> Ratio:
+    """Throughput of one key_stats row over another's, from their ok runs' medians."""
+    return ratio(
+        run_rates(numerator.runs, num_row["ok_run_ids"].split()),
+        run_rates(denominator.runs, den_row["ok_run_ids"].split()),
+    )
+
+
 def key_stats(runset: RunSet) -> pd.DataFrame:
-    """One row per configuration key: run statuses, pooled throughput, mean final loss and eval
-    accuracy over its repeats, the ISA it ran on."""
+    """One row per configuration key: run statuses, throughput (median of the ok runs' medians,
+    the steps' p10..p90, the runs' coefficient of variation), mean final loss and eval accuracy
+    over its repeats, the ISA it ran on."""
     rows = []
     runs = runset.runs.dropna(subset=["phase", "precision"])
     for key, group in runs.groupby(KEY, sort=False, dropna=False):
-        ok = group[group["status"] == "ok"]
-        samples = timed_samples(runset.steps, ok["run_id"].tolist())
+        ok = group[group["status"] == Status.OK]
+        steps = Spread.of(timed_samples(runset.steps, ok["run_id"].tolist()))
+        per_run = Spread.of(ok_rates(group))
         row = dict(zip(KEY, key, strict=True))
         row.update(
             {
                 "runs": len(group),
                 "runs_ok": len(ok),
                 "statuses": ",".join(sorted(set(group["status"].astype(str)))),
-                "samples": len(samples),
-                "throughput_seq_per_s": float(np.median(samples)) if len(samples) else np.nan,
-                "throughput_p10": float(np.percentile(samples, 10)) if len(samples) else np.nan,
-                "throughput_p90": float(np.percentile(samples, 90)) if len(samples) else np.nan,
+                "samples": steps.n,
+                "throughput_seq_per_s": per_run.median,
+                "throughput_p10": steps.p10,
+                "throughput_p90": steps.p90,
+                "run_cv": between_run_cv(ok_rates(group)),
                 "final_loss": ok["final_loss"].mean(),
                 "eval_mlm_accuracy": ok["eval_mlm_accuracy"].mean(),
                 "isa_verified": next(iter(group["isa_verified"].dropna()), None),

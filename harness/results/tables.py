@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import HarnessError
 from harness.files import write_atomic
+from harness.results.files import metrics_records, read_plan, read_result
+from harness.results.records import Status
+from harness.results.stats import ratio
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "string",
@@ -80,15 +82,20 @@ STEP_COLUMNS: dict[str, str] = {
 def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
     row: dict = {k: spec.get(k) for k in ("run_id", "phase", "precision", "repeat", "model", "batch_size")}
     row["backend"] = spec.get("backend", "stock")
-    row["status"] = outcome["status"] if outcome else "not run"
-    if outcome and outcome["status"] in ("crashed", "timeout", "skipped", "interrupted", "refused"):
+    row["status"] = outcome["status"] if outcome else Status.NOT_RUN
+    if outcome and outcome["status"] in (
+        Status.CRASHED,
+        Status.TIMEOUT,
+        Status.SKIPPED,
+        Status.INTERRUPTED,
+        Status.REFUSED,
+    ):
         last = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else "no output"
         code = f"exit code {outcome['exit_code']}; " if outcome["exit_code"] is not None else ""
         row["error"] = f"{code}last output: {last}"
-    path = run_dir / "result.json"
-    if not path.is_file():
+    r = read_result(run_dir)
+    if r is None:
         return row
-    r = json.loads(path.read_text())
     for key in (
         "seq_len",
         "batch_size",
@@ -130,7 +137,7 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
 
 def runs_table(compare_dir: Path) -> pd.DataFrame:
     """A row per planned run, with speed-up and loss gap against fp32 of the same phase and repeat."""
-    plan = json.loads((compare_dir / "plan.json").read_text())
+    plan = read_plan(compare_dir)
     outcomes = {o["run_id"]: o for o in plan["outcomes"]}
     rows = [_run_row(s, outcomes.get(s["run_id"]), compare_dir / "runs" / s["run_id"]) for s in plan["runs"]]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
@@ -143,7 +150,9 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
         key = (row["phase"], row["repeat"])
         if key in baseline.index:
             base = baseline.loc[key]
-            df.loc[i, "speedup_vs_fp32"] = row["throughput_seq_per_s"] / base["throughput_seq_per_s"]
+            df.loc[i, "speedup_vs_fp32"] = ratio(
+                [row["throughput_seq_per_s"]], [base["throughput_seq_per_s"]]
+            ).value
             df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
             if row["status"] == "ok" and row["run_id"] != base["run_id"]:
                 # Different kernels round differently: bit-identical losses at every step, from the
@@ -158,11 +167,7 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
 
 def _losses(run_dir: Path) -> list[float]:
     """The training loss of every step, as recorded."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r["loss"] for r in records if "loss" in r]
+    return [r["loss"] for r in metrics_records(run_dir) if "loss" in r]
 
 
 CENSUS_COLUMNS = (
@@ -182,11 +187,11 @@ CENSUS_COLUMNS = (
 
 def census_table(compare_dir: Path) -> pd.DataFrame:
     """Every run's kernel census (result.json), a row per kernel, with its share of the GEMM time."""
-    plan = json.loads((compare_dir / "plan.json").read_text())
+    plan = read_plan(compare_dir)
     rows = []
     for spec in plan["runs"]:
-        path = compare_dir / "runs" / spec["run_id"] / "result.json"
-        entries = json.loads(path.read_text()).get("kernel_census", []) if path.is_file() else []
+        result = read_result(compare_dir / "runs" / spec["run_id"]) or {}
+        entries = result.get("kernel_census", [])
         gemm_ms = sum(e["time_ms"] for e in entries if e["gemm"])
         for e in entries:
             share = e["time_ms"] / gemm_ms if e["gemm"] and gemm_ms else None
@@ -197,22 +202,18 @@ def census_table(compare_dir: Path) -> pd.DataFrame:
 def _cold_steps(run_dir: Path, timing_warmup: int) -> set[int]:
     """The steps the run's own statistics left out; a run that wrote no result (it crashed)
     leaves out its first timing_warmup steps."""
-    path = run_dir / "result.json"
-    result = json.loads(path.read_text()) if path.is_file() else {}
+    result = read_result(run_dir) or {}
     if "cold_steps" in result:
         return set(result["cold_steps"])
     return set(range(1, result.get("config", {}).get("timing_warmup", timing_warmup) + 1))
 
 
 def steps_table(compare_dir: Path) -> pd.DataFrame:
-    plan = json.loads((compare_dir / "plan.json").read_text())
+    plan = read_plan(compare_dir)
     frames = []
     for spec in plan["runs"]:
         run_dir = compare_dir / "runs" / spec["run_id"]
-        path = run_dir / "metrics.jsonl"
-        if not path.is_file():
-            continue
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = metrics_records(run_dir)
         if not records:
             continue
         # An evaluation line shares its step with the training line: merge them into one row.

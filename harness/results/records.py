@@ -1,0 +1,89 @@
+"""What a run leaves behind, as types: a step, an evaluation, the run's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """How a run ended. The first five are written by the worker itself, with their exit codes;
+    the others by `harness compare`, for a run that left no result of its own."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    """The loss became NaN or inf; stopped before the bad update."""
+    INVALID = "invalid"
+    """The kernels that ran are not those the mode promises (kernel census, oneDNN's ceiling)."""
+    INTERRUPTED = "interrupted"
+    """SIGINT or SIGTERM; a checkpoint of the last step was written."""
+    FAILED = "failed"
+    """An exception in the worker."""
+    CRASHED = "crashed"
+    """The worker died without a result (killed, out of memory)."""
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    """`harness train` refused before any work (a mode this CPU cannot run, bad input)."""
+    SKIPPED = "skipped"
+    """Not started: the phase-1 run it continues from did not succeed."""
+    NOT_RUN = "not run"
+
+    @property
+    def exit_code(self) -> int:
+        """The worker's exit code for its own statuses (1 for any other)."""
+        return {"ok": 0, "diverged": 3, "invalid": 4, "interrupted": 130}.get(self.value, 1)
+
+
+@dataclass
+class StepRecord:
+    """One training step, as a line of metrics.jsonl."""
+
+    step: int
+    loss: float
+    mlm_loss: float
+    nsp_loss: float
+    lr: float
+    grad_norm: float
+    step_time_s: float
+    """Wall time of the whole step: waiting for the batch, forward, backward, optimizer."""
+    data_time_s: float
+    """Part of step_time_s spent waiting for the batch."""
+    seq_per_s: float
+    model_flops: int
+    """Analytic FLOPs of this step (forward + backward)."""
+    compute_time_s: float | None = None
+    """Part of step_time_s in the model's forward, backward and optimizer step. What is left after
+    it and data_time_s is the harness's own work in the step (batch conversion, loss checks,
+    metrics); None in runs written before it was recorded."""
+    cpu_share: float | None = None
+    """CPU time the process got in the step (all threads) over step_time_s x threads
+    (harness.contention); None in runs written before it was recorded."""
+
+    @classmethod
+    def from_dict(cls, record: dict) -> StepRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass
+class EvalRecord:
+    """One evaluation, as a line of metrics.jsonl (it shares its step with a StepRecord)."""
+
+    step: int
+    eval_mlm_accuracy: float
+    eval_loss: float
+    eval_nsp_accuracy: float
+    eval_examples: int
+
+    @classmethod
+    def from_dict(cls, record: dict) -> EvalRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def figures(self) -> dict:
+        """The eval_* figures, as result.json records the last evaluation's."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("eval_")}
+
+
+def is_eval(record: dict) -> bool:
+    return "eval_mlm_accuracy" in record

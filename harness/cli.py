@@ -184,8 +184,19 @@ def _gate_parser(sub: argparse._SubParsersAction) -> None:
         "check failed; 2: bad input or usage, or the machines differ; 3: nothing failed, but a "
         "contended run's throughput was not judged.",
     )
-    g.add_argument("--current", type=Path, required=True, help="compare --output folder or its runs.csv")
-    g.add_argument("--baseline", help="compare --output folder, its runs.csv, or a saved baseline's name")
+    g.add_argument(
+        "--current",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="compare --output folder or its runs.csv; several are judged as one run set",
+    )
+    g.add_argument(
+        "--baseline",
+        nargs="+",
+        help="compare --output folder, its runs.csv, or a saved baseline's name; several are judged as "
+        "one run set (interleave them in time with the current ones)",
+    )
     g.add_argument(
         "--baselines-dir",
         type=Path,
@@ -208,7 +219,8 @@ def _gate_parser(sub: argparse._SubParsersAction) -> None:
         "--alpha",
         type=float,
         default=0.01,
-        help="a drop counts only if a one-sided Mann-Whitney test on the per-step samples gives p below this",
+        help="a drop counts only if a one-sided Mann-Whitney test on the runs' medians gives p below "
+        "this (with 3 or more runs a side)",
     )
     g.add_argument(
         "--min-speedup",

@@ -6,7 +6,6 @@ Progress goes to stderr at a fixed step interval.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -50,7 +49,7 @@ class MetricsProcessor:
             print(
                 f"step {m.step}/{self.total_steps} | loss {m.loss:.4f} "
                 f"(mlm {m.mlm_loss:.3f}, nsp {m.nsp_loss:.3f}) | lr {m.lr:.2e} | "
-                f"{statistics.median(s.seq_per_s for s in recent):.2f} seq/s | "
+                f"{Spread.of([s.seq_per_s for s in recent]).median:.2f} seq/s | "
                 f"data wait {wait:.1%} | "
                 f"ETA {clock(eta)}",
                 file=sys.stderr,
@@ -94,12 +93,12 @@ class MetricsProcessor:
             "throughput_seq_per_s": rates.median,
             "throughput_p10": rates.p10,
             "throughput_p90": rates.p90,
-            "step_time_median_s": float(np.median(times)),
+            "step_time_median_s": Spread.of(times).median,
             "step_time_cv": Spread.of(times).cv,
             "data_wait_fraction": float(sum(s.data_time_s for s in measured) / times.sum()),
             "harness_time_fraction": _harness_fraction(measured),
             "cpu_share_median": _median([s.cpu_share for s in measured if s.cpu_share is not None]),
-            "model_tflops_per_s": float(np.median(flops / times) / 1e12),
+            "model_tflops_per_s": Spread.of(flops / times).median / 1e12,
             "batch_size": batch_size,
             # The mean of the last 20 steps: one step's loss is too noisy to compare runs by.
             "final_loss": float(np.mean(tail)),
@@ -124,7 +123,7 @@ def _harness_fraction(steps: list[StepRecord]) -> float | None:
 
 
 def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
+    return Spread.of(values).median if values else None
 
 
 def clock(seconds: float) -> str:

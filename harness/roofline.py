@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.precision import PrecisionMode
+from harness.results.stats import Spread
 
 STORE_ENV = "HARNESS_HOME"
 
@@ -84,15 +84,15 @@ def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
             start = time.perf_counter()
             call()
             rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
-        rates.sort()
+        spread = Spread.of(rates)
         results.append(
             {
                 "path": name,
                 "library": library,
                 "kernel": kernel,
-                "gflops": statistics.median(rates),
-                "gflops_p10": rates[len(rates) // 10],
-                "gflops_p90": rates[-1 - len(rates) // 10],
+                "gflops": spread.median,
+                "gflops_p10": spread.p10,
+                "gflops_p90": spread.p90,
             }
         )
     timed = [r for r in results if "gflops" in r]

@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.gate.checks import GateConfig, throughput
-from harness.results.runsets import RunSet
+from harness.results.runsets import RunSet, merge_runsets
 from harness.results.tables import RUN_COLUMNS, STEP_COLUMNS, read_runs, read_steps
 
 
@@ -130,3 +130,17 @@ def test_too_few_runs_give_no_p_value_and_the_threshold_alone_judges():
     three = _runset("base3", {"fp32": BASE[:3]})
     (check,) = throughput(three, _runset("cur3", {"fp32": BASE[:3]}), GateConfig())
     assert check.passed and "3/3 runs cannot give p<0.01 (smallest 0.05)" in check.message
+
+
+def test_run_sets_interleaved_in_time_are_judged_as_one():
+    halves = [_runset(f"base-{i}", {"fp32": BASE[i::2]}) for i in (0, 1)]
+    for i, s in enumerate(halves):
+        s.path = Path(f"/runs/base-{i}")
+    merged = merge_runsets("--baseline", halves)
+    assert len(merged.runs) == 5 and merged.runs["run_id"].is_unique
+    (check,) = throughput(merged, _runset("cur", {"fp32": [v * 0.9 for v in BASE]}), GateConfig())
+    assert check.figures["runs"] == [5, 5] and not check.passed
+    halves[1].machine = {"cpu_model": "Other CPU"}
+    halves[0].machine = {"cpu_model": "AMD EPYC"}
+    with pytest.raises(HarnessError, match=r"--baseline /runs/base-1: measured on another machine"):
+        merge_runsets("--baseline", halves)

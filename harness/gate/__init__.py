@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import write_atomic
-from harness.gate.baselines import mismatches, resolve, save
+from harness.gate.baselines import resolve, save
 from harness.gate.checks import (
     Check,
     GateConfig,
@@ -27,7 +27,7 @@ from harness.gate.checks import (
     throughput,
     validity,
 )
-from harness.results.runsets import RunSet, load_runset, name_sets
+from harness.results.runsets import RunSet, load_runset, merge_runsets, mismatches, name_sets
 
 EXIT_FAILED, EXIT_CONTENDED = 1, 3
 
@@ -141,20 +141,25 @@ def main(args: argparse.Namespace) -> int:
             cfg.max_regression = parse_fraction("--max-regression", share)
     if not 0 < cfg.alpha < 1 or not 0 <= cfg.loss_tolerance < 1 or not 0 <= cfg.accuracy_tolerance < 1:
         raise HarnessError("--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)")
+    if args.baseline is None and args.save_baseline is None:
+        raise HarnessError(
+            "gate: give --baseline to compare with, --save-baseline NAME to keep "
+            "--current as a baseline, or both"
+        )
+    if args.save_baseline and len(args.current) > 1:
+        raise HarnessError("--save-baseline keeps one run set: give a single --current")
     if args.baseline is None:
-        if args.save_baseline is None:
-            raise HarnessError(
-                "gate: give --baseline to compare with, --save-baseline NAME to keep "
-                "--current as a baseline, or both"
-            )
-        load_runset(args.current)  # a run set that cannot be read is no baseline
-        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
+        load_runset(args.current[0])  # a run set that cannot be read is no baseline
+        print(f"saved baseline {save(args.save_baseline, args.current[0], args.baselines_dir)}")
         return 0
     baseline, current = name_sets(
-        [load_runset(resolve(args.baseline, args.baselines_dir)), load_runset(args.current)]
+        [
+            merge_runsets("--baseline", [load_runset(resolve(b, args.baselines_dir)) for b in args.baseline]),
+            merge_runsets("--current", [load_runset(c) for c in args.current]),
+        ]
     )
     checks, differences = run_checks(baseline, current, cfg, args.allow_machine_mismatch)
-    folder = args.current if args.current.is_dir() else args.current.parent
+    folder = args.current[0] if args.current[0].is_dir() else args.current[0].parent
     md_path, json_path = args.markdown or folder / "gate.md", args.json or folder / "gate.json"
     write_outputs(checks, baseline, current, differences, md_path, json_path)
     print(terminal_table(checks))
@@ -175,5 +180,5 @@ def main(args: argparse.Namespace) -> int:
         )
         return EXIT_CONTENDED
     if args.save_baseline:
-        print(f"saved baseline {save(args.save_baseline, args.current, args.baselines_dir)}")
+        print(f"saved baseline {save(args.save_baseline, args.current[0], args.baselines_dir)}")
     return 0

@@ -17,12 +17,6 @@ from harness.errors import HarnessError
 from harness.platform import fingerprint
 
 
-def mismatches(baseline: dict, current: dict) -> list[str]:
-    """'field: baseline -> current' for each fingerprint field recorded in both that differs."""
-    a, b = fingerprint(baseline), fingerprint(current)
-    return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] is not None and b[k] is not None and a[k] != b[k]]
-
-
 def resolve(spec: str, baselines_dir: Path) -> Path:
     """--baseline names a folder, a runs.csv, or a baseline saved under baselines_dir."""
     path = Path(spec)

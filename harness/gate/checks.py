@@ -29,6 +29,7 @@ from harness.results.stats import (
     Spread,
     between_run_cv,
     detectable_change,
+    ratio,
     slower_p_value,
     smallest_p_value,
 )
@@ -148,7 +149,8 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
         if c["runs_ok"] == 0:
             checks.append(Check("throughput", label, False, f"no current run finished ok ({c['statuses']})"))
             continue
-        shared = [side for side, row in (("baseline", b), ("current", c)) if row["contended"]]
+        # A contended run's throughput is no evidence; the quiet runs beside it still are.
+        shared = [side for side, row in (("baseline", b), ("current", c)) if not row["quiet_run_ids"]]
         if shared:
             checks.append(
                 Check(
@@ -178,23 +180,30 @@ def throughput(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check
 
 def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig) -> Check:
     """One configuration's throughput: the ratio of the runs' medians, tested where it can be."""
-    base = run_rates(baseline.runs, b["ok_run_ids"].split())
-    cur = run_rates(current.runs, c["ok_run_ids"].split())
+    base_ids, cur_ids = b["quiet_run_ids"].split(), c["quiet_run_ids"].split()
+    base, cur = run_rates(baseline.runs, base_ids), run_rates(current.runs, cur_ids)
     if len(base) == 0 or len(cur) == 0:
         side = "baseline" if len(base) == 0 else "current"
         return Check("throughput", label, False, f"the {side} run set's ok runs recorded no throughput")
-    r = key_ratio(current, c, baseline, b)
+    r = ratio(cur, base)
     change, limit = r.value - 1, cfg.threshold(str(b["precision"]), str(b["backend"]))
+    left_out = sorted(set(b["ok_run_ids"].split()) - set(base_ids)) + sorted(
+        set(c["ok_run_ids"].split()) - set(cur_ids)
+    )
     figures = {
-        "baseline_seq_per_s": float(b["throughput_seq_per_s"]),
-        "current_seq_per_s": float(c["throughput_seq_per_s"]),
+        "baseline_seq_per_s": Spread.of(base).median,
+        "current_seq_per_s": Spread.of(cur).median,
+        "contended_runs_left_out": left_out,
         "ratio": r.value,
         "change": change,
         "change_ci": [r.low - 1, r.high - 1],
         "runs": [len(base), len(cur)],
         "max_regression": limit,
     }
-    head = f"{b['throughput_seq_per_s']:.4g} -> {c['throughput_seq_per_s']:.4g} seq/s ({_pct(change)}"
+    head = (
+        f"{figures['baseline_seq_per_s']:.4g} -> {figures['current_seq_per_s']:.4g} seq/s ({_pct(change)}"
+        + (f", contended runs left out: {' '.join(left_out)}" if left_out else "")
+    )
     floor = smallest_p_value(len(cur), len(base))
     if min(len(base), len(cur)) >= MIN_RUNS and floor < cfg.alpha:
         p = slower_p_value(cur, base)
@@ -215,8 +224,7 @@ def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig)
     cv, source = between_run_cv(base, cur), "between runs"
     if math.isnan(cv):  # one run a side: only the spread of the steps inside them is known
         cv = max(
-            Spread.of(timed_samples(s.steps, row["ok_run_ids"].split())).cv
-            for s, row in ((baseline, b), (current, c))
+            Spread.of(timed_samples(s.steps, ids)).cv for s, ids in ((baseline, base_ids), (current, cur_ids))
         )
         source = "of the steps within the runs, a lower bound"
     detectable = detectable_change(cv, len(cur), len(base), cfg.alpha)

@@ -1,8 +1,9 @@
 """index.html for a folder of run sets: throughput per precision over time, a link to each report.
 
 The run sets (sub-folders that are `harness compare` outputs or saved runs.csv) are ordered by
-when their first run started; a chart per phase plots each precision's pooled median, with its
-p10..p90, against that order, so a regression shows as a step in a line.
+when their first run started; a chart per phase plots each precision's median (of its runs'
+medians), with the p10..p90 of their steps, against that order, so a regression shows as a step
+in a line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def find_runsets(folder: Path) -> list[Path]:
 
 
 def _series(sets: list[RunSet]) -> pd.DataFrame:
-    """A row per (run set, phase, precision) with pooled throughput; run sets in time order."""
+    """A row per (run set, phase, precision) with its throughput; run sets in time order."""
     frames = []
     for i, s in enumerate(sets):
         stats = key_stats(s)
@@ -79,7 +80,7 @@ def _chart(series: pd.DataFrame, sets: list[RunSet], phase: int, colors: dict[st
             )
             parts.append(
                 f'<circle cx="{x(r.set_no):.1f}" cy="{y(r.throughput_seq_per_s):.1f}" r="3.5" '
-                f'fill="{color}"><title>{esc(sets[r.set_no].label)}: {precision} '
+                f'fill="{color}"><title>{esc(sets[r.set_no].label)}: {esc(precision)} '
                 f"{r.throughput_seq_per_s:.3f} seq/s</title></circle>"
             )
         parts.append(
@@ -89,7 +90,7 @@ def _chart(series: pd.DataFrame, sets: list[RunSet], phase: int, colors: dict[st
         legend_y += 16
     parts.append(
         f'<text x="{left}" y="{height - 12}" font-size="11" fill="#777">sequences/s per run set, '
-        "oldest first: dot = median of the timed steps, line = p10..p90</text></svg>"
+        "oldest first: dot = median of the runs' medians, line = p10..p90 of their steps</text></svg>"
     )
     return "".join(parts)
 
@@ -131,7 +132,7 @@ def render_history(folder: Path, sets: list[RunSet]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>harness history: {esc(folder.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>BERT pre-training: {len(sets)} run sets over time</h1>
-<p class="muted">{esc(folder.resolve())}; throughput pools the timed steps of each set's repeats.</p>
+<p class="muted">{esc(folder.resolve())}; throughput is the median of each set's runs' medians.</p>
 <h2>Throughput over time</h2>{charts}
 <h2>Run sets</h2><table id="runsets"><tr><th class="l">started</th><th class="l">run set</th>
 <th class="l">harness commit</th><th class="l">CPU</th><th>ok</th>{head}</tr>{"".join(rows)}</table>

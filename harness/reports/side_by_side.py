@@ -153,7 +153,7 @@ def _chart(matched: pd.DataFrame, sets: list[RunSet]) -> str:
     )
     parts.append(
         f'<text x="{left}" y="{height - 10}" font-size="11">{legend} &#8212; sequences/s: bar = '
-        "median of the timed steps, line = p10..p90</text></svg>"
+        "median of the runs' medians, line = p10..p90 of their steps</text></svg>"
     )
     return "".join(parts)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.platform import fingerprint
 from harness.results.files import plan_exists
 from harness.results.records import Status
 from harness.results.stats import Ratio, Spread, between_run_cv, ratio
@@ -65,6 +66,37 @@ def name_sets(sets: list[RunSet]) -> list[RunSet]:
     for s, label in zip(sets, labels, strict=True):
         s.label = label
     return sets
+
+
+def mismatches(baseline: dict, current: dict) -> list[str]:
+    """'field: baseline -> current' for each fingerprint field recorded in both that differs."""
+    a, b = fingerprint(baseline), fingerprint(current)
+    return [f"{k}: {a[k]} -> {b[k]}" for k in a if a[k] is not None and b[k] is not None and a[k] != b[k]]
+
+
+def merge_runsets(flag: str, sets: list[RunSet]) -> RunSet:
+    """Several run sets of one machine as one, their run ids prefixed by their folder: a baseline
+    or current measured as compares interleaved in time with the other side's."""
+    if len(sets) == 1:
+        return sets[0]
+    for s in sets[1:]:
+        differences = mismatches(sets[0].machine, s.machine)
+        if differences:
+            raise HarnessError(
+                f"{flag} {s.path}: measured on another machine or build than {sets[0].path} "
+                f"({'; '.join(differences)}); one run set needs one machine"
+            )
+    name_sets(sets)
+    runs, steps = [], []
+    for s in sets:
+        runs.append(s.runs.assign(run_id=s.label + "/" + s.runs["run_id"]))
+        steps.append(s.steps.assign(run_id=s.label + "/" + s.steps["run_id"]))
+    return RunSet(
+        sets[0].path.parent,
+        pd.concat(runs, ignore_index=True),
+        pd.concat(steps, ignore_index=True),
+        sets[0].machine,
+    )
 
 
 def is_runset(path: Path) -> bool:
@@ -151,6 +183,7 @@ def key_stats(runset: RunSet) -> pd.DataFrame:
                 "valid": bool(group["valid"].fillna(True).all()),
                 "run_ids": " ".join(group["run_id"]),
                 "ok_run_ids": " ".join(ok["run_id"]),
+                "quiet_run_ids": " ".join(ok.loc[~ok["contended"].fillna(False).astype(bool), "run_id"]),
             }
         )
         rows.append(row)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tfrecord.writer import TFRecordWriter
 
 from harness.datasets.schema import CLS_ID, EVAL_DIR, FIRST_WORDPIECE_ID, MASK_ID, PHASE_DIRS, SEP_ID
 from harness.errors import HarnessError
@@ -175,6 +174,10 @@ def _examples(
 
 
 def _write_shard(path: Path, stream, count: int, targets: Counter) -> None:
+    # Imported here: the tfrecord package loads torch, which the commands that only build their
+    # parser (report, gate) have no use for.
+    from tfrecord.writer import TFRecordWriter
+
     writer = TFRecordWriter(str(path))
     try:
         for _ in range(count):

@@ -268,9 +268,11 @@ def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(comparison,
     between = ratio(run_rates(runs_table(b), ["p1-fp32-r0"]), [median])
     assert between.value == pytest.approx(0.8)
     assert f"{between.value:.3f}x" in side_row and gate_check["figures"]["ratio"] == between.value
-    # the speed-up inside a set: report.html's verdict and the gate's floor check
-    speedup = ratio([avx], [median])
-    verdict = re.search(r"<b>p1 avx-fp32</b>: <span[^>]*>(.*?)</span>", (a / "report.html").read_text())
+    # the speed-up inside the current set: its report.html's verdict and the gate's floor check
+    runs_b = runs_table(b)
+    speedup = ratio(run_rates(runs_b, ["p1-avx-fp32-r0"]), run_rates(runs_b, ["p1-fp32-r0"]))
+    assert speedup.value == pytest.approx(avx / median)
+    verdict = re.search(r"<b>p1 avx-fp32</b>: <span[^>]*>(.*?)</span>", (b / "report.html").read_text())
     assert f"{speedup.value:.3f}x" in verdict.group(1)
     floor_check = next(c for c in checks if c["kind"] == "speed-up" and c["run"] == "p1 avx-fp32/fp32")
     assert floor_check["figures"]["speedup"] == speedup.value

@@ -12,7 +12,7 @@ from harness.reports.html import write_report
 from harness.reports.side_by_side import render_side_by_side
 from harness.results.files import plan_exists
 from harness.results.runsets import is_runset, load_runset, name_sets
-from harness.results.tables import runs_table, summary_lines, write_tables
+from harness.results.tables import read_runs, summary_lines, write_tables
 
 
 def render_run_set(directory: Path, tolerance: float) -> int:
@@ -22,7 +22,7 @@ def render_run_set(directory: Path, tolerance: float) -> int:
         raise HarnessError(f"--loss-tolerance must be in (0, 1), got {tolerance}")
     runs_csv, steps_csv = write_tables(directory)
     report = write_report(directory, tolerance)
-    print("\n".join(summary_lines(runs_table(directory))))
+    print("\n".join(summary_lines(read_runs(runs_csv))))  # the table just written, not computed again
     print(f"\nwrote {runs_csv}, {steps_csv} and {report}")
     return 0
 

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,3 +12,24 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
     synthesize(out, SynthSpec(examples=4096, eval_examples=256, shards=10, seed=7))
     return out
+
+
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ starts real processes: marked e2e, so `-m "not e2e"` leaves it out."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+RUNSETS = Path(__file__).parent / "fixtures" / "runsets"
+
+
+@pytest.fixture
+def runsets(tmp_path) -> Path:
+    """A writable copy of the checked-in run sets (tests/fixtures/runsets/README.md): the gate and
+    the reports write beside the run set they read."""
+    shutil.copytree(RUNSETS, tmp_path / "runsets")
+    return tmp_path / "runsets"

@@ -1,12 +1,14 @@
-"""Run `python -m harness` as a real child process, as users and the compare command do."""
+"""Run `python -m harness` as a real child process, as users do, or in this process (`call`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from harness import cli
 from harness.results.files import metrics_records, read_result
 from harness.results.records import is_eval
 
@@ -33,3 +35,19 @@ def result(run_dir: Path) -> dict:
     data = read_result(run_dir)
     assert data is not None, f"{run_dir}: no result"
     return data
+
+
+@dataclass
+class Called:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def call(capsys, *args: object) -> Called:
+    """`python -m harness ARGS` in this process (commands that start no worker: report, gate):
+    what a user would see, without a process's start-up."""
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return Called(code, out.out, out.err)

@@ -14,7 +14,7 @@ family, model and flags tell them apart.
 
 from __future__ import annotations
 
-from harness.platform import Platform
+from harness.machine.platform import Platform
 
 VERSIONS = {"torch": "2.13.0+cpu", "onednn": "3.12.0", "mkl": "2024.2"}
 

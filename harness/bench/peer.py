@@ -11,7 +11,6 @@ operators by self CPU time.
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
 
     from harness.models import BertForPreTraining, Lamb, load_config
     from harness.models.lamb import parameter_groups
-    from harness.trainer import to_batch
+    from harness.train.trainer import to_batch
 
     model = BertForPreTraining(load_config(model_name)).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
@@ -121,26 +120,34 @@ def _top_operators(step: Callable[[], None], top: int) -> list[dict]:
 
 @dataclass(frozen=True)
 class PeerSpec:
-    """What both implementations train; each field has a `bench peer` flag."""
+    """What both implementations train; each field is a `bench peer` flag."""
 
-    model: str
-    dataset: str
-    phase: int
+    model: str = "bert-large"
+    """Named model config or bert_config.json path."""
+    dataset: str | None = None
+    """DATASET_DIR (default: the cached synthetic data)."""
+    phase: int = 1
     """1: seq 128 batches of the data's phase 1; 2: seq 512."""
-    batch_size: int
-    steps: int
+    batch_size: int = 8
+    """Sequences per step."""
+    steps: int = 5
     """Timed steps per implementation."""
-    warmup: int
-    """Untimed steps first (allocator, oneDNN JIT). BERT-Large fp32 (batch 8 x 128, AMD EPYC)
-    faulted in 1.39 M, 61 k, 46 k, 3.6 k, 3 and 0 fresh pages in its first six steps, the second
-    and third about 0.5 s slower for it: four are needed before a step is warm."""
-    top: int
+    warmup: int = 4
+    """Untimed steps first: the allocator faults in fresh memory and oneDNN generates its kernels
+    in the first steps (docs/measurements.md: BERT-Large needs four)."""
+    top: int = 12
     """Operators listed from one profiled step (0: no profile)."""
     rounds: int = 1
     """Times the implementations run in turn, each round in fresh processes: a machine whose
     speed drifts (a neighbour, the host) then weighs on all of them alike."""
     system_malloc: bool = False
-    """Every worker with glibc malloc's defaults instead of the harness's (harness.launch)."""
+    """Every worker with glibc malloc's defaults instead of the harness's (harness.launch.environment)."""
+
+    def validate(self) -> None:
+        if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
+            raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
+        if self.phase not in (1, 2):
+            raise HarnessError(f"--phase must be 1 or 2, got {self.phase}")
 
 
 def measure(impl: str, mode, spec: PeerSpec) -> dict:
@@ -206,70 +213,37 @@ def merge(rounds: list[dict]) -> dict:
     }
 
 
-def main_worker(argv_json: str) -> int:
-    """`harness bench peer --worker JSON`: implementation, precision and PeerSpec fields."""
-    from harness.launch import worker_context
-    from harness.precision import get_precision
-
-    settings = json.loads(argv_json)
-    impl, mode = settings.pop("impl"), get_precision(settings.pop("precision"))
-    worker_context(mode)
-    print(json.dumps(measure(impl, mode, PeerSpec(**settings))))
-    return 0
-
-
 def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> dict:
     """A real `harness train` run of the same shape: its median step against our bare one is
     what the data pipeline, metrics and checks cost."""
-    import subprocess
-    import sys
     import tempfile
 
+    from harness.launch.launchers import LaunchOptions, start_training
+    from harness.precision.modes import get_precision
+    from harness.train.config import TrainConfig
+
+    if spec.phase != 1:
+        raise HarnessError("bench peer: the harness train comparison runs phase 1 only; add --no-train")
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "harness",
-            "train",
-            "--phase",
-            str(spec.phase),
-            "--precision",
-            name,
-            "--dataset",
-            spec.dataset,
-            "--output",
-            f"{tmp}/run",
-            "--steps",
-            str(spec.warmup + spec.steps),
-            "--timing-warmup",
-            str(spec.warmup),
-            "--batch-size",
-            str(spec.batch_size),
-            "--eval-examples",
-            "8",
-            "--log-every",
-            "1000",
-            "--cores",
-            ",".join(map(str, cores)),
-        ]
-        if spec.phase == 1:
-            cmd += ["--model", spec.model]
-        else:
-            raise HarnessError("bench peer: the harness train comparison runs phase 1 only; add --no-train")
-        if emulated:
-            cmd.append("--allow-emulation")
-        if spec.system_malloc:
-            cmd.append("--system-malloc")
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise HarnessError(
-                f"bench peer: harness train for {name} exited with {done.returncode}: "
-                f"{done.stderr.strip().splitlines()[-1:]}"
-            )
-        r = read_result(Path(tmp) / "run")
-        steps, _ = read_metrics(Path(tmp) / "run")
-    if r is None:
-        raise HarnessError(f"bench peer: harness train for {name} wrote no result")
+        run_dir = Path(tmp) / "run"
+        cfg = TrainConfig(
+            phase=1,
+            precision=name,
+            dataset=Path(spec.dataset),
+            output=run_dir,
+            model=spec.model,
+            steps=spec.warmup + spec.steps,
+            timing_warmup=spec.warmup,
+            batch_size=spec.batch_size,
+            eval_examples=8,
+            log_every=1000,
+        )
+        options = LaunchOptions(",".join(map(str, cores)), emulated, system_malloc=spec.system_malloc)
+        done = start_training(cfg, get_precision(name), options)
+        r = read_result(run_dir)
+        if done.code != 0 or r is None:
+            raise HarnessError(f"bench peer: harness train for {name} exited with {done.code}")
+        steps, _ = read_metrics(run_dir)
     timed = [m for m in steps if m.step not in r["cold_steps"]]
     return {
         "impl": "harness train",
@@ -295,25 +269,19 @@ def run_peer(
     import sys
     from dataclasses import asdict
 
-    from harness.launch import (
-        admitted_context,
-        default_cores,
-        parse_cores,
-        run_worker_capture,
-        worker_environment,
-    )
-    from harness.platform import detect
-    from harness.precision import get_precision
-    from harness.roofline import lookup
+    from harness.launch.admission import admitted
+    from harness.launch.launchers import run_task
+    from harness.machine.cores import resolve_cores
+    from harness.machine.platform import detect
+    from harness.precision.modes import get_precision
+    from harness.precision.roofline import lookup
 
     platform = detect()
-    cores = parse_cores(cores_spec) if cores_spec else default_cores()
+    cores = resolve_cores(cores_spec)
     rows = []
     for name in precisions:
         mode = get_precision(name)
-        context = admitted_context(mode, platform, allow_emulation, "--precisions")
-        emulated = context["emulated"]
-        env = worker_environment(mode, cores, context, spec.system_malloc)
+        context = admitted(mode, platform, cores, allow_emulation, "--precisions")
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
             # operators are profiled once, in the first round
@@ -324,18 +292,15 @@ def run_peer(
                     file=sys.stderr,
                     flush=True,
                 )
-                worker = json.dumps({"impl": impl, "precision": name, **settings})
-                code, out = run_worker_capture(["bench", "peer", "--worker", worker], env, cores)
-                if code != 0:
-                    raise HarnessError(f"bench peer: the {impl} worker for {name} exited with {code}")
-                runs.setdefault(impl, []).append(json.loads(out))
+                measured = run_task("peer", mode, context, {"impl": impl, **settings}, spec.system_malloc)
+                runs.setdefault(impl, []).append(measured)
             if with_train:
                 print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)
-                runs.setdefault("harness train", []).append(_train_row(name, spec, cores, emulated))
-        peak = lookup(name, context["machine_key"], len(cores))
+                runs.setdefault("harness train", []).append(_train_row(name, spec, cores, context.emulated))
+        peak = lookup(name, context.machine_key, len(cores))
         for impl_rounds in runs.values():
             row = merge(impl_rounds)
-            row["emulated"] = emulated
+            row["emulated"] = context.emulated
             row["malloc"] = "glibc defaults" if spec.system_malloc else "freed memory kept (harness default)"
             row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"] if peak else None
             rows.append(row)

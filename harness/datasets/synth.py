@@ -277,7 +277,7 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
 def cached_default(examples: int) -> Path:
     """The embedded default data set: synthetic, written once per size under $HARNESS_HOME/data
     (keyed by generator version, so data an older generator made is never reused) and reused."""
-    from harness.roofline import store_path
+    from harness.precision.roofline import store_path
 
     path = store_path().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
     synthesize(path, SynthSpec(examples=examples), reuse=True)

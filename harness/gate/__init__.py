@@ -8,10 +8,9 @@ run again on a quiet machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -20,9 +19,7 @@ from harness.gate.baselines import resolve, save
 from harness.gate.checks import (
     Check,
     GateConfig,
-    SpeedupFloor,
     convergence,
-    parse_fraction,
     speedups,
     throughput,
     validity,
@@ -124,23 +121,26 @@ def write_outputs(
     write_atomic(json_path, json.dumps(_finite(data), indent=2, default=str) + "\n")
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class GateRequest:
+    """Which run sets the gate judges, and where it writes."""
 
-    cfg = GateConfig(
-        alpha=args.alpha,
-        loss_tolerance=args.loss_tolerance,
-        accuracy_tolerance=args.accuracy_tolerance,
-        min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup],
-        allow_missing=args.allow_missing,
-    )
-    for spec in args.max_regression:
-        mode, _, share = spec.rpartition("=")
-        if mode:
-            cfg.max_regression_for[mode] = parse_fraction("--max-regression", share)
-        else:
-            cfg.max_regression = parse_fraction("--max-regression", share)
-    if not 0 < cfg.alpha < 1 or not 0 <= cfg.loss_tolerance < 1 or not 0 <= cfg.accuracy_tolerance < 1:
-        raise HarnessError("--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)")
+    current: list[Path]
+    """compare --output folders or their runs.csv, judged as one run set."""
+    baseline: list[str] | None
+    """Folders, runs.csv files or saved baselines' names, judged as one run set."""
+    baselines_dir: Path
+    """Where saved baselines live."""
+    save_baseline: str | None = None
+    """Keep --current as a baseline of this name (after the gate passes, with a baseline)."""
+    allow_machine_mismatch: bool = False
+    markdown: Path | None = None
+    json: Path | None = None
+
+
+def gate(args: GateRequest, cfg: GateConfig) -> int:
+    """Judge the current run set against the baseline; returns the gate's exit code."""
+    cfg.validate()
     if args.baseline is None and args.save_baseline is None:
         raise HarnessError(
             "gate: give --baseline to compare with, --save-baseline NAME to keep "

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.platform import fingerprint
+from harness.machine.platform import fingerprint
 
 
 def resolve(spec: str, baselines_dir: Path) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.results.records import LOSS_TOLERANCE
 from harness.results.runsets import (
     KEY,
     RunSet,
@@ -81,13 +82,19 @@ class GateConfig:
     alpha. Where the runs cannot give such a p-value (under 3 a side, or too few for alpha), the
     threshold alone judges."""
     min_speedup: list[SpeedupFloor] = field(default_factory=list)
-    loss_tolerance: float = 0.02
+    loss_tolerance: float = LOSS_TOLERANCE
     """Final loss may exceed the baseline's, and fp32's in the same run set, by this share."""
     accuracy_tolerance: float = 0.02
     """Eval MLM accuracy may fall below the baseline's by this much (absolute)."""
     allow_missing: bool = False
     """A configuration of the current set that the baseline lacks passes, noted, instead of
     failing: nothing can be said of its throughput."""
+
+    def validate(self) -> None:
+        if not 0 < self.alpha < 1 or not 0 <= self.loss_tolerance < 1 or not 0 <= self.accuracy_tolerance < 1:
+            raise HarnessError(
+                "--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)"
+            )
 
     def threshold(self, precision: str, backend: str = "stock") -> float:
         """The mode's own limit (bf16+ipex, then bf16), else the general one."""

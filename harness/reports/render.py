@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -27,19 +26,19 @@ def render_run_set(directory: Path, tolerance: float) -> int:
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    dirs: list[Path] = args.directories
+def render(dirs: list[Path], output: Path | None, tolerance: float) -> int:
+    """One run set re-rendered, several side by side, or a folder of them indexed."""
     if len(dirs) == 1 and plan_exists(dirs[0]):
-        return render_run_set(dirs[0], args.loss_tolerance)
+        return render_run_set(dirs[0], tolerance)
     if len(dirs) == 1 and dirs[0].is_dir() and not is_runset(dirs[0]):
         found = find_runsets(dirs[0])
         if not found:
             raise HarnessError(f"{dirs[0]}: holds no run sets (folders with plan.json or runs.csv)")
         for folder in found:  # every set gets its own page for the index to link to
             if plan_exists(folder):
-                render_run_set(folder, args.loss_tolerance)
+                render_run_set(folder, tolerance)
         sets = name_sets(sorted((load_runset(f) for f in found), key=lambda s: s.started_at))
-        page, path = render_history(dirs[0], sets), args.output or dirs[0] / "index.html"
+        page, path = render_history(dirs[0], sets), output or dirs[0] / "index.html"
     else:
         if len(dirs) == 1:
             raise HarnessError(
@@ -47,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
                 "to compare them side by side"
             )
         page = render_side_by_side(name_sets([load_runset(d) for d in dirs]))
-        path = args.output or Path("side-by-side.html")
+        path = output or Path("side-by-side.html")
     write_atomic(path, page)
     print(f"wrote {path}")
     return 0

@@ -21,7 +21,7 @@ from harness.results.records import EvalRecord, Status, StepRecord, is_eval
 
 RESULT_FILE, METRICS_FILE, PLAN_FILE = "result.json", "metrics.jsonl", "plan.json"
 VERSION = 1
-RESULT_FORMAT, METRICS_FORMAT, PLAN_FORMAT = "harness.result", "harness.metrics", "harness.plan"
+RESULT_FORMAT, METRICS_FORMAT, PLAN_FORMAT = "harness.result", "harness.train.metrics", "harness.plan"
 
 
 def _dump(data: dict) -> str:

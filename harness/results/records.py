@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+LOSS_TOLERANCE = 0.02
+"""Default: a precision converges like fp32 when its final loss is within this share of fp32's."""
+
 
 class Status(StrEnum):
     """How a run ended. The first five are written by the worker itself, with their exit codes;
@@ -57,7 +60,7 @@ class StepRecord:
     metrics); None in runs written before it was recorded."""
     cpu_share: float | None = None
     """CPU time the process got in the step (all threads) over step_time_s x threads
-    (harness.contention); None in runs written before it was recorded."""
+    (harness.machine.contention); None in runs written before it was recorded."""
 
     @classmethod
     def from_dict(cls, record: dict) -> StepRecord:

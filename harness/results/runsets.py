@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.platform import fingerprint
+from harness.machine.platform import fingerprint
 from harness.results.files import plan_exists
 from harness.results.records import Status
 from harness.results.stats import Ratio, Spread, between_run_cv, ratio

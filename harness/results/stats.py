@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 MIN_RUNS = 3
 """Runs a side below which no interval and no p-value is given: with two runs a side the
@@ -94,6 +93,8 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float], seed: int = 
         return Ratio(value, math.nan, math.nan, (len(a), len(b)))
     if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread: the bootstrap has nothing to resample
         return Ratio(value, value, value, (len(a), len(b)))
+    from scipy import stats  # 1.4 s to import: every worker loads this module, few call scipy
+
     result = stats.bootstrap(
         (a, b),
         lambda x, y, axis=-1: np.median(x, axis=axis) / np.median(y, axis=axis),
@@ -112,6 +113,8 @@ def slower_p_value(current: Sequence[float], baseline: Sequence[float]) -> float
     c, b = _clean(current), _clean(baseline)
     if min(len(c), len(b)) < MIN_RUNS:
         return math.nan
+    from scipy import stats
+
     return float(stats.mannwhitneyu(c, b, alternative="less").pvalue)
 
 
@@ -126,6 +129,8 @@ def detectable_change(cv: float, m: int, n: int, alpha: float) -> float:
     whose figures scatter with coefficient of variation cv (normal approximation)."""
     if not math.isfinite(cv) or m < 1 or n < 1:
         return math.nan
+    from scipy import stats
+
     z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
     return float(z * cv * math.sqrt(1 / m + 1 / n))
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.launch import default_cores, parent_context, worker_environment
-from harness.platform import detect
-from harness.precision import BUILTIN, admit, get_precision
+from harness.launch.environment import worker_environment
+from harness.machine.cores import default_cores
+from harness.machine.platform import detect
+from harness.precision.modes import BUILTIN, admit, get_precision
 
 SERVER = Path(__file__).with_name("kernel_server.py")
 MODEL = os.environ.get("BENCH_MODEL", "bert-large")
@@ -47,10 +48,11 @@ class KernelServer:
         if admission.emulated and os.environ.get("BENCH_ALLOW_EMULATION") != "1":
             pytest.skip(f"{precision}: {admission.reason}; BENCH_ALLOW_EMULATION=1 runs it emulated")
         cores = default_cores()
-        env = worker_environment(mode, cores, parent_context(mode, platform))
+        env = worker_environment(mode, len(cores))
         # the harness importable from this checkout even where it is not installed
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER.parents[2]), env.get("PYTHONPATH")]))
-        command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ)]
+        emulated = str(int(admission.emulated))
+        command = [sys.executable, str(SERVER), kernel, precision, MODEL, str(BATCH), str(SEQ), emulated]
         self.child = subprocess.Popen(
             command,
             env=env,

@@ -1,27 +1,29 @@
 """One benchmark kernel served from a process that started with a precision mode's environment.
 
 oneDNN reads its ISA cap once, at its first kernel, so a mode cannot be switched inside the
-pytest process. The suite starts this script per (kernel, mode) through harness.launch, with the
-mode's variables, thread settings and core binding in place before torch loads; pytest-benchmark
-then times round trips: it writes a line, this process runs the kernel once and answers.
+pytest process. The suite starts this script per (kernel, mode) with the mode's environment
+(harness.launch.environment): its variables, thread settings and core binding are in place before
+torch loads. pytest-benchmark then times round trips: it writes a line, this process runs the
+kernel once and answers.
 
-    kernel_server.py KERNEL PRECISION MODEL BATCH SEQ
+    kernel_server.py KERNEL PRECISION MODEL BATCH SEQ EMULATED
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 
 import torch
 
-from harness.launch import worker_context
+from harness.launch.environment import environment_problem
 from harness.models import BertForPreTraining, Lamb, load_config
 from harness.models.bert import Layer
 from harness.models.lamb import parameter_groups
-from harness.precision import get_precision
+from harness.precision.modes import get_precision
 
 
 def encoder_layer_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
@@ -52,16 +54,17 @@ KERNELS = {"encoder-layer": encoder_layer_step, "lamb": lamb_step}
 
 
 def main() -> None:
-    kernel, precision, model, batch, seq = sys.argv[1:6]
+    kernel, precision, model, batch, seq, emulated = sys.argv[1:7]
     mode = get_precision(precision)
-    context = worker_context(mode)  # refuses unless started with the mode's environment
+    if wrong := environment_problem(mode):
+        raise SystemExit(f"kernel_server: not started with the environment of mode {precision}: {wrong}")
     mode.apply_math_mode()
     run = KERNELS[kernel](model, int(batch), int(seq), mode.autocast_context)
     run()  # first touch: allocations and oneDNN's JIT happen here, outside every timed round
     info = {
         "threads": torch.get_num_threads(),
-        "cores": context["cores"],
-        "emulated": context["emulated"],
+        "cores": sorted(os.sched_getaffinity(0)),
+        "emulated": emulated == "1",
         "env": mode.environment(),
         "torch": torch.__version__,
     }

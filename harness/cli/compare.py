@@ -1,0 +1,51 @@
+"""`harness compare`: every (phase, precision) in its own process, then the tables and report."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.cli.flags import add_fields, from_args
+from harness.launch.launchers import LaunchOptions
+from harness.launch.ranks import RankLayout
+from harness.plan.plan import CompareConfig
+from harness.train.config import TrainConfig
+
+TRAIN_FIELDS = ("compile", "contention_threshold")
+"""TrainConfig settings a comparison passes to every run; the plan and preset set the others."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="train every (phase, precision) in its own process and compare",
+        description="Run every (phase, precision) one at a time, each in its own process, then "
+        "write runs.csv, steps.csv and report.html.",
+    )
+    add_fields(p, CompareConfig)
+    add_fields(p.add_argument_group("every run"), TrainConfig, only=TRAIN_FIELDS)
+    add_fields(p.add_argument_group("how every run is started"), LaunchOptions, skip=("layout",))
+    add_fields(p.add_argument_group("several ranks (one node)"), RankLayout, only=("nproc_per_node",))
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.datasets.synth import cached_default
+    from harness.plan.executor import Comparison
+    from harness.plan.plan import make_plan
+    from harness.reports.render import render_run_set
+    from harness.train.backends import check_available
+
+    cfg: CompareConfig = from_args(CompareConfig, args)
+    preset = cfg.workload()
+    plan = make_plan(cfg, preset)
+    for backend in dict.fromkeys(s.backend for s in plan):
+        check_available(backend)
+    options = from_args(LaunchOptions, args, layout=from_args(RankLayout, args))
+    options.layout.validate()
+    settings = {k: getattr(args, k) for k in TRAIN_FIELDS}
+    dataset = cfg.dataset or cached_default(preset.synth_examples)
+    comparison = Comparison(
+        cfg.output, dataset, preset, plan, cfg.resume, options, settings, cfg.keep_checkpoints
+    )
+    code = comparison.run()
+    render_run_set(cfg.output, cfg.loss_tolerance)
+    return code

@@ -1,0 +1,25 @@
+"""`harness detect`: what this CPU and OS offer, and how each precision mode runs here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("detect", help="what this CPU and OS offer (CPUID, AMX permission, cores)")
+    d.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.machine.platform import as_dict, detect, format_table
+    from harness.precision.modes import admit, format_admissions, load_modes
+
+    platform = detect()
+    if args.json:
+        modes = {m.name: dataclasses.asdict(admit(m, platform)) for m in load_modes().values()}
+        print(json.dumps({**as_dict(platform), "modes": modes}, indent=2))
+    else:
+        print(f"{format_table(platform)}\n\n{format_admissions(platform)}")
+    return 0

@@ -1,0 +1,138 @@
+"""The one child-process runner: every process the harness starts goes through `run`.
+
+Each child gets its own session, so that the terminal's Ctrl-C reaches it once, through us, and
+a time-out can kill its whole process group (a worker's grandchildren too, which would otherwise
+keep its log pipe open). SIGINT and SIGTERM sent to us are passed on to every child, which
+finishes its step, checkpoints and exits. Exit codes are normalised the way a shell reports
+them: killed by signal N is 128 + N.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TAIL_LINES = 20
+"""Lines of a child's output kept for the record of a run that failed."""
+
+
+@dataclass
+class Child:
+    """One process to start."""
+
+    command: list[str]
+    env: dict[str, str] | None = None
+    """Its whole environment (None: ours)."""
+    cores: Sequence[int] | None = None
+    """CPUs it is bound to before it execs (None: ours)."""
+
+
+@dataclass
+class Log:
+    """Where the children's output goes besides our stderr: a file, line by line, each line also
+    echoed with `prefix`; the last lines are kept."""
+
+    path: Path
+    prefix: str = ""
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pump(self, stream, out) -> None:
+        for line in stream:
+            with self._lock:
+                out.write(line)
+                out.flush()
+                self.tail.append(line.rstrip())
+                print(f"{self.prefix} {line.rstrip()}" if self.prefix else line.rstrip(), file=sys.stderr)
+
+
+@dataclass
+class Exit:
+    code: int
+    """The worst child's exit code (128 + N for a signal N)."""
+    timed_out: bool = False
+    """The children ran past the time-out and were stopped."""
+    interrupted: bool = False
+    """We were sent SIGINT or SIGTERM and passed it on."""
+    tail: str = ""
+    """The log's last lines (with a Log)."""
+
+
+def _normalised(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def _worst(codes: list[int]) -> int:
+    return max(codes, key=lambda c: (c != 0, c))
+
+
+def run(
+    children: Sequence[Child],
+    log: Log | None = None,
+    timeout: float | None = None,
+    capture: bool = False,
+) -> Exit:
+    """Start the children together, wait for all; `capture` returns the (single) child's stdout as
+    `tail` instead of logging it."""
+    out = log.path.open("w") if log else None
+    procs = []
+    for child in children:
+        cores = child.cores
+        procs.append(
+            subprocess.Popen(
+                child.command,
+                env=child.env,
+                text=True,
+                bufsize=1,
+                stdout=subprocess.PIPE if (log or capture) else None,
+                stderr=subprocess.STDOUT if log else None,
+                start_new_session=True,
+                preexec_fn=(lambda cores=cores: os.sched_setaffinity(0, cores)) if cores else None,
+            )
+        )
+    interrupted = threading.Event()
+    timed_out = threading.Event()
+
+    def forward(signum: int, frame: object) -> None:
+        interrupted.set()
+        for p in procs:
+            p.send_signal(signum)
+
+    def stop_at_timeout() -> None:
+        timed_out.set()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)  # the worker checkpoints and exits ...
+        for p in procs:
+            try:
+                p.wait(min(30.0, timeout or 30.0))
+            except subprocess.TimeoutExpired:  # ... unless it is hung for real
+                os.killpg(p.pid, signal.SIGKILL)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    timer = threading.Timer(timeout, stop_at_timeout) if timeout else None
+    if timer:
+        timer.start()
+    try:
+        captured = procs[0].communicate()[0] if capture else ""
+        pumps = [threading.Thread(target=log.pump, args=(p.stdout, out)) for p in procs] if log else []
+        for t in pumps:
+            t.start()
+        codes = [_normalised(p.wait()) for p in procs]
+        for t in pumps:
+            t.join()
+    finally:
+        if timer:
+            timer.cancel()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if out:
+            out.close()
+    tail = captured if capture else "\n".join(log.tail) if log else ""
+    return Exit(_worst(codes), timed_out.is_set(), interrupted.is_set(), tail)

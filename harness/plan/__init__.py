@@ -1,0 +1,1 @@
+"""What a comparison runs: presets, the plan of runs, and its executor."""

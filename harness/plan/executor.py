@@ -1,0 +1,207 @@
+"""`harness compare`: every (phase, precision) in its own process, one at a time, then the tables.
+
+Runs share the machine's cores, so they run one after another; each is a worker started with
+its mode's environment (harness.launch), as `harness train` starts one. A run that is
+refused, crashes, hangs past the time-out or diverges is recorded with its status and the tail
+of its log, and the plan goes on.
+Phase 2 of a precision starts from that precision's phase-1 model_save. A model_save nothing
+will read any more (phase 2's; phase 1's once its phase-2 runs are done) is deleted unless
+--keep-checkpoints: on BERT-Large each is 4 GB of weights and LAMB state.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.launch.launchers import LaunchOptions, start_training
+from harness.launch.runner import Log
+from harness.machine.platform import as_dict, detect
+from harness.plan.plan import RunSpec
+from harness.plan.presets import Preset
+from harness.precision.modes import get_precision, same_computation_pairs
+from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_plan
+from harness.train.metrics import clock
+
+DONE = ("ok", "invalid", "diverged")
+"""Outcomes that --resume keeps; any other run is run again."""
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str
+    """ok, diverged, invalid, failed (the worker reported an error), refused (bad input or a mode
+    the machine lacks), crashed (no result), timeout, interrupted, skipped (its phase-1 run did
+    not succeed)."""
+    exit_code: int | None
+    wall_time_s: float
+    log_tail: str
+
+
+class Comparison:
+    """One compare output directory: runs/<run_id>/ per run, logs/<run_id>.log, plan.json."""
+
+    def __init__(
+        self,
+        output: Path,
+        dataset: Path,
+        preset: Preset,
+        plan: list[RunSpec],
+        resume: bool,
+        options: LaunchOptions,
+        train_settings: dict[str, object],
+        keep_checkpoints: bool = False,
+    ) -> None:
+        """`options` and `train_settings` (TrainConfig fields) reach every run of the plan alike."""
+        self.output, self.dataset, self.preset, self.plan = output, dataset, preset, plan
+        self.options, self.train_settings, self.keep_checkpoints = options, train_settings, keep_checkpoints
+        self.outcomes: dict[str, Outcome] = {}
+        if plan_exists(output) and not resume:
+            raise HarnessError(
+                f"--output {output}: holds a previous comparison; use --resume to "
+                "finish it or choose another directory"
+            )
+        if resume and plan_exists(output):
+            saved = read_plan(output)
+            _require_same_plan(output, saved["runs"], plan)
+            self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
+        (output / "runs").mkdir(parents=True, exist_ok=True)
+        (output / "logs").mkdir(exist_ok=True)
+        platform = detect()
+        self.same_computation = same_computation_pairs(
+            list(dict.fromkeys(s.precision for s in plan)), platform
+        )
+        # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
+        machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
+        (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.output / "runs" / run_id
+
+    def _save_plan(self) -> None:
+        data = {
+            "dataset": str(self.dataset),
+            "preset": asdict(self.preset),
+            "same_computation": self.same_computation,
+            "runs": [asdict(s) for s in self.plan],
+            "outcomes": [asdict(o) for o in self.outcomes.values()],
+        }
+        write_plan(self.output, data)
+
+    def run(self) -> int:
+        """Run what is not done yet; returns 0, or 130 when interrupted."""
+        started = time.perf_counter()
+        done_steps = 0
+        self._save_plan()
+        for a, b in self.same_computation:
+            print(
+                f"note: {a} and {b} run the same kernels on this CPU (their caps differ only in what it "
+                "lacks): expect the same losses, and read their speed difference as noise",
+                file=sys.stderr,
+                flush=True,
+            )
+        for i, spec in enumerate(self.plan, start=1):
+            previous = self.outcomes.get(spec.run_id)
+            if previous and previous.status in DONE:
+                print(
+                    f"[{i}/{len(self.plan)}] {spec.run_id}: {previous.status} (done before)", file=sys.stderr
+                )
+                continue
+            parent = self.outcomes.get(spec.checkpoint_of) if spec.checkpoint_of else None
+            # an invalid run stops at its census step and saves no model
+            if spec.checkpoint_of and (parent is None or parent.status != "ok"):
+                outcome = Outcome(
+                    spec.run_id, "skipped", None, 0.0, f"phase-1 run {spec.checkpoint_of} did not succeed"
+                )
+            else:
+                outcome = self._run_one(i, spec)
+            self.outcomes[spec.run_id] = outcome
+            self._save_plan()
+            if not self.keep_checkpoints:
+                self.drop_unread_checkpoints()
+            if outcome.status == "interrupted":
+                print("interrupted; `--resume` with the same flags finishes the plan", file=sys.stderr)
+                return 130
+            done_steps += spec.steps * spec.batch_size * (4 if spec.phase == 2 else 1)
+            remaining = sum(s.steps * s.batch_size * (4 if s.phase == 2 else 1) for s in self.plan[i:])
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done_steps * remaining if done_steps else 0.0
+            print(
+                f"[{i}/{len(self.plan)}] {spec.run_id}: {outcome.status} in {outcome.wall_time_s:.0f} s; "
+                f"plan elapsed {clock(elapsed)}, ETA {clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return 0
+
+    def drop_unread_checkpoints(self) -> None:
+        """Delete the model_save of every done run that no run still to do (or to do again on
+        --resume) starts from."""
+        unfinished = [
+            s
+            for s in self.plan
+            if s.run_id not in self.outcomes or self.outcomes[s.run_id].status not in DONE
+        ]
+        needed = {s.checkpoint_of for s in unfinished} | {s.run_id for s in unfinished}
+        for spec in self.plan:
+            save = self.run_dir(spec.run_id) / "model_save"
+            if spec.run_id in needed or not save.exists():
+                continue
+            # --instances: model_save links to instance 0's
+            target = save.resolve()
+            size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            shutil.rmtree(target)
+            save.unlink(missing_ok=True)
+            print(
+                f"{spec.run_id}: deleted its model_save ({size / 2**30:.1f} GiB), which no run of the plan "
+                "reads; --keep-checkpoints keeps them",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _run_one(self, index: int, spec: RunSpec) -> Outcome:
+        directory = self.run_dir(spec.run_id)
+        shutil.rmtree(directory, ignore_errors=True)  # a partial earlier attempt starts over
+        log = Log(self.output / "logs" / f"{spec.run_id}.log", f"[{index}/{len(self.plan)} {spec.run_id}]")
+        start = time.perf_counter()
+        try:
+            cfg = spec.train_config(self.dataset, self.output / "runs", self.preset, **self.train_settings)
+            done = start_training(
+                cfg, get_precision(spec.precision), self.options, log, self.preset.timeout_s
+            )
+        except HarnessError as exc:
+            # refused before any work: a mode this CPU cannot run, settings that cannot train
+            message = f"harness: {exc}"
+            log.path.write_text(message + "\n")
+            print(f"{log.prefix} {message}", file=sys.stderr, flush=True)
+            return Outcome(spec.run_id, "refused", exc.exit_code, time.perf_counter() - start, message)
+        if done.timed_out:
+            status = "timeout"
+        elif done.interrupted or done.code == 130:
+            status = "interrupted"
+        else:
+            result = read_result(directory)
+            # exit 2 without a result: the worker refused its input before any work (its log says why)
+            status = result["status"] if result is not None else "refused" if done.code == 2 else "crashed"
+        return Outcome(spec.run_id, status, done.code, time.perf_counter() - start, done.tail)
+
+
+def _require_same_plan(output: Path, saved: list[dict], plan: list[RunSpec]) -> None:
+    """--resume with other flags would mix runs of different settings in one comparison."""
+    if [r["run_id"] for r in saved] != [s.run_id for s in plan]:
+        raise HarnessError(f"--resume: {output}/{PLAN_FILE} plans other runs; repeat the original flags")
+    for old, spec in zip(saved, plan, strict=True):
+        new = asdict(spec)
+        changed = [k for k in new if old.get(k) != new[k]]
+        if changed:
+            k = changed[0]
+            raise HarnessError(
+                f"--resume: run {spec.run_id} has {k.replace('_', '-')} {new[k]}, but {output}/{PLAN_FILE} "
+                f"planned {old.get(k)}; repeat the original flags"
+            )

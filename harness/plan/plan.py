@@ -1,0 +1,139 @@
+"""What `harness compare` runs: its settings, and the plan of runs they make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.plan.presets import Preset, get_preset
+from harness.results.records import LOSS_TOLERANCE
+from harness.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A comparison's settings; every field is a `harness compare` flag."""
+
+    precisions: str = "fp32,avx-fp32,bf16"
+    """Comma-separated precision modes."""
+    phases: str = "1,2"
+    """1, 2 or 1,2 (phase 2 starts from phase 1's model_save)."""
+    backends: str = "stock"
+    """stock, ipex or stock,ipex: compared like precisions."""
+    preset: str = "default"
+    """The workload: default (BERT-Large), smoke (bert-tiny, seconds a run), convergence."""
+    model: str | None = None
+    """Override the preset's model."""
+    dataset: Path | None = None
+    """DATASET_DIR (default: synthetic data, made once and cached)."""
+    steps: int | None = None
+    """Override the preset's steps (each phase)."""
+    warmup_steps: int | None = None
+    """Learning-rate warm-up steps per run (default: 10% of its steps)."""
+    repeats: int = 1
+    """Run the whole plan R times, interleaved."""
+    output: Path = Path("runs/compare")
+    """The comparison's folder: runs/, logs/, plan.json, runs.csv, steps.csv, report.html."""
+    resume: bool = False
+    """Finish an interrupted comparison in --output (with the same flags)."""
+    timeout: float | None = None
+    """Seconds after which a run is stopped as `timeout` (default: the preset's)."""
+    keep_checkpoints: bool = False
+    """Keep every run's model_save (default: delete those no run of the plan reads)."""
+    loss_tolerance: float = LOSS_TOLERANCE
+    """A precision converges like fp32 when its final loss is within this share of fp32's."""
+
+    def workload(self) -> Preset:
+        """The preset, with --timeout applied; refuses bad values, naming the flag."""
+        preset = get_preset(self.preset)
+        if self.timeout is not None:
+            if self.timeout <= 0:
+                raise HarnessError(f"--timeout must be > 0 seconds, got {self.timeout}")
+            preset = replace(preset, timeout_s=self.timeout)
+        if not 0 < self.loss_tolerance < 1:
+            raise HarnessError(f"--loss-tolerance must be in (0, 1), got {self.loss_tolerance}")
+        return preset
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    phase: int
+    precision: str
+    repeat: int
+    model: str
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int | None
+    checkpoint_of: str | None
+    """run_id of the phase-1 run whose model_save this phase-2 run starts from."""
+    backend: str = "stock"
+    """stock PyTorch or ipex; compared like a precision."""
+
+    def train_config(self, dataset: Path, runs: Path, preset: Preset, **settings: object) -> TrainConfig:
+        """The run's TrainConfig: the plan's choices, the preset's measuring settings, and the
+        compare flags that reach every run (`settings`)."""
+        return TrainConfig(
+            phase=self.phase,
+            precision=self.precision,
+            dataset=dataset,
+            output=runs / self.run_id,
+            model=self.model if self.phase == 1 else None,
+            checkpoint=runs / self.checkpoint_of / "model_save" if self.checkpoint_of else None,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            warmup_steps=self.warmup_steps,
+            timing_warmup=preset.timing_warmup,
+            eval_examples=preset.eval_examples,
+            seed=42 + self.repeat,
+            log_every=max(1, self.steps // 10),
+            backend=self.backend,
+            **settings,  # type: ignore[arg-type]
+        )
+
+
+def _run_id(phase: int, precision: str, backend: str, repeat: int) -> str:
+    return f"p{phase}-{precision}{'' if backend == 'stock' else '-' + backend}-r{repeat}"
+
+
+def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
+    """Runs in execution order: phase by phase, the precisions interleaved within each, so that
+    a machine that drifts (thermals, a neighbour) does not favour one precision."""
+    precisions = [p for p in cfg.precisions.split(",") if p]
+    backends = [b for b in cfg.backends.split(",") if b]
+    try:
+        phases = sorted(int(p) for p in cfg.phases.split(","))
+    except ValueError:
+        raise HarnessError(f"--phases {cfg.phases}: expected 1, 2 or 1,2") from None
+    if not precisions or len(set(precisions)) != len(precisions):
+        raise HarnessError(f"--precisions {cfg.precisions}: expected distinct mode names")
+    if not set(phases) <= {1, 2} or not phases or len(set(phases)) != len(phases):
+        raise HarnessError(f"--phases {cfg.phases}: expected 1, 2 or 1,2")
+    if 2 in phases and 1 not in phases:
+        raise HarnessError("--phases 2 needs phase 1 in the same plan: phase 2 starts from its model_save")
+    if cfg.repeats < 1:
+        raise HarnessError(f"--repeats must be >= 1, got {cfg.repeats}")
+    if not backends or len(set(backends)) != len(backends):
+        raise HarnessError(f"--backends {cfg.backends}: expected distinct backend names")
+    return [
+        RunSpec(
+            run_id=_run_id(phase, precision, backend, repeat),
+            phase=phase,
+            precision=precision,
+            repeat=repeat,
+            model=cfg.model or preset.model,
+            steps=cfg.steps or preset.steps[phase - 1],
+            batch_size=preset.batch_size[phase - 1],
+            learning_rate=preset.learning_rate[phase - 1],
+            warmup_steps=cfg.warmup_steps,
+            checkpoint_of=_run_id(1, precision, backend, repeat) if phase == 2 else None,
+            backend=backend,
+        )
+        for repeat in range(cfg.repeats)
+        for phase in phases
+        for backend in backends
+        for precision in precisions
+    ]

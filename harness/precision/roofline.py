@@ -1,0 +1,183 @@
+"""The matmul roofline of each precision mode: the large-GEMM peak MFU is measured against.
+
+A mode's GEMMs may run in more than one library: stock PyTorch sends fp32 `torch.mm` to MKL, while
+oneDNN's own fp32 GEMM can be faster (as on AMD CPUs with AVX-512). So each mode's worker times a
+large square matmul through every path it may take, `torch.mm` and a direct oneDNN linear, in the
+mode's compute dtype, names the library and kernel from the call's own verbose output, and keeps
+the best: the hardware's peak, not one library's. Each mode runs in its own worker process (its
+ISA environment must be in place before oneDNN initialises). Peaks are stored under the machine's
+fingerprint, where training workers find them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.files import write_atomic
+from harness.precision.modes import PrecisionMode
+from harness.results.stats import Spread
+
+STORE_ENV = "HARNESS_HOME"
+
+
+def store_path() -> Path:
+    """$HARNESS_HOME/roofline.json, default ~/.cache/harness/roofline.json."""
+    home = os.environ.get(STORE_ENV) or str(Path.home() / ".cache" / "harness")
+    return Path(home) / "roofline.json"
+
+
+def store_key(machine_key: str, threads: int) -> str:
+    import torch
+
+    return f"{machine_key} | {threads} threads | torch {torch.__version__}"
+
+
+def _paths(mode: PrecisionMode, size: int) -> dict[str, Callable[[], object]]:
+    """The ways a GEMM of this mode may run, each a ready-to-call `size`^3 matmul."""
+    import torch
+
+    dtype = getattr(torch, mode.autocast) if mode.autocast else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    paths: dict[str, Callable[[], object]] = {"torch.mm": lambda: torch.mm(a, b)}
+    if torch.backends.mkldnn.is_available():
+        x, w = a.to_mkldnn(), b.to_mkldnn()
+        paths["oneDNN linear"] = lambda: torch._C._nn.mkldnn_linear(x, w, None)
+    return paths
+
+
+def _library(call: Callable[[], object]) -> tuple[str, str]:
+    """(library, kernel) that computed one call, from its verbose output."""
+    from harness.precision.census import Census
+    from harness.precision.probe import recorded
+
+    with recorded() as recording:
+        call()
+    gemms = [e for e in Census.from_verbose(recording.text, None).entries if e.gemm]
+    if not gemms:
+        return "pytorch", "PyTorch's own kernel"
+    return gemms[0].library, f"{gemms[0].kernel} ({gemms[0].isa})"
+
+
+def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
+    """GFLOP/s of `size`^3 matmuls in the mode's compute dtype through every path (in the worker);
+    the best path's figures at the top level."""
+    import torch
+
+    mode.apply_math_mode()
+    results = []
+    for name, call in _paths(mode, size).items():
+        try:
+            library, kernel = _library(call)
+        except RuntimeError as exc:  # e.g. oneDNN has no bf16 kernel for this CPU
+            results.append({"path": name, "unavailable": str(exc).splitlines()[0]})
+            continue
+        for _ in range(3):  # JIT kernel generation, page faults, thread start-up
+            call()
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+        spread = Spread.of(rates)
+        results.append(
+            {
+                "path": name,
+                "library": library,
+                "kernel": kernel,
+                "gflops": spread.median,
+                "gflops_p10": spread.p10,
+                "gflops_p90": spread.p90,
+            }
+        )
+    timed = [r for r in results if "gflops" in r]
+    if not timed:
+        raise HarnessError(f"roofline {mode.name}: no path could run ({results})")
+    best = max(timed, key=lambda r: r["gflops"])
+    return {
+        **best,
+        "paths": results,
+        "size": size,
+        "repeats": repeats,
+        "dtype": mode.autocast or "float32",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def save(machine_key: str, peaks: dict[str, dict]) -> Path:
+    path = store_path()
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    for name, peak in peaks.items():
+        data.setdefault(store_key(machine_key, peak["threads"]), {})[name] = peak
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def lookup(mode_name: str, machine_key: str, threads: int) -> dict | None:
+    """The stored peak of a mode on this machine and thread count, if `harness roofline` ran."""
+    path = store_path()
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get(store_key(machine_key, threads), {}).get(mode_name)
+
+
+def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, cores_spec: str | None) -> int:
+    """Parent: one worker per mode, a table, and the store updated."""
+    from harness.launch.admission import context_for
+    from harness.launch.launchers import run_task
+    from harness.machine.cores import resolve_cores
+    from harness.machine.platform import as_dict, detect, fingerprint_key
+    from harness.precision.modes import admit, get_precision
+
+    platform = detect()
+    cores = resolve_cores(cores_spec)
+    peaks, skipped = {}, []
+    for name in names:
+        mode = get_precision(name)
+        admission = admit(mode, platform)
+        if admission.status == "refused" or (admission.emulated and not allow_emulation):
+            skipped.append(f"{name} ({admission.reason})")
+            continue
+        context = context_for(mode, platform, cores)
+        measured = run_task("roofline", mode, context, {"size": size, "repeats": repeats}, False)
+        peaks[name] = {**measured, "emulated": admission.emulated}
+        print(
+            f"{name}: {peaks[name]['gflops']:.1f} GFLOP/s ({peaks[name]['library']})",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not peaks:
+        raise HarnessError(f"no mode could run here: {'; '.join(skipped)}")
+    path = save(fingerprint_key(as_dict(platform)), peaks)
+    print(
+        f"\nmatmul roofline, {size}x{size}x{size}, median of {repeats}, {len(cores)} threads, "
+        f"{platform.cpu_model} (family {platform.family} model {platform.model})"
+    )
+    print(f"{'mode':<10} {'dtype':<9} {'path':<14} {'library':<8} {'GFLOP/s':>9} {'p10..p90':>17}  kernel")
+    for name, peak in peaks.items():
+        for p in peak["paths"]:
+            if "gflops" not in p:
+                print(
+                    f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {'-':<8} {'-':>9} {'':>17}  "
+                    f"unavailable: {p['unavailable']}"
+                )
+                continue
+            spread = f"{p['gflops_p10']:>8.1f}..{p['gflops_p90']:<8.1f}"
+            print(
+                f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {p['library']:<8} {p['gflops']:>9.1f} "
+                f"{spread}  {p['kernel']}"
+            )
+        note = "; emulated: the CPU has no instructions for its number format" if peak["emulated"] else ""
+        print(
+            f"  {name}: MFU divides by {peak['gflops']:.1f} GFLOP/s, {peak['path']} ({peak['library']}){note}"
+        )
+    for line in skipped:
+        print(f"skipped: {line}")
+    print(f"stored in {path}")
+    return 0

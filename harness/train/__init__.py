@@ -1,0 +1,1 @@
+"""One phase of BERT pre-training in a worker: config, Trainer, its components."""

@@ -1,0 +1,50 @@
+"""How the model and optimizer are prepared: stock PyTorch, or Intel's extension (IPEX).
+
+intel-extension-for-pytorch is archived upstream and its last release (2.8) requires torch
+2.8.*, while the harness pins torch 2.13.0: IPEX is an option a user installs into its own
+environment, never a requirement. Each run records the backend it used, and `compare
+--backends stock,ipex` compares backends as it compares precisions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # the parent checks a backend before any worker starts, without loading torch
+    import torch
+
+BACKENDS = ("stock", "ipex")
+IPEX_MODULE = "intel_extension_for_pytorch"
+INSTALL_IPEX = (
+    "pip install 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' in an environment of "
+    "its own (IPEX 2.8 needs torch 2.8), then pip install --no-deps -e . there"
+)
+
+
+def check_available(backend: str) -> None:
+    """Before any work: refuse a backend whose package this Python cannot import."""
+    if backend not in BACKENDS:
+        raise HarnessError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    if backend == "ipex" and importlib.util.find_spec(IPEX_MODULE) is None:
+        raise HarnessError(f"--backend ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
+
+
+def prepare(
+    backend: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocast: str | None
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
+    """The model and optimizer to train with, and what to record about the backend."""
+    import torch
+
+    if backend == "stock":
+        return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
+    check_available(backend)
+    import intel_extension_for_pytorch as ipex
+
+    # ipex.optimize re-lays the weights for its kernels and, for bf16, keeps fp32 master weights
+    # for the optimizer: the same split our autocast makes.
+    dtype = torch.bfloat16 if autocast == "bfloat16" else torch.float32
+    model, optimizer = ipex.optimize(model, optimizer=optimizer, dtype=dtype)
+    return model, optimizer, {"backend": "ipex", "backend_version": ipex.__version__}

@@ -1,0 +1,93 @@
+"""Before the first step: the output folder, the architecture and data, a checkpoint to resume."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.datasets.mlcommons import PhaseData, resolve_phase_data
+from harness.errors import HarnessError
+from harness.models import BertConfig, BertForPreTraining, Lamb, load_config
+from harness.train import checkpoint
+from harness.train.config import TrainConfig
+
+TRAJECTORY_FIELDS = (
+    "model",
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "seed",
+    "data_workers",
+    "dataset",
+    "phase_fraction",
+    "checkpoint",
+    "eval_examples",
+    "shuffle_buffer",
+    "world_size",
+)
+"""Settings that decide the data order and the updates: a resumed run must keep them."""
+
+
+def trajectory(cfg: TrainConfig, world_size: int) -> dict:
+    settings = {**cfg.to_dict(), "world_size": world_size}
+    return {k: settings[k] for k in TRAJECTORY_FIELDS}
+
+
+def prepare_output(cfg: TrainConfig) -> None:
+    """An empty run folder, or (--resume) one whose checkpoint is whole."""
+    if cfg.resume:
+        checkpoint.recover(cfg.output / "model_save")
+        if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
+            raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
+        return
+    if cfg.output.exists() and any(cfg.output.iterdir()):
+        raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory or --resume")
+    cfg.output.mkdir(parents=True, exist_ok=True)
+
+
+def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
+    """The architecture (phase 2: the checkpoint's) and the phase's data, checked to fit it."""
+    if cfg.phase == 2:
+        checkpoint.require_phase1_result(cfg.checkpoint)
+        model_cfg = checkpoint.load_config(cfg.checkpoint)
+        if cfg.model is not None and load_config(cfg.model) != model_cfg:
+            raise HarnessError(
+                f"--model {cfg.model}: differs from the architecture in "
+                f"{cfg.checkpoint}/config.json; phase 2 continues the phase-1 model"
+            )
+    else:
+        model_cfg = load_config(cfg.model or "bert-large")
+    data = resolve_phase_data(cfg.dataset, cfg.phase, cfg.phase_fraction, cfg.eval_examples)
+    longest = max(data.shape.seq_len, data.eval_shape.seq_len)
+    if longest > model_cfg.max_position_embeddings:
+        raise HarnessError(
+            f"--dataset {cfg.dataset}: sequences of {longest} tokens, longer than the "
+            f"model's max_position_embeddings {model_cfg.max_position_embeddings}"
+        )
+    return model_cfg, data
+
+
+def resume(cfg: TrainConfig, world_size: int, model: BertForPreTraining, optimizer: Lamb) -> int:
+    """Load the checkpoint in cfg.output into model and optimizer; returns its step. Refuses a
+    checkpoint of another phase or precision, or one trained with settings that decide the data
+    order and the updates other than these."""
+    save_dir = cfg.output / "model_save"
+    state = checkpoint.load_state(save_dir)
+    if (state.phase, state.precision) != (cfg.phase, cfg.precision):
+        raise HarnessError(
+            f"--resume: {save_dir} is phase {state.phase} {state.precision}, "
+            f"not phase {cfg.phase} {cfg.precision}"
+        )
+    now = trajectory(cfg, world_size)
+    changed = [k for k in TRAJECTORY_FIELDS if state.config.get(k) != now[k]]
+    if changed:
+        k = changed[0]
+        raise HarnessError(
+            f"--resume: --{k.replace('_', '-')} is {now[k]} but the run in "
+            f"{cfg.output} used {state.config.get(k)}; resume with the same settings"
+        )
+    checkpoint.load_weights(save_dir, model)
+    optimizer.load_state_dict(state.optimizer)
+    torch.set_rng_state(state.rng)
+    return state.step

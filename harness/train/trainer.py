@@ -1,0 +1,338 @@
+"""`harness train`'s worker: one phase of BERT pre-training in this process, measured step by step.
+
+`Trainer.train` reads like the algorithm: build, replay the data order up to a checkpoint, step
+until the budget is spent or a step says stop, evaluate, save, write the result. The components
+it calls (metrics, checkpoints, kernel census, evaluation, MLPerf log) live beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict
+
+import torch
+
+from harness.datasets.mlcommons import checked, training_loader
+from harness.launch.job import WorkerContext
+from harness.machine import contention
+from harness.models import BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
+from harness.precision.modes import PrecisionMode
+from harness.precision.roofline import lookup as roofline_lookup
+from harness.results.files import write_result
+from harness.results.records import Status, StepRecord
+from harness.train import backends, checkpoint
+from harness.train.config import TrainConfig
+from harness.train.distributed import Ranks
+from harness.train.evaluate import evaluate, to_batch
+from harness.train.faults import Fault
+from harness.train.hooks import KernelCensus, StepClock, StopFlag
+from harness.train.metrics import MetricsProcessor
+from harness.train.mllog import MLPerfLog
+from harness.train.result import RunResult
+from harness.train.setup import model_and_data, prepare_output, resume, trajectory
+
+BETAS, EPS = (0.9, 0.999), 1e-6
+
+
+def train(cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext) -> int:
+    """Run one phase in this worker process; returns the status's exit code."""
+    stop = StopFlag()  # first: a signal during the (long) set-up must not lose the run either
+    ranks = Ranks.join(cfg.dist_backend)
+    if ranks.is_main:  # rank 0 owns the output folder; the others write nothing
+        prepare_output(cfg)
+    ranks.barrier()  # a recovered checkpoint is in place before any rank reads it
+    return Trainer(cfg, mode, context, ranks, stop).train().exit_code
+
+
+class Trainer:
+    def __init__(
+        self, cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext, ranks: Ranks, stop: StopFlag
+    ) -> None:
+        self.cfg, self.mode, self.context, self.ranks, self.stop = cfg, mode, context, ranks, stop
+        self.result = RunResult(cfg, mode, context, ranks)
+        self.global_batch = cfg.batch_size * ranks.world_size
+        self.fault = Fault.from_env(cfg.precision, cfg.phase)
+        self.start_step, self.error = 0, None
+        self.metrics: MetricsProcessor | None = None
+        self.cores_at_start: contention.Snapshot | None = None
+
+    def train(self) -> Status:
+        """Bad input raises before anything is written; from the first step on, the result is
+        written whatever happens."""
+        problem = self.build()
+        if problem:
+            # Measuring a run that does not compute what its mode promises would only waste hours.
+            print(f"INVALID RUN: {problem}; not training", file=sys.stderr, flush=True)
+            return self.finish(Status.INVALID, problem)
+        status = Status.FAILED
+        try:
+            status = self.replay() or self.loop()
+            if status is Status.OK:  # saved first: a failing evaluation must not cost the training
+                self.save(self.cfg.steps, complete=True)
+                self.evaluate(self.cfg.steps)
+        except BaseException as exc:  # the final evaluation or save too: the run did not end well
+            status, self.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.finish(status, self.error)
+        return status
+
+    def build(self) -> str | None:
+        """The model, optimizer, data and recorders; a problem when the ISA ceiling the libraries
+        report contradicts the mode (then nothing else is built)."""
+        cfg, ranks = self.cfg, self.ranks
+        self.model_cfg, self.data = model_and_data(cfg)
+        self.mode.apply_math_mode()
+        self.census = KernelCensus(self.mode, self.context)
+        if problem := self.census.ceiling_problem():
+            return problem
+        torch.manual_seed(cfg.seed)
+        model = BertForPreTraining(self.model_cfg)
+        if cfg.phase == 2:
+            checkpoint.load_weights(cfg.checkpoint, model)
+        if ranks.distributed:  # the same initial weights everywhere, a dropout stream per rank
+            torch.manual_seed(cfg.seed + 1000 * ranks.rank)
+        groups = parameter_groups(model, cfg.weight_decay)
+        optimizer = Lamb(groups, lr=cfg.learning_rate, betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
+        if cfg.resume:
+            self.start_step = resume(cfg, ranks.world_size, model, optimizer)
+        model.train()
+        self.model, self.optimizer, self.backend = backends.prepare(
+            cfg.backend, model, optimizer, self.mode.autocast
+        )
+        self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
+        if cfg.compile:  # dynamic: the MLM head's row count changes with every batch's masked tokens
+            self.trained = torch.compile(self.trained, dynamic=True)
+        self.census.step = min(self.start_step + max(cfg.timing_warmup, 1), cfg.steps)
+        self.metrics = MetricsProcessor(
+            cfg.output if ranks.is_main else None, cfg.steps, cfg.log_every, self.start_step
+        )
+        self.mllog = self._start_mllog()
+        self.batches = iter(
+            training_loader(
+                self.data,
+                cfg.batch_size,
+                cfg.seed,
+                cfg.data_workers,
+                self.model_cfg.vocab_size,
+                ranks.rank,
+                ranks.world_size,
+                cfg.shuffle_buffer,
+            )
+        )
+        self._announce()
+        return None
+
+    def replay(self) -> Status | None:
+        """Read the data up to the checkpoint's step, so that a resumed run sees the same batches."""
+        for _ in range(self.start_step):
+            checked(next(self.batches))
+            if self.stop.raised:
+                return Status.INTERRUPTED
+        return None
+
+    def loop(self) -> Status:
+        cfg = self.cfg
+        for step in range(self.start_step + 1, cfg.steps + 1):
+            if step == self.census.step + 1:  # the timed steps begin: what do the run's cores do?
+                self.cores_at_start = contention.Snapshot.take(self.context.cores)
+            if stopped := self.step(step):
+                return stopped
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+                self.evaluate(step)
+            if self.stop.raised:
+                self.save(step, complete=False)
+                return Status.INTERRUPTED
+            if cfg.save_every and step % cfg.save_every == 0 and step != cfg.steps:
+                self.save(step, complete=False)
+        return Status.OK
+
+    def step(self, step: int) -> Status | None:
+        """One optimizer step, timed and recorded; a status when the run must stop at it."""
+        clock = StepClock()
+        raw = checked(next(self.batches))
+        clock.data_ready()
+        lr = poly_warmup_lr(step, self.cfg.learning_rate, self.cfg.warmup_steps, self.cfg.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.census.recording(step) as verbose:
+            with clock.computing():
+                out = self._forward_backward(raw)
+            losses, masked = self._reduce(out, step)
+            if not math.isfinite(losses[0]):
+                return self._diverged(step, f"loss is {losses[0]}")
+            with clock.computing():
+                grad_norm = self.optimizer.step_if_finite()
+                self.optimizer.zero_grad(set_to_none=True)
+            if grad_norm is None:
+                return self._diverged(step, "gradient norm is not finite")
+        if self.fault:
+            self.fault.slow_down(step, clock.elapsed())
+        self._record(step, clock, losses, lr, grad_norm, masked)
+        if verbose is None:
+            return None
+        self.error = self.census.judge(
+            verbose.text + (self.fault.census_lines(step) if self.fault else ""), self.ranks
+        )
+        if self.error:
+            print(f"INVALID RUN: {self.error}; stopping", file=sys.stderr, flush=True)
+            return Status.INVALID
+        return None
+
+    def _forward_backward(self, raw: dict):
+        batch = to_batch(raw)
+        if self.ranks.distributed:
+            # the MLM loss is a mean over the masked tokens of every rank, not of each rank's own
+            (weight_sum,) = self.ranks.sum([float(raw["masked_lm_weights"].sum())])
+            batch.mlm_weight_sum = torch.tensor(weight_sum / self.ranks.world_size)
+        with self.mode.autocast_context():
+            out = self.trained(batch)
+        out.loss.backward()
+        return out
+
+    def _reduce(self, out, step: int) -> tuple[tuple[float, float, float], int]:
+        """The losses averaged over ranks, the masked tokens summed; every rank then decides alike,
+        and stops when any rank was signalled."""
+        values = [
+            out.loss.item(),
+            out.mlm_loss.item(),
+            out.nsp_loss.item(),
+            out.masked_tokens,
+            float(self.stop.raised),
+        ]
+        loss, mlm_loss, nsp_loss, masked, stopping = self.ranks.sum(values)
+        self.stop.raised = stopping > 0
+        loss, mlm_loss, nsp_loss = (v / self.ranks.world_size for v in (loss, mlm_loss, nsp_loss))
+        if self.fault:
+            loss = self.fault.poison_loss(step, loss)
+        return (loss, mlm_loss, nsp_loss), int(masked)
+
+    def _diverged(self, step: int, why: str) -> Status:
+        print(f"step {step}: {why}; stopping as diverged", file=sys.stderr, flush=True)
+        return Status.DIVERGED
+
+    def _record(
+        self, step: int, clock: StepClock, losses: tuple, lr: float, grad_norm: float, masked: int
+    ) -> None:
+        wall = clock.elapsed()
+        self.metrics.step(
+            StepRecord(
+                step=step,
+                loss=losses[0],
+                mlm_loss=losses[1],
+                nsp_loss=losses[2],
+                lr=lr,
+                grad_norm=grad_norm,
+                step_time_s=wall,
+                data_time_s=clock.data_s,
+                # the ranks move in step (the gradient all-reduce): global batch over step time is
+                # the sum of their throughputs
+                seq_per_s=self.global_batch / wall,
+                model_flops=self.model.training_flops(self.global_batch, self.data.shape.seq_len, masked),
+                compute_time_s=clock.compute_s,
+                cpu_share=clock.cpu_s() / (wall * torch.get_num_threads()),
+            )
+        )
+
+    def evaluate(self, step: int) -> None:
+        if not self.ranks.is_main:  # the others wait for it at their next collective
+            return
+        results = evaluate(self.model, self.data, self.mode, self.cfg.batch_size, self.cfg.eval_examples)
+        self.metrics.evaluation(step, results)
+        self.mllog.eval_accuracy(results["eval_mlm_accuracy"], step * self.global_batch, step)
+
+    def save(self, step: int, complete: bool) -> None:
+        if not self.ranks.is_main:
+            return
+        cfg = self.cfg
+        state = checkpoint.TrainingState(
+            step=step,
+            phase=cfg.phase,
+            precision=cfg.precision,
+            optimizer=self.optimizer.state_dict(),
+            rng=torch.get_rng_state(),
+            complete=complete,
+            config=trajectory(cfg, self.ranks.world_size),
+        )
+        checkpoint.save(cfg.output / "model_save", self.model, self.model_cfg, state)
+
+    def finish(self, status: Status, error: str | None) -> Status:
+        """Close the recorders and write the result (rank 0)."""
+        figures = {**self._figures(), **self.census.fields()} if self.metrics else self.census.fields()
+        if self.metrics:
+            self.metrics.close()
+            self.mllog.run_stop(status is Status.OK, figures.get("steps_completed", 0) * self.global_batch)
+            self.mllog.close()
+        if self.ranks.is_main:
+            write_result(self.cfg.output, self.result.build(status, error, figures))
+        self.ranks.close()
+        return status
+
+    def _figures(self) -> dict:
+        cfg = self.cfg
+        # Steps just after a resume are as cold as the first ones: leave them out too.
+        summary = self.metrics.summary(
+            cfg.timing_warmup, self.global_batch, resumed_at=self.start_step, also_cold=(self.census.step,)
+        )
+        peak = roofline_lookup(self.mode.name, self.context.machine_key, torch.get_num_threads())
+        if peak and "model_tflops_per_s" in summary:
+            # MFU: model FLOP/s over the large-matmul peak of this mode on this machine, one
+            # peak per rank (each measured at this rank's thread count).
+            summary["roofline_gflops"] = peak["gflops"] * self.ranks.world_size
+            summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / summary["roofline_gflops"]
+        cores = (
+            contention.judge(
+                self.cores_at_start,
+                contention.Snapshot.take(self.context.cores),
+                len(self.context.cores),
+                cfg.contention_threshold,
+            )
+            if self.cores_at_start is not None
+            else {}
+        )
+        return {
+            "model_config": asdict(self.model_cfg),
+            "seq_len": self.data.shape.seq_len,
+            "max_predictions": self.data.shape.max_predictions,
+            "train_files": [s.path for s in self.data.train],
+            "eval_source": self.data.eval_source,
+            **summary,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            **cores,
+            **self.backend,
+        }
+
+    def _start_mllog(self) -> MLPerfLog:
+        cfg = self.cfg
+        mllog = MLPerfLog(cfg.output / "mllog.txt" if self.ranks.is_main else None, append=cfg.resume)
+        mllog.run_start(
+            global_batch_size=self.global_batch,
+            lr=cfg.learning_rate,
+            warmup_steps=cfg.warmup_steps,
+            total_steps=cfg.steps,
+            weight_decay=cfg.weight_decay,
+            betas=BETAS,
+            eps=EPS,
+            seq_len=self.data.shape.seq_len,
+            max_predictions=self.data.shape.max_predictions,
+            eval_examples=cfg.eval_examples,
+            seed=cfg.seed,
+        )
+        return mllog
+
+    def _announce(self) -> None:
+        if not self.ranks.is_main:
+            return
+        cfg, ranks = self.cfg, self.ranks
+        layout = (
+            f" ({ranks.world_size} ranks x {cfg.batch_size}, {ranks.backend})" if ranks.distributed else ""
+        )
+        parameters = sum(p.numel() for p in self.model.parameters())
+        print(
+            f"phase {cfg.phase} {cfg.precision}: {parameters / 1e6:.1f}M parameters, batch "
+            f"{self.global_batch}{layout} x seq {self.data.shape.seq_len}, "
+            f"{len(self.data.train)} training slice(s), eval from {self.data.eval_source}",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,122 @@
+"""`harness compare`: the plan, each run in its own process, failures recorded, resume, the tables."""
+
+import json
+
+import pandas as pd
+from harness_cli import run
+
+from harness.results.tables import RUN_COLUMNS, read_runs, read_steps
+
+
+def compare(out, *args, env=None):
+    # --allow-emulation: bf16 must run here even where the CPU has no bf16 instructions (marked emulated then)
+    return run("compare", "--preset", "smoke", "--output", out, "--allow-emulation", *args, env=env)
+
+
+def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
+    out = tmp_path / "cmp"
+    # 6 steps a run, 3 of them timing warm-up: without AVX-512, emulated bf16 takes seconds a step
+    proc = compare(out, "--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 6)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = read_runs(out / "runs.csv")
+    assert list(runs["run_id"]) == [
+        "p1-fp32-r0",
+        "p1-avx-fp32-r0",
+        "p1-bf16-r0",
+        "p2-fp32-r0",
+        "p2-avx-fp32-r0",
+        "p2-bf16-r0",
+    ]
+    assert set(runs["status"]) == {"ok"}
+    assert dict(runs.dtypes.astype(str)) == RUN_COLUMNS  # stable dtypes on reading back
+    assert list(runs["seq_len"]) == [128] * 3 + [512] * 3
+    assert (runs.loc[runs.precision == "fp32", "speedup_vs_fp32"] == 1.0).all()
+    assert runs["speedup_vs_fp32"].notna().all() and runs["loss_gap_vs_fp32"].notna().all()
+    assert (runs["throughput_p10"] <= runs["throughput_seq_per_s"]).all()
+    assert (runs["tokens_per_s"] == runs["throughput_seq_per_s"] * runs["seq_len"]).all()
+    assert runs["isa_verified"].notna().all()
+    assert set(runs["isa_cap"]) == {"AVX512_CORE_AMX", "AVX512_CORE_BF16"}
+    assert not runs.loc[runs.precision == "avx-fp32", "amx_used"].any()
+    # nothing else ran on the cores: no run is flagged contended, and each had nearly all of them
+    assert list(runs["contended"]) == [False] * 6 and (runs["cpu_available"] >= 0.9).all()
+    # fp32 GEMMs always run in a library that reports them; the census names where
+    fp32_like = runs[runs.precision != "bf16"]
+    assert fp32_like["gemm_isa"].notna().all() and fp32_like["kernels"].str.len().gt(0).all()
+    # what the plan predicted of fp32 and avx-fp32 on this CPU, the runs bear out: the same kernels
+    # and bit-identical losses where it said "same computation"; a verdict of noise in the report
+    plan = json.loads((out / "plan.json").read_text())
+    same = ["fp32", "avx-fp32"] in plan["same_computation"]
+    assert list(runs.loc[runs.precision == "avx-fp32", "same_computation_as_fp32"]) == [same, same]
+    if same:
+        assert "fp32 and avx-fp32 run the same kernels on this CPU" in proc.stderr
+        assert "same computation on this CPU as fp32" in (out / "report.html").read_text()
+
+    steps = read_steps(out / "steps.csv")
+    assert len(steps) == 6 * 6
+    assert steps.groupby("run_id")["step"].max().to_dict()["p2-bf16-r0"] == 6
+    assert steps["eval_mlm_accuracy"].notna().sum() == 6  # one evaluation per run, at its end
+
+    # each phase-2 run started from its own precision's phase-1 model_save
+    for precision in ("fp32", "avx-fp32", "bf16"):
+        result = json.loads((out / "runs" / f"p2-{precision}-r0" / "result.json").read_text())
+        assert result["config"]["checkpoint"] == str(out / "runs" / f"p1-{precision}-r0" / "model_save")
+    assert "p2-bf16-r0" in proc.stdout and "wrote" in proc.stdout
+    # once phase 2 has read them, no checkpoint is left behind
+    assert not list((out / "runs").glob("*/model_save")) and "deleted its model_save" in proc.stderr
+
+
+def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir, tmp_path):
+    out = tmp_path / "cmp"
+    common = ["--precisions", "fp32,avx-fp32", "--dataset", synth_dir, "--steps", 6]
+    proc = compare(out, *common, env={"HARNESS_FAULT": "crash@3:avx-fp32:1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = read_runs(out / "runs.csv").set_index("run_id")
+    assert runs.loc["p1-avx-fp32-r0", "status"] == "crashed"
+    assert runs.loc["p2-avx-fp32-r0", "status"] == "skipped"
+    assert runs.loc["p1-fp32-r0", "status"] == runs.loc["p2-fp32-r0", "status"] == "ok"
+    plan = json.loads((out / "plan.json").read_text())
+    crashed = next(o for o in plan["outcomes"] if o["run_id"] == "p1-avx-fp32-r0")
+    assert crashed["exit_code"] == 86 and "step 2/6" in crashed["log_tail"]
+
+    again = compare(out, *common)
+    assert again.returncode == 2 and "holds a previous comparison; use --resume" in again.stderr
+    resumed = compare(out, *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "p1-fp32-r0: ok (done before)" in resumed.stderr
+    assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}
+    assert not list((out / "runs").glob("*/model_save"))
+
+
+def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
+    out = tmp_path / "cmp"
+    proc = compare(
+        out,
+        "--precisions",
+        "fp32",
+        "--phases",
+        "1",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        6,
+        "--timeout",
+        15,
+        env={"HARNESS_FAULT": "hang@3"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(read_runs(out / "runs.csv")["status"]) == ["timeout"]
+
+    out2 = tmp_path / "cmp2"
+    proc = compare(
+        out2,
+        "--precisions",
+        "fp32",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        6,
+        env={"HARNESS_FAULT": "nan@4:fp32:1"},
+    )
+    runs = read_runs(out2 / "runs.csv")
+    assert list(runs["status"]) == ["diverged", "skipped"]
+    assert pd.isna(runs.loc[1, "throughput_seq_per_s"])  # a run that did not happen has no figures

@@ -1,0 +1,86 @@
+"""harness.results.files: run files carry their version, and what is not one is refused, named."""
+
+import json
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.results.files import (
+    METRICS_FILE,
+    RESULT_FILE,
+    MetricsWriter,
+    read_metrics,
+    read_plan,
+    read_result,
+    write_plan,
+    write_result,
+)
+
+STEP = {
+    "step": 1,
+    "loss": 10.0,
+    "mlm_loss": 9.0,
+    "nsp_loss": 1.0,
+    "lr": 1e-3,
+    "grad_norm": 2.0,
+    "step_time_s": 0.1,
+    "data_time_s": 0.01,
+    "seq_per_s": 80.0,
+    "model_flops": 1000,
+}
+
+
+def test_a_result_carries_its_version_and_a_newer_or_foreign_one_is_refused(tmp_path):
+    write_result(tmp_path, {"status": "ok", "throughput_seq_per_s": 1.5})
+    data = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert (data["format"], data["version"]) == ("harness.result", 1)
+    assert read_result(tmp_path)["throughput_seq_per_s"] == 1.5
+    assert read_result(tmp_path / "none") is None
+    (tmp_path / RESULT_FILE).write_text(json.dumps({**data, "version": 99}))
+    with pytest.raises(HarnessError, match=r"result.json: harness.result version 99; this harness reads"):
+        read_result(tmp_path)
+    (tmp_path / RESULT_FILE).write_text(json.dumps({**data, "status": "fine"}))
+    with pytest.raises(HarnessError, match=r"result.json: status 'fine'; expected one of ok, "):
+        read_result(tmp_path)
+    (tmp_path / RESULT_FILE).write_text('{"status": "ok", ')
+    with pytest.raises(HarnessError, match=r"result.json: not readable as JSON"):
+        read_result(tmp_path)
+
+
+def test_metrics_survive_a_cut_last_line_and_refuse_garbage_inside(tmp_path):
+    writer = MetricsWriter(tmp_path)
+    writer.write(STEP)
+    writer.write(
+        {"step": 1, "eval_mlm_accuracy": 0.5, "eval_loss": 3.0, "eval_nsp_accuracy": 0.9, "eval_examples": 8}
+    )
+    writer.close()
+    path = tmp_path / METRICS_FILE
+    assert json.loads(path.read_text().splitlines()[0]) == {"format": "harness.train.metrics", "version": 1}
+    with path.open("a") as f:
+        f.write('{"step": 2, "loss": 9.')  # what a killed worker leaves
+    steps, evals = read_metrics(tmp_path)
+    assert [s.step for s in steps] == [1] and evals[0].eval_mlm_accuracy == 0.5
+    path.write_text(path.read_text().replace('"loss": 9.', '"loss": 9.0}\nnot json\n{"step": 3'))
+    with pytest.raises(HarnessError, match=r"metrics.jsonl: line 5 is not JSON"):
+        read_metrics(tmp_path)
+
+
+def test_a_resumed_writer_keeps_the_records_up_to_the_checkpoint(tmp_path):
+    writer = MetricsWriter(tmp_path)
+    for step in (1, 2, 3):
+        writer.write({**STEP, "step": step})
+    writer.close()
+    resumed = MetricsWriter(tmp_path, resume_from=2)
+    assert [r["step"] for r in resumed.kept] == [1, 2]
+    resumed.write({**STEP, "step": 3, "loss": 7.0})
+    resumed.close()
+    steps, _ = read_metrics(tmp_path)
+    assert [(s.step, s.loss) for s in steps] == [(1, 10.0), (2, 10.0), (3, 7.0)]
+
+
+def test_a_plan_without_its_runs_is_not_a_plan(tmp_path):
+    write_plan(tmp_path, {"runs": [], "outcomes": [], "preset": {}})
+    assert read_plan(tmp_path)["version"] == 1
+    (tmp_path / "plan.json").write_text(json.dumps({"runs": []}))
+    with pytest.raises(HarnessError, match=r"plan.json: no 'outcomes': not a `harness compare` plan"):
+        read_plan(tmp_path)

@@ -1,0 +1,163 @@
+"""The Trainer in this process, on bert-tiny: stops, divergence, bad data, refusals and resume,
+without a worker's start-up. The journeys that need real processes (a crash, a phase 1 that
+learns) are in tests/e2e/test_train.py."""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+from mlcommons_writer import write_file
+
+from harness import cli
+from harness.errors import HarnessError
+from harness.launch.job import WorkerContext
+from harness.precision.modes import get_precision
+from harness.results.files import read_metrics, read_result
+from harness.train import hooks, trainer
+from harness.train.config import TrainConfig
+from harness.train.setup import model_and_data, prepare_output
+
+CONTEXT = WorkerContext(False, (), None, False, "test CPU", "k", (0,))
+
+
+class StopAfter:
+    """A stop flag raised once `after` batches have been drawn, as a SIGINT there would be."""
+
+    def __init__(self, after: int | None) -> None:
+        self.after, self.drawn = after, 0
+
+    @property
+    def raised(self) -> bool:
+        return self.after is not None and self.drawn >= self.after
+
+    @raised.setter
+    def raised(self, value: bool) -> None:
+        if value:
+            self.drawn = self.after or 0
+
+
+@pytest.fixture
+def run_in_process(monkeypatch):
+    """train(cfg) in this process, stopped after `stop_after` batches (None: never)."""
+    # oneDNN and MKL print their ISA header once per process: a second run in this one would see
+    # none, so every run gets the headers recorded on a Zen 3 (tests/traces/zen3_avx2_fp32_step.txt)
+    monkeypatch.setattr(hooks, "ceilings", lambda: ("Intel AVX2", "Intel(R) Architecture processors"))
+
+    def run(cfg: TrainConfig, stop_after: int | None = None) -> int:
+        flag = StopAfter(stop_after)
+        monkeypatch.setattr(trainer, "StopFlag", lambda: flag)
+        original = trainer.checked
+
+        def counting(batch):
+            flag.drawn += 1
+            return original(batch)
+
+        monkeypatch.setattr(trainer, "checked", counting)
+        cfg.validate()
+        return trainer.train(cfg, get_precision("fp32"), CONTEXT)
+
+    return run
+
+
+def tiny(dataset: Path, output: Path, **changes) -> TrainConfig:
+    settings = dict(
+        model="bert-tiny", steps=6, batch_size=4, eval_examples=4, timing_warmup=1, data_workers=0
+    )
+    return TrainConfig(phase=1, precision="fp32", dataset=dataset, output=output, **{**settings, **changes})
+
+
+@pytest.mark.parametrize("where", ["in the loop", "in the replay"])
+def test_a_stop_anywhere_ends_the_run_interrupted(synth_dir, tmp_path, run_in_process, where):
+    cfg = tiny(synth_dir, tmp_path / "run")
+    assert run_in_process(cfg, stop_after=2) == 130
+    first = read_result(cfg.output)
+    assert first["status"] == "interrupted" and first["steps_completed"] == 2
+    assert (cfg.output / "model_save" / "training_state.pt").is_file()
+    if where == "in the replay":
+        # the resumed run is stopped while it reads its way back to step 2
+        assert run_in_process(dataclasses.replace(cfg, resume=True), stop_after=1) == 130
+        again = read_result(cfg.output)
+        assert again["status"] == "interrupted" and again["error"] is None
+        steps, _ = read_metrics(cfg.output)
+        assert [s.step for s in steps] == [1, 2]  # nothing new, nothing lost
+
+
+def test_resume_refuses_other_settings_and_recovers_a_save_cut_between_its_renames(
+    synth_dir, tmp_path, run_in_process
+):
+    cfg = tiny(synth_dir, tmp_path / "run", save_every=2)
+    assert run_in_process(cfg, stop_after=3) == 130
+    resumed = dataclasses.replace(cfg, resume=True)
+    with pytest.raises(HarnessError) as refused:
+        run_in_process(dataclasses.replace(resumed, seed=7))
+    assert str(refused.value) == (
+        f"--resume: --seed is 7 but the run in {cfg.output} used 42; resume with the same settings"
+    )
+    (cfg.output / "model_save").rename(cfg.output / "model_save.old")  # as if cut mid-save
+    assert run_in_process(resumed) == 0
+    assert read_result(cfg.output)["steps_completed"] == 6 and not (cfg.output / "model_save.old").exists()
+
+
+def test_a_nan_loss_stops_the_run_as_diverged_before_the_bad_update(
+    synth_dir, tmp_path, run_in_process, monkeypatch, capsys
+):
+    monkeypatch.setenv("HARNESS_FAULT", "nan@5")
+    cfg = tiny(synth_dir, tmp_path / "run")
+    assert run_in_process(cfg) == 3
+    assert "step 5: loss is nan; stopping as diverged" in capsys.readouterr().err
+    r = read_result(cfg.output)
+    assert r["status"] == "diverged" and r["steps_completed"] == 4 and r["error"] is None
+    assert '"status": "aborted"' in (cfg.output / "mllog.txt").read_text()
+    assert not (cfg.output / "model_save").exists()
+
+
+def test_bad_data_fails_the_run_naming_file_and_record(tmp_path, run_in_process):
+    data = tmp_path / "data"
+    for i in range(2):
+        write_file(data / "seq_128" / f"part-{i:05d}", range(i * 40, i * 40 + 40))
+    part = data / "seq_128" / "part-00000"
+    raw = bytearray(part.read_bytes())
+    raw[-10] ^= 0x55  # inside the last record's payload
+    part.write_bytes(bytes(raw))
+    cfg = tiny(data, tmp_path / "run", steps=24, batch_size=8, data_workers=2)
+    with pytest.raises(
+        HarnessError, match=rf"^{re.escape(str(part))}: record 39 at byte \d+: data CRC mismatch$"
+    ):
+        run_in_process(cfg)
+    r = read_result(cfg.output)
+    assert r["status"] == "failed" and r["error"].startswith(f"DataError: {part}: record 39")
+
+
+def test_an_output_with_a_previous_run_is_refused(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text("{}")
+    with pytest.raises(HarnessError, match="holds a previous run; use an empty directory or --resume"):
+        prepare_output(tiny(synth_dir, out))
+
+
+def test_phase2_refuses_what_is_not_a_completed_phase1_model_save(
+    synth_dir, tmp_path, run_in_process, capsys
+):
+    args = ["train", "--phase", "2", "--precision", "fp32", "--dataset", str(synth_dir)]
+    assert cli.main([*args, "--output", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "harness: phase 2 needs --checkpoint DIR: the model_save directory of a phase-1 run "
+        "(OUTPUT_DIR/model_save)"
+    ]
+
+    def phase2(checkpoint: Path) -> TrainConfig:
+        return dataclasses.replace(
+            tiny(synth_dir, tmp_path / "p2"), phase=2, model=None, checkpoint=checkpoint
+        )
+
+    with pytest.raises(HarnessError, match=r"no config\.json; not a model_save directory"):
+        model_and_data(phase2(tmp_path))
+    p1 = tiny(synth_dir, tmp_path / "p1", steps=2)
+    assert run_in_process(p1) == 0
+    assert run_in_process(phase2(p1.output / "model_save")) == 0
+    assert json.loads((tmp_path / "p2" / "result.json").read_text())["seq_len"] == 512
+    with pytest.raises(HarnessError, match="holds phase 2; phase 2 needs the model_save"):
+        model_and_data(phase2(tmp_path / "p2" / "model_save"))

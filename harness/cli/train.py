@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.flags import add_fields, from_args
 from harness.launch.launchers import LaunchOptions
@@ -29,4 +30,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = from_args(TrainConfig, args)
     cfg.validate()
     options = from_args(LaunchOptions, args, layout=from_args(RankLayout, args))
-    return start_training(cfg, get_precision(cfg.precision), options).code
+    done = start_training(cfg, get_precision(cfg.precision), options)
+    if done.killed_by:
+        print(f"harness: the worker was killed by {done.killed_by} (exit {done.code})", file=sys.stderr)
+    return done.code

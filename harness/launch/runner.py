@@ -63,10 +63,17 @@ class Exit:
     """We were sent SIGINT or SIGTERM and passed it on."""
     tail: str = ""
     """The log's last lines (with a Log)."""
+    killed_by: str | None = None
+    """The signal that killed a child (SIGKILL, ...), if one did."""
 
 
 def _normalised(code: int) -> int:
     return 128 - code if code < 0 else code
+
+
+def _signal_name(codes: list[int]) -> str | None:
+    killed = [signal.Signals(-c).name for c in codes if c < 0]
+    return killed[0] if killed else None
 
 
 def _worst(codes: list[int]) -> int:
@@ -124,7 +131,7 @@ def run(
         pumps = [threading.Thread(target=log.pump, args=(p.stdout, out)) for p in procs] if log else []
         for t in pumps:
             t.start()
-        codes = [_normalised(p.wait()) for p in procs]
+        raw = [p.wait() for p in procs]
         for t in pumps:
             t.join()
     finally:
@@ -135,4 +142,5 @@ def run(
         if out:
             out.close()
     tail = captured if capture else "\n".join(log.tail) if log else ""
-    return Exit(_worst(codes), timed_out.is_set(), interrupted.is_set(), tail)
+    codes = [_normalised(c) for c in raw]
+    return Exit(_worst(codes), timed_out.is_set(), interrupted.is_set(), tail, _signal_name(raw))

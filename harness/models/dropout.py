@@ -1,12 +1,10 @@
 """Dropout and attention with a cheaper random mask.
 
-PyTorch's CPU dropout draws one Bernoulli sample per element (`bernoulli_`, about 11 ns each here):
-on BERT-Large at batch 8 x seq 128 its ~100 M draws per step cost about 1 s of a 10-13 s fp32
-step. One 64-bit Mersenne-Twister draw split into four 16-bit lanes gives four masks at once, at
-about a tenth of the cost. For fp32 the mask is kept as the multiplier itself (0 or the scale),
-so that forward and backward are one multiplication each: PyTorch's masked-scale
-kernel makes two passes, which on phase 2's [2, 16, 512, 512] attention probabilities cost 12 ms
-against 3 ms.
+PyTorch's CPU dropout draws one Bernoulli sample per element (`bernoulli_`), about a hundred
+million draws a BERT-Large step. One 64-bit Mersenne-Twister draw split into four 16-bit lanes
+gives four masks at once. For fp32 the mask is kept as the multiplier itself (0 or the scale),
+so that forward and backward are one multiplication each, where PyTorch's masked-scale kernel
+makes two passes. What each costs on BERT-Large: docs/model.md.
 
 The keep probability is then a multiple of 1/65536: for p = 0.1 it is 58982/65536 = 0.899994
 instead of 0.9. The scale divides by that exact probability, so the output stays unbiased.

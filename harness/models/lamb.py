@@ -41,10 +41,9 @@ def poly_warmup_lr(
 
 
 def _squared_norm(x: torch.Tensor) -> torch.Tensor:
-    """||x||^2 as a BLAS dot product: on BERT-Large's weights about twice the bandwidth of
-    linalg.vector_norm (measured on an AMD EPYC, 2 cores: 25 against 15 GB/s on the word
-    embeddings), which took 0.15-0.2 s off a BERT-Large LAMB step. A non-finite element stays non-finite;
-    the result is at least fp32, so that summing 400 of them loses nothing to bf16 weights."""
+    """||x||^2 as a BLAS dot product, one streaming pass where linalg.vector_norm makes more
+    (docs/model.md gives the difference). A non-finite element stays non-finite; the result is
+    at least fp32, so that summing hundreds of them loses nothing to bf16 weights."""
     flat = x.reshape(-1)
     return torch.dot(flat, flat).to(torch.promote_types(x.dtype, torch.float32))
 

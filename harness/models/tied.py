@@ -1,9 +1,9 @@
 """The word-embedding matrix, used twice (token lookup and MLM decoder), with one gradient.
 
-Left to autograd, each use makes its own [vocab, hidden] gradient (125 MB on BERT-Large): the
-lookup's is a zero-filled matrix with B x S rows added in, and the decoder's comes back as a
-transposed view that autograd copies before summing the two. Those passes over the matrix cost
-about 0.4 s of a 9 s fp32 step. Here the decoder's backward, which always runs first (the
+Left to autograd, each use makes its own [vocab, hidden] gradient: the lookup's is a
+zero-filled matrix with B x S rows added in, and the decoder's comes back as a transposed view
+that autograd copies before summing the two, three passes over a large matrix (their cost on
+BERT-Large: docs/model.md). Here the decoder's backward, which always runs first (the
 lookup's output feeds the decoder), leaves its gradient with the lookup's backward, which adds
 its rows into it in place and hands autograd the one finished matrix. The parameter therefore
 gets a single gradient, once, so DistributedDataParallel's hook fires when it is complete.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.plan.presets import Preset, get_preset
+from harness.precision.modes import load_modes
 from harness.results.records import LOSS_TOLERANCE
 from harness.train.config import TrainConfig
 
@@ -45,7 +46,8 @@ class CompareConfig:
     """A precision converges like fp32 when its final loss is within this share of fp32's."""
 
     def workload(self) -> Preset:
-        """The preset, with --timeout applied; refuses bad values, naming the flag."""
+        """The preset, with --timeout applied. Refuses, naming the flag, what would otherwise
+        give a plan of runs that all fail."""
         preset = get_preset(self.preset)
         if self.timeout is not None:
             if self.timeout <= 0:
@@ -53,6 +55,16 @@ class CompareConfig:
             preset = replace(preset, timeout_s=self.timeout)
         if not 0 < self.loss_tolerance < 1:
             raise HarnessError(f"--loss-tolerance must be in (0, 1), got {self.loss_tolerance}")
+        if self.steps is not None and self.steps < 1:
+            raise HarnessError(f"--steps must be >= 1, got {self.steps}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise HarnessError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.dataset is not None and not self.dataset.is_dir():
+            raise HarnessError(f"--dataset {self.dataset}: no such directory")
+        known = load_modes()
+        unknown = [p for p in self.precisions.split(",") if p and p not in known]
+        if unknown:
+            raise HarnessError(f"--precisions {unknown[0]}: unknown mode (known: {', '.join(known)})")
         return preset
 
 

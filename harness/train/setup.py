@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.datasets.mlcommons import PhaseData, resolve_phase_data
+from harness.datasets.mlcommons import PhaseData, eval_batches, resolve_phase_data
 from harness.errors import HarnessError
 from harness.models import BertConfig, BertForPreTraining, Lamb, load_config
 from harness.train import checkpoint
@@ -47,7 +47,9 @@ def prepare_output(cfg: TrainConfig) -> None:
 
 
 def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
-    """The architecture (phase 2: the checkpoint's) and the phase's data, checked to fit it."""
+    """The architecture (phase 2: the checkpoint's) and the phase's data, checked to fit it. The
+    evaluation set is read once here: a corrupt record in it stops the run before its first
+    step, not after its last."""
     if cfg.phase == 2:
         checkpoint.require_phase1_result(cfg.checkpoint)
         model_cfg = checkpoint.load_config(cfg.checkpoint)
@@ -65,6 +67,8 @@ def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
             f"--dataset {cfg.dataset}: sequences of {longest} tokens, longer than the "
             f"model's max_position_embeddings {model_cfg.max_position_embeddings}"
         )
+    for _ in eval_batches(data, cfg.batch_size, cfg.eval_examples, model_cfg.vocab_size):
+        pass
     return model_cfg, data
 
 

@@ -18,6 +18,14 @@ def test_bad_plans_exit_2_with_one_line(capsys, tmp_path):
     )
     proc = call(capsys, "compare", "--precisions", "fp32,fp32", "--output", tmp_path / "x")
     assert proc.returncode == 2 and "expected distinct mode names" in proc.stderr
+    # what would otherwise plan runs that all fail is refused before the first one
+    for flags, message in (
+        (["--steps", 0], "--steps must be >= 1, got 0"),
+        (["--precisions", "fp32,fp99"], "--precisions fp99: unknown mode (known: fp32, "),
+        (["--dataset", tmp_path / "none"], f"--dataset {tmp_path / 'none'}: no such directory"),
+    ):
+        proc = call(capsys, "compare", *flags, "--output", tmp_path / "x")
+        assert proc.returncode == 2 and proc.stderr.startswith(f"harness: {message}"), proc.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -117,6 +117,7 @@ def test_bad_data_fails_the_run_naming_file_and_record(tmp_path, run_in_process)
     data = tmp_path / "data"
     for i in range(2):
         write_file(data / "seq_128" / f"part-{i:05d}", range(i * 40, i * 40 + 40))
+    write_file(data / "eval" / "part-00000", range(100, 116), seq_len=512)  # clean: read before step 1
     part = data / "seq_128" / "part-00000"
     raw = bytearray(part.read_bytes())
     raw[-10] ^= 0x55  # inside the last record's payload
@@ -161,3 +162,20 @@ def test_phase2_refuses_what_is_not_a_completed_phase1_model_save(
     assert json.loads((tmp_path / "p2" / "result.json").read_text())["seq_len"] == 512
     with pytest.raises(HarnessError, match="holds phase 2; phase 2 needs the model_save"):
         model_and_data(phase2(tmp_path / "p2" / "model_save"))
+
+
+def test_a_corrupt_eval_set_stops_the_run_before_its_first_step(tmp_path, run_in_process):
+    data = tmp_path / "data"
+    for i in range(2):
+        write_file(data / "seq_128" / f"part-{i:05d}", range(i * 40, i * 40 + 40))
+    bad = data / "eval" / "part-00000"
+    write_file(bad, range(100, 116), seq_len=512)
+    raw = bytearray(bad.read_bytes())
+    raw[-10] ^= 0x55
+    bad.write_bytes(bytes(raw))
+    cfg = tiny(data, tmp_path / "run", eval_examples=16)
+    with pytest.raises(
+        HarnessError, match=rf"^{re.escape(str(bad))}: record 15 at byte \d+: data CRC mismatch$"
+    ):
+        run_in_process(cfg)
+    assert not any(cfg.output.iterdir())  # nothing written: no result, no metrics

@@ -51,3 +51,13 @@ def call(capsys, *args: object) -> Called:
     code = cli.main([str(a) for a in args])
     out = capsys.readouterr()
     return Called(code, out.out, out.err)
+
+
+def launch(capfd, *args: object) -> Called:
+    """`python -m harness ARGS` with this process as the parent and its workers real processes:
+    what they print is captured at the file descriptors. The parent's start-up (torch, CPU
+    detection) is then paid once per test session instead of once per run."""
+    capfd.readouterr()
+    code = cli.main([str(a) for a in args])
+    out = capfd.readouterr()
+    return Called(code, out.out, out.err)

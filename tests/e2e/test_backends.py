@@ -9,7 +9,7 @@ tested against a stand-in package that records how it was called.
 import json
 import os
 
-from harness_cli import result, run
+from harness_cli import launch, result
 
 from harness.results.tables import read_runs
 
@@ -25,17 +25,20 @@ def optimize(model, optimizer=None, dtype=None, **kwargs):
 """
 
 
-def test_compare_sets_ipex_beside_stock(synth_dir, tmp_path):
+def test_compare_sets_ipex_beside_stock(capfd, monkeypatch, synth_dir, tmp_path):
     site = tmp_path / "site" / "intel_extension_for_pytorch"
     site.mkdir(parents=True)
     (site / "__init__.py").write_text(STAND_IN)
     calls = tmp_path / "calls.jsonl"
-    env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")])),
-        "IPEX_CALLS": str(calls),
-    }
+    # the stand-in imports in this process (the parent checks the backend) and in its workers
+    monkeypatch.syspath_prepend(str(site.parent))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("IPEX_CALLS", str(calls))
     out = tmp_path / "cmp"
-    proc = run(
+    proc = launch(
+        capfd,
         "compare",
         "--preset",
         "smoke",
@@ -51,7 +54,6 @@ def test_compare_sets_ipex_beside_stock(synth_dir, tmp_path):
         synth_dir,
         "--output",
         out,
-        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv")

@@ -2,12 +2,13 @@
 
 import json
 
-from harness_cli import run
+from harness_cli import launch
 
 
-def test_peer_benchmark_reports_both_sides_and_the_overhead(synth_dir, tmp_path):
+def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tmp_path):
     out = tmp_path / "peer.json"
-    proc = run(
+    proc = launch(
+        capfd,
         "bench",
         "peer",
         "--model",

@@ -3,20 +3,27 @@
 import json
 
 import pandas as pd
-from harness_cli import run
+from harness_cli import launch
 
 from harness.results.tables import RUN_COLUMNS, read_runs, read_steps
 
 
-def compare(out, *args, env=None):
+def compare(capfd, monkeypatch, out, *args, fault=None):
+    """A smoke compare with this process as its parent; `fault` reaches its workers."""
+    if fault:
+        monkeypatch.setenv("HARNESS_FAULT", fault)
+    else:
+        monkeypatch.delenv("HARNESS_FAULT", raising=False)
     # --allow-emulation: bf16 must run here even where the CPU has no bf16 instructions (marked emulated then)
-    return run("compare", "--preset", "smoke", "--output", out, "--allow-emulation", *args, env=env)
+    return launch(capfd, "compare", "--preset", "smoke", "--output", out, "--allow-emulation", *args)
 
 
-def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
+def test_smoke_comparison_of_three_precisions(capfd, monkeypatch, synth_dir, tmp_path):
     out = tmp_path / "cmp"
     # 6 steps a run, 3 of them timing warm-up: without AVX-512, emulated bf16 takes seconds a step
-    proc = compare(out, "--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 6)
+    proc = compare(
+        capfd, monkeypatch, out, "--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 6
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv")
     assert list(runs["run_id"]) == [
@@ -65,10 +72,12 @@ def test_smoke_comparison_of_three_precisions(synth_dir, tmp_path):
     assert not list((out / "runs").glob("*/model_save")) and "deleted its model_save" in proc.stderr
 
 
-def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir, tmp_path):
+def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(
+    capfd, monkeypatch, synth_dir, tmp_path
+):
     out = tmp_path / "cmp"
     common = ["--precisions", "fp32,avx-fp32", "--dataset", synth_dir, "--steps", 6]
-    proc = compare(out, *common, env={"HARNESS_FAULT": "crash@3:avx-fp32:1"})
+    proc = compare(capfd, monkeypatch, out, *common, fault="crash@3:avx-fp32:1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv").set_index("run_id")
     assert runs.loc["p1-avx-fp32-r0", "status"] == "crashed"
@@ -78,18 +87,20 @@ def test_a_crashed_run_is_recorded_the_rest_go_on_and_resume_finishes(synth_dir,
     crashed = next(o for o in plan["outcomes"] if o["run_id"] == "p1-avx-fp32-r0")
     assert crashed["exit_code"] == 86 and "step 2/6" in crashed["log_tail"]
 
-    again = compare(out, *common)
+    again = compare(capfd, monkeypatch, out, *common)
     assert again.returncode == 2 and "holds a previous comparison; use --resume" in again.stderr
-    resumed = compare(out, *common, "--resume")
+    resumed = compare(capfd, monkeypatch, out, *common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "p1-fp32-r0: ok (done before)" in resumed.stderr
     assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}
     assert not list((out / "runs").glob("*/model_save"))
 
 
-def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
+def test_a_hung_run_times_out_and_a_diverged_one_is_marked(capfd, monkeypatch, synth_dir, tmp_path):
     out = tmp_path / "cmp"
     proc = compare(
+        capfd,
+        monkeypatch,
         out,
         "--precisions",
         "fp32",
@@ -101,13 +112,15 @@ def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
         6,
         "--timeout",
         15,
-        env={"HARNESS_FAULT": "hang@3"},
+        fault="hang@3",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(read_runs(out / "runs.csv")["status"]) == ["timeout"]
 
     out2 = tmp_path / "cmp2"
     proc = compare(
+        capfd,
+        monkeypatch,
         out2,
         "--precisions",
         "fp32",
@@ -115,7 +128,7 @@ def test_a_hung_run_times_out_and_a_diverged_one_is_marked(synth_dir, tmp_path):
         synth_dir,
         "--steps",
         6,
-        env={"HARNESS_FAULT": "nan@4:fp32:1"},
+        fault="nan@4:fp32:1",
     )
     runs = read_runs(out2 / "runs.csv")
     assert list(runs["status"]) == ["diverged", "skipped"]

@@ -6,14 +6,14 @@ import os
 import subprocess
 import sys
 
-from harness_cli import run
+from harness_cli import launch
 
 from harness.results.tables import read_runs
 
 HOG = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
 
 
-def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(synth_dir, tmp_path):
+def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(capfd, synth_dir, tmp_path):
     cores = sorted(os.sched_getaffinity(0))
     # one busy process per core the run is bound to: the run gets about half of each
     hogs = [
@@ -22,7 +22,8 @@ def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(synth_dir, tmp_path)
     ]
     try:
         out = tmp_path / "cmp"
-        proc = run(
+        proc = launch(
+            capfd,
             "compare",
             "--preset",
             "smoke",
@@ -52,7 +53,7 @@ def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(synth_dir, tmp_path)
     assert f"[CONTENDED: {r['cpu_available']:.0%} of its cores]" in proc.stdout
     assert 'id="contended"' in (out / "report.html").read_text()
 
-    gate = run("gate", "--current", out, "--baseline", out)
+    gate = launch(capfd, "gate", "--current", out, "--baseline", out)
     assert gate.returncode == 3, gate.stdout + gate.stderr
     assert "not judged: the baseline and current run set's runs shared their cores" in gate.stdout
     assert "gate NOT JUDGED (contended)" in gate.stdout

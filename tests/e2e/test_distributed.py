@@ -9,15 +9,16 @@ import sys
 
 import numpy as np
 import pytest
-from harness_cli import metrics, result, run
+from harness_cli import launch, metrics, result
 
 from harness.models import NAMED_CONFIGS
 
 STEPS = 30
 
 
-def train(synth_dir, out, config, *extra):
-    return run(
+def train(capfd, synth_dir, out, config, *extra):
+    return launch(
+        capfd,
         "train",
         "--phase",
         1,
@@ -45,15 +46,15 @@ def train(synth_dir, out, config, *extra):
     )
 
 
-def test_two_ranks_of_four_train_like_one_rank_of_eight(synth_dir, tmp_path):
+def test_two_ranks_of_four_train_like_one_rank_of_eight(capfd, synth_dir, tmp_path):
     # Without dropout and without the shuffle buffer, the only differences left are the order of
     # floating-point sums: the global batch of both layouts holds the same examples.
     config = tmp_path / "bert_config.json"
     tiny = NAMED_CONFIGS["bert-tiny"].to_hf_dict()
     config.write_text(json.dumps({**tiny, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
-    one = train(synth_dir, tmp_path / "one", config, "--batch-size", 8)
+    one = train(capfd, synth_dir, tmp_path / "one", config, "--batch-size", 8)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = train(synth_dir, tmp_path / "two", config, "--batch-size", 4, "--nproc-per-node", 2)
+    two = train(capfd, synth_dir, tmp_path / "two", config, "--batch-size", 4, "--nproc-per-node", 2)
     assert two.returncode == 0, two.stderr[-3000:]
 
     steps_one, _ = metrics(tmp_path / "one")
@@ -72,9 +73,10 @@ def test_two_ranks_of_four_train_like_one_rank_of_eight(synth_dir, tmp_path):
     assert steps_two[-1]["seq_per_s"] * steps_two[-1]["step_time_s"] == pytest.approx(8.0)
 
 
-def test_two_instances_on_disjoint_cores_add_up(synth_dir, tmp_path):
+def test_two_instances_on_disjoint_cores_add_up(capfd, synth_dir, tmp_path):
     out = tmp_path / "inst"
-    proc = run(
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         1,

@@ -4,7 +4,9 @@ other check runs in the unit tier, on checked-in run sets (tests/unit/test_gate.
 import json
 
 import pytest
-from harness_cli import run
+from harness_cli import launch
+
+from harness import cli
 
 # Phase 1, fp32 only: the shortest plan whose slowdown the gate must see.
 PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--steps", 30]
@@ -16,16 +18,15 @@ def run_sets(synth_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
     variants = {"baseline": None, "again": None, "slowed": "slow@1:fp32"}
     for name, fault in variants.items():
-        proc = run(
-            "compare",
-            *PLAN,
-            "--dataset",
-            synth_dir,
-            "--output",
-            root / name,
-            env={"HARNESS_FAULT": fault} if fault else None,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        with pytest.MonkeyPatch.context() as patch:  # the workers inherit the fault
+            if fault:
+                patch.setenv("HARNESS_FAULT", fault)
+            assert (
+                cli.main(
+                    ["compare", *map(str, PLAN), "--dataset", str(synth_dir), "--output", str(root / name)]
+                )
+                == 0
+            )
     return root
 
 
@@ -37,8 +38,9 @@ def run_sets(synth_dir, tmp_path_factory):
 SMOKE_THRESHOLD = "25%"
 
 
-def gate(run_sets, current, *args):
-    return run(
+def gate(capfd, run_sets, current, *args):
+    return launch(
+        capfd,
         "gate",
         "--baseline",
         run_sets / "baseline",
@@ -52,16 +54,16 @@ def gate(run_sets, current, *args):
     )
 
 
-def test_an_a_a_pair_passes(run_sets):
-    proc = gate(run_sets, "again")
+def test_an_a_a_pair_passes(capfd, run_sets):
+    proc = gate(capfd, run_sets, "again")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_sets / "again" / "gate.json").read_text())
     assert report["passed"] and {c["kind"] for c in report["checks"]} >= {"validity", "throughput"}
     assert (run_sets / "again" / "gate.md").read_text().startswith("## harness gate: passed")
 
 
-def test_a_slowdown_is_caught_and_named(run_sets):
-    proc = gate(run_sets, "slowed")
+def test_a_slowdown_is_caught_and_named(capfd, run_sets):
+    proc = gate(capfd, run_sets, "slowed")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 1 and "throughput" in failed[0] and "p1 fp32" in failed[0]

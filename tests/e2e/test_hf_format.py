@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from harness_cli import run
+from harness_cli import launch
 
 from harness.datasets.mlcommons import eval_batches, resolve_phase_data
 from harness.models import BertForPreTraining
@@ -12,9 +12,10 @@ from harness.train.evaluate import to_batch
 transformers = pytest.importorskip("transformers")
 
 
-def test_hugging_face_loads_a_model_save(synth_dir, tmp_path):
+def test_hugging_face_loads_a_model_save(capfd, synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run(
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         1,

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from harness_cli import result, run
+from harness_cli import launch, result, run
 
 from harness import cli
 from harness.launch.environment import RETAINED_MALLOC
@@ -56,9 +56,17 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     assert RETAINED_MALLOC.items() <= r["malloc_env"].items()
 
 
-def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tmp_path):
+def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(capfd, monkeypatch, synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run(
+    inherited = {
+        "ONEDNN_DEFAULT_FPMATH_MODE": "BF16",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "ONEDNN_VERBOSE": "1",
+    }
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)  # in the parent's environment, which the worker's comes from
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         1,
@@ -69,11 +77,6 @@ def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tm
         synth_dir,
         "--output",
         out,
-        env={
-            "ONEDNN_DEFAULT_FPMATH_MODE": "BF16",
-            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-            "ONEDNN_VERBOSE": "1",
-        },
     )
     assert proc.returncode == 0, proc.stderr
     env = result(out)["isa_env"]
@@ -81,9 +84,13 @@ def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(synth_dir, tm
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
 
 
-def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(synth_dir, tmp_path):
+def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(
+    capfd, monkeypatch, synth_dir, tmp_path
+):
     out = tmp_path / "run"
-    proc = run(
+    monkeypatch.setenv("HARNESS_FAULT", "amx@1")
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         1,
@@ -98,7 +105,6 @@ def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(synth_d
         synth_dir,
         "--output",
         out,
-        env={"HARNESS_FAULT": "amx@1"},
     )
     assert proc.returncode == 4, proc.stderr[-2000:]
     r = result(out)
@@ -120,9 +126,10 @@ HOST_BF16 = HOST.bf16_isa is not None
     reason=f"needs a CPU with AMX or AVX512_BF16; this one "
     f"({HOST.cpu_model}, family {HOST.family} model {HOST.model}) has neither",
 )
-def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(synth_dir, tmp_path):
+def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(capfd, synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run(
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         1,
@@ -145,9 +152,11 @@ def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(synth_dir, tmp_path):
 
 
 @pytest.mark.skipif(HOST_BF16, reason=f"this CPU ({HOST.cpu_model}) has bf16 instructions: bf16 is native")
-def test_bf16_without_bf16_instructions_is_refused_as_emulated(synth_dir, tmp_path):
+def test_bf16_without_bf16_instructions_is_refused_as_emulated(capfd, synth_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run("train", "--phase", 1, "--precision", "bf16", *TINY, "--dataset", synth_dir, "--output", out)
+    proc = launch(
+        capfd, "train", "--phase", 1, "--precision", "bf16", *TINY, "--dataset", synth_dir, "--output", out
+    )
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip() == (
         "harness: --precision bf16: needs bf16 (native bf16 GEMMs: usable AMX-BF16 or AVX512_BF16), which "

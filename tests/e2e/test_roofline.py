@@ -2,14 +2,15 @@
 
 import json
 
-from harness_cli import result, run
+from harness_cli import launch, result
 
 TINY = ["--model", "bert-tiny", "--steps", 3, "--batch-size", 4, "--eval-examples", 4]
 
 
-def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_path):
-    env = {"HARNESS_HOME": str(tmp_path / "home")}
-    proc = run(
+def test_roofline_measures_each_mode_and_training_reports_mfu(capfd, monkeypatch, synth_dir, tmp_path):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    proc = launch(
+        capfd,
         "roofline",
         "--precisions",
         "fp32,avx-fp32",
@@ -18,7 +19,6 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_pat
         "--repeats",
         3,
         "--allow-emulation",
-        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert "fp32 " in proc.stdout and "avx-fp32 " in proc.stdout and "stored in" in proc.stdout
@@ -45,8 +45,8 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_pat
     assert best in proc.stdout
 
     out = tmp_path / "run"
-    proc = run(
-        "train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir, "--output", out, env=env
+    proc = launch(
+        capfd, "train", "--phase", 1, "--precision", "fp32", *TINY, "--dataset", synth_dir, "--output", out
     )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
@@ -54,9 +54,9 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(synth_dir, tmp_pat
     assert r["mfu"] == r["model_tflops_per_s"] * 1e3 / fp32["gflops"]
 
 
-def test_modes_the_machine_lacks_are_skipped_and_named(tmp_path):
-    env = {"HARNESS_HOME": str(tmp_path / "home")}
-    proc = run("roofline", "--precisions", "fp32,bf16", "--size", 128, "--repeats", 2, env=env)
+def test_modes_the_machine_lacks_are_skipped_and_named(capfd, monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    proc = launch(capfd, "roofline", "--precisions", "fp32,bf16", "--size", 128, "--repeats", 2)
     assert proc.returncode == 0, proc.stderr
     store = json.loads((tmp_path / "home" / "roofline.json").read_text())
     (peaks,) = store.values()
@@ -65,6 +65,6 @@ def test_modes_the_machine_lacks_are_skipped_and_named(tmp_path):
     assert "fp32" in peaks
 
 
-def test_bad_roofline_input_exits_2():
-    proc = run("roofline", "--size", 8)
+def test_bad_roofline_input_exits_2(capfd):
+    proc = launch(capfd, "roofline", "--size", 8)
     assert proc.returncode == 2 and proc.stderr.strip() == "harness: --size must be >= 64 and --repeats >= 1"

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness_cli import metrics, result, run
+from harness_cli import launch, metrics, result
+
+from harness import cli
 
 TINY = ["--model", "bert-tiny", "--precision", "fp32"]
 
@@ -14,27 +16,32 @@ TINY = ["--model", "bert-tiny", "--precision", "fp32"]
 @pytest.fixture(scope="module")
 def phase1(synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phase1") / "run"
-    proc = run(
-        "train",
-        "--phase",
-        1,
-        *TINY,
-        "--dataset",
-        synth_dir,
-        "--output",
-        out,
-        "--steps",
-        400,
-        "--batch-size",
-        16,
-        "--learning-rate",
-        1e-2,
-        "--eval-every",
-        200,
-        "--log-every",
-        50,
+    code = cli.main(
+        [
+            str(a)
+            for a in (
+                "train",
+                "--phase",
+                1,
+                *TINY,
+                "--dataset",
+                synth_dir,
+                "--output",
+                out,
+                "--steps",
+                400,
+                "--batch-size",
+                16,
+                "--learning-rate",
+                1e-2,
+                "--eval-every",
+                200,
+                "--log-every",
+                50,
+            )
+        ]
     )
-    assert proc.returncode == 0, proc.stderr
+    assert code == 0
     return out
 
 
@@ -116,9 +123,10 @@ def test_phase1_result_and_logs(phase1):
     assert (phase1 / "model_save" / "config.json").is_file()
 
 
-def test_phase2_continues_from_the_phase1_model(phase1, synth_dir, tmp_path):
+def test_phase2_continues_from_the_phase1_model(capfd, phase1, synth_dir, tmp_path):
     out = tmp_path / "p2"
-    proc = run(
+    proc = launch(
+        capfd,
         "train",
         "--phase",
         2,
@@ -168,16 +176,18 @@ SHORT = [
 ]
 
 
-def test_resume_after_a_crash_continues_the_same_trajectory(synth_dir, tmp_path):
+def test_resume_after_a_crash_continues_the_same_trajectory(capfd, monkeypatch, synth_dir, tmp_path):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run(*SHORT, "--dataset", synth_dir, "--output", straight).returncode == 0
+    assert launch(capfd, *SHORT, "--dataset", synth_dir, "--output", straight).returncode == 0
 
-    proc = run(*SHORT, "--dataset", synth_dir, "--output", crashed, env={"HARNESS_FAULT": "crash@7"})
+    monkeypatch.setenv("HARNESS_FAULT", "crash@7")  # the worker inherits it
+    proc = launch(capfd, *SHORT, "--dataset", synth_dir, "--output", crashed)
+    monkeypatch.delenv("HARNESS_FAULT")
     assert proc.returncode == 86  # killed mid-run: no result.json, checkpoint from step 4
     assert not (crashed / "result.json").exists()
     assert len(metrics(crashed)[0]) == 6
 
-    proc = run(*SHORT, "--dataset", synth_dir, "--output", crashed, "--resume")
+    proc = launch(capfd, *SHORT, "--dataset", synth_dir, "--output", crashed, "--resume")
     assert proc.returncode == 0, proc.stderr
     a, b = metrics(straight)[0], metrics(crashed)[0]
     assert [s["step"] for s in b] == list(range(1, 13))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.files import write_atomic
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
+from harness.results.records import LOSS_TOLERANCE
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
@@ -195,7 +196,7 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_mod
     return "".join(parts)
 
 
-def render(compare_dir: Path, tolerance: float = 0.02) -> str:
+def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
     runset = load_runset(compare_dir)
     runs, steps, machine = runset.runs, runset.steps, runset.machine
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
@@ -314,7 +315,7 @@ computed by PyTorch itself.</p><div id="census">{census_html}</div>
 """
 
 
-def write_report(compare_dir: Path, tolerance: float = 0.02) -> Path:
+def write_report(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> Path:
     path = compare_dir / "report.html"
     write_atomic(path, render(compare_dir, tolerance))
     return path

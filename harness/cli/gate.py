@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.flags import add_fields
-from harness.gate.checks import GateConfig
+from harness.gate.config import GateConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.cli.flags import from_args
-    from harness.gate import GateRequest, gate
-    from harness.gate.checks import SpeedupFloor, parse_fraction
+    from harness.gate.config import SpeedupFloor, parse_fraction
+    from harness.gate.judge import GateRequest, gate
 
     cfg: GateConfig = from_args(
         GateConfig, args, min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup]

@@ -93,8 +93,7 @@ def _instances(
 
     if options.layout.world_size > 1:
         raise HarnessError("--instances runs independent copies; it does not combine with --nproc-per-node")
-    if not cfg.resume and cfg.output.exists() and any(cfg.output.iterdir()):
-        raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory or --resume")
+    cfg.refuse_previous_run()
     core_sets = split_cores(context.cores, options.instances)
     cfg.output.mkdir(parents=True, exist_ok=True)
     children = []

@@ -80,14 +80,8 @@ def _worst(codes: list[int]) -> int:
     return max(codes, key=lambda c: (c != 0, c))
 
 
-def run(
-    children: Sequence[Child],
-    log: Log | None = None,
-    timeout: float | None = None,
-    capture: bool = False,
-) -> Exit:
-    """Start the children together, wait for all; `capture` returns the (single) child's stdout as
-    `tail` instead of logging it."""
+def run(children: Sequence[Child], log: Log | None = None, timeout: float | None = None) -> Exit:
+    """Start the children together and wait for all; with a `log`, their output goes through it."""
     out = log.path.open("w") if log else None
     procs = []
     for child in children:
@@ -98,7 +92,7 @@ def run(
                 env=child.env,
                 text=True,
                 bufsize=1,
-                stdout=subprocess.PIPE if (log or capture) else None,
+                stdout=subprocess.PIPE if log else None,
                 stderr=subprocess.STDOUT if log else None,
                 start_new_session=True,
                 preexec_fn=(lambda cores=cores: os.sched_setaffinity(0, cores)) if cores else None,
@@ -127,7 +121,6 @@ def run(
     if timer:
         timer.start()
     try:
-        captured = procs[0].communicate()[0] if capture else ""
         pumps = [threading.Thread(target=log.pump, args=(p.stdout, out)) for p in procs] if log else []
         for t in pumps:
             t.start()
@@ -141,6 +134,6 @@ def run(
             signal.signal(s, handler)
         if out:
             out.close()
-    tail = captured if capture else "\n".join(log.tail) if log else ""
+    tail = "\n".join(log.tail) if log else ""
     codes = [_normalised(c) for c in raw]
     return Exit(_worst(codes), timed_out.is_set(), interrupted.is_set(), tail, _signal_name(raw))

@@ -9,6 +9,11 @@ LOSS_TOLERANCE = 0.02
 """Default: a precision converges like fp32 when its final loss is within this share of fp32's."""
 
 
+def mode_label(precision: str, backend: str) -> str:
+    """'bf16', or 'bf16+ipex' for a run on another backend than stock PyTorch."""
+    return precision if backend == "stock" else f"{precision}+{backend}"
+
+
 class Status(StrEnum):
     """How a run ended. The first five are written by the worker itself, with their exit codes;
     the others by `harness compare`, for a run that left no result of its own."""

@@ -18,17 +18,12 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.machine.platform import fingerprint
 from harness.results.files import plan_exists
-from harness.results.records import Status
+from harness.results.records import Status, mode_label
 from harness.results.stats import Ratio, Spread, between_run_cv, ratio
 from harness.results.tables import read_runs, read_steps, runs_table, steps_table
 
 KEY = ["phase", "precision", "backend", "model", "batch_size", "seq_len"]
 """What makes two runs comparable: the same phase, mode, backend, model and shapes."""
-
-
-def mode_label(precision: str, backend: str) -> str:
-    """'bf16', or 'bf16+ipex' for a run on another backend than stock PyTorch."""
-    return precision if backend == "stock" else f"{precision}+{backend}"
 
 
 def key_label(row) -> str:  # a pandas row or a dict with the KEY fields

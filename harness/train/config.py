@@ -86,6 +86,13 @@ class TrainConfig:
         paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
         return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
 
+    def refuse_previous_run(self) -> None:
+        """A run that is not resumed starts in an empty (or new) output folder."""
+        if not self.resume and self.output.exists() and any(self.output.iterdir()):
+            raise HarnessError(
+                f"--output {self.output}: holds a previous run; use an empty directory or --resume"
+            )
+
     def validate(self) -> None:
         """Fill the phase defaults and refuse what cannot run, one clear line per problem."""
         if self.phase not in PHASE_DEFAULTS:

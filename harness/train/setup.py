@@ -41,8 +41,7 @@ def prepare_output(cfg: TrainConfig) -> None:
         if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
             raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
         return
-    if cfg.output.exists() and any(cfg.output.iterdir()):
-        raise HarnessError(f"--output {cfg.output}: holds a previous run; use an empty directory or --resume")
+    cfg.refuse_previous_run()
     cfg.output.mkdir(parents=True, exist_ok=True)
 
 

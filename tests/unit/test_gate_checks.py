@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
-from harness.gate.checks import GateConfig, throughput
+from harness.gate.checks import throughput
+from harness.gate.config import GateConfig
 from harness.results.runsets import RunSet, merge_runsets
 from harness.results.tables import RUN_COLUMNS, STEP_COLUMNS, read_runs, read_steps
 

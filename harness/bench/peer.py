@@ -199,7 +199,7 @@ def merge(rounds: list[dict]) -> dict:
         "round_medians_s": [Spread.of(r["step_times"]).median for r in rounds],
         "seq_per_s": first["batch_size"] / median,
         "model_tflops_per_s": first["flops"] / median / 1e12,
-        "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
+        "peak_rss_gib": max(r.peak_rss_gib for r in rounds),
         # a timed step that still faults in fresh pages is not warm yet (see PeerSpec.warmup)
         "page_faults_per_step": Spread.of([f for r in rounds for f in r["page_faults"]]).median
         if "page_faults" in first
@@ -244,19 +244,19 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
         if done.code != 0 or r is None:
             raise HarnessError(f"bench peer: harness train for {name} exited with {done.code}")
         steps, _ = read_metrics(run_dir)
-    timed = [m for m in steps if m.step not in r["cold_steps"]]
+    timed = [m for m in steps if m.step not in r.cold_steps]
     return {
         "impl": "harness train",
         "precision": name,
         "model": spec.model,
         "batch_size": spec.batch_size,
-        "seq_len": r["seq_len"],
-        "threads": r["threads"],
+        "seq_len": r.seq_len,
+        "threads": r.threads,
         "step_times": [m.step_time_s for m in timed],
         "flops": Spread.of([m.model_flops for m in timed]).median,
-        "peak_rss_gib": r["peak_rss_gib"],
-        "data_wait_fraction": r["data_wait_fraction"],
-        "harness_time_fraction": r["harness_time_fraction"],
+        "peak_rss_gib": r.peak_rss_gib,
+        "data_wait_fraction": r.data_wait_fraction,
+        "harness_time_fraction": r.harness_time_fraction,
         "top_operators": [],
     }
 

@@ -222,6 +222,14 @@ def training_loader(
     """
     if workers < 0:
         raise HarnessError(f"--data-workers must be >= 0, got {workers}")
+    shards = world_size * max(workers, 1)
+    per_shard = sum(len(s) for s in data.train) // shards
+    if batch_size > per_shard:
+        # a batch longer than its shard's epoch would hold the same example twice
+        raise HarnessError(
+            f"--batch-size {batch_size}: larger than the {per_shard} training examples each of the "
+            f"{shards} data shard(s) holds ({data.train[0].path}...); lower it or use more data"
+        )
     dataset = ShardedExamples(
         data.train,
         data.shape,

@@ -143,7 +143,12 @@ def decode_example(
                 f"{where}: feature {name} holds {bad}, expected values in "
                 f"[{low}, {high if high is not None else 'inf'})"
             )
-    if out[WEIGHT_FEATURE].min() < 0:
+    weights = out[WEIGHT_FEATURE]
+    if not np.isfinite(weights).all():
+        # an inf weight would end the run as diverged, a NaN one poison the loss silently
+        bad = weights[~np.isfinite(weights)][0]
+        raise DataError(f"{where}: feature {WEIGHT_FEATURE} holds {bad}, expected finite weights")
+    if weights.min() < 0:
         raise DataError(f"{where}: feature {WEIGHT_FEATURE} holds a negative weight")
     return out
 

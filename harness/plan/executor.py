@@ -188,7 +188,7 @@ class Comparison:
         else:
             result = read_result(directory)
             # exit 2 without a result: the worker refused its input before any work (its log says why)
-            status = result["status"] if result is not None else "refused" if done.code == 2 else "crashed"
+            status = result.status if result is not None else "refused" if done.code == 2 else "crashed"
         return Outcome(spec.run_id, status, done.code, time.perf_counter() - start, done.tail)
 
 

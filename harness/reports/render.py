@@ -28,6 +28,9 @@ def render_run_set(directory: Path, tolerance: float) -> int:
 
 def render(dirs: list[Path], output: Path | None, tolerance: float) -> int:
     """One run set re-rendered, several side by side, or a folder of them indexed."""
+    for d in dirs:
+        if not d.exists():
+            raise HarnessError(f"{d}: no such folder or runs.csv")
     if len(dirs) == 1 and plan_exists(dirs[0]):
         return render_run_set(dirs[0], tolerance)
     if len(dirs) == 1 and dirs[0].is_dir() and not is_runset(dirs[0]):

@@ -18,6 +18,7 @@ from typing import IO
 from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.results.records import EvalRecord, Status, StepRecord, is_eval
+from harness.results.run_record import RunRecord
 
 RESULT_FILE, METRICS_FILE, PLAN_FILE = "result.json", "metrics.jsonl", "plan.json"
 VERSION = 1
@@ -52,24 +53,29 @@ def _check_version(path: Path, header: dict, expected_format: str) -> None:
 # result.json
 
 
-def write_result(run_dir: Path, data: dict) -> None:
-    Status(data["status"])  # a status outside the enum is a bug, not data
-    write_atomic(run_dir / RESULT_FILE, _dump({"format": RESULT_FORMAT, "version": VERSION, **data}))
+def write_result(run_dir: Path, record: RunRecord) -> None:
+    write_atomic(
+        run_dir / RESULT_FILE, _dump({"format": RESULT_FORMAT, "version": VERSION, **record.to_dict()})
+    )
 
 
-def read_result(run_dir: Path) -> dict | None:
+def read_result(run_dir: Path) -> RunRecord | None:
     """The run's result, or None when it wrote none (it crashed, or never started)."""
     path = run_dir / RESULT_FILE
     if not path.is_file():
         return None
     data = _load(path, RESULT_FORMAT)
+    missing = [name for name in RunRecord.required() if name not in data]
+    if missing:
+        raise HarnessError(f"{path}: no {', '.join(missing)}: not a run's result")
     try:
-        Status(data.get("status"))
+        Status(data["status"])
     except ValueError:
         raise HarnessError(
-            f"{path}: status {data.get('status')!r}; expected one of {', '.join(Status)}"
+            f"{path}: status {data['status']!r}; expected one of {', '.join(Status)}"
         ) from None
-    return data
+    # fields this harness does not know (written by a later version 1) are left out
+    return RunRecord(**{k: v for k, v in data.items() if k in RunRecord.field_names()})
 
 
 # metrics.jsonl

@@ -8,6 +8,7 @@ shows the same median and spread for it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,42 +64,42 @@ def aggregate(output: Path, k: int) -> None:
     results = [r for r in map(read_result, dirs) if r is not None]
     if not results:
         return
-    worst = min((Status(r["status"]) for r in results), key=WORST_FIRST.index)
-    cold = sorted(set().union(*(set(r.get("cold_steps", [])) for r in results)))
+    worst = min((r.status for r in results), key=WORST_FIRST.index)
+    cold = sorted(set().union(*(set(r.cold_steps) for r in results)))
     spread = Spread.of([rate for step, rate in rates.items() if step not in cold])
-    averaged = {
-        key: _mean([r.get(key) for r in results])
-        for key in ("final_loss", "eval_mlm_accuracy", "eval_loss", "eval_nsp_accuracy", "mfu")
-    }
     timed_steps = [line for line in lines if "seq_per_s" in line and line["step"] not in cold]
-    available = [r["cpu_available"] for r in results if r.get("cpu_available") is not None]
-    result = {
-        **results[0],
-        **averaged,
-        "throughput_seq_per_s": spread.median,
-        "throughput_p10": spread.p10,
-        "throughput_p90": spread.p90,
-        "steps_measured": spread.n,
-        "step_time_cv": Spread.of([line["step_time_s"] for line in timed_steps]).cv,
-        "model_tflops_per_s": sum(r.get("model_tflops_per_s") or 0.0 for r in results),
-        "contended": any(r.get("contended") for r in results),
-        "cpu_available": min(available) if available else None,
-        "status": worst if len(results) == k else Status.FAILED,
-        "error": next((r["error"] for r in results if r.get("error")), None)
-        or (None if len(results) == k else f"{k - len(results)} of {k} instances wrote no result"),
-        "instances": k,
-        "instance_results": [
+    available = [r.cpu_available for r in results if r.cpu_available is not None]
+    complete = len(results) == k
+    result = replace(
+        results[0],
+        **{
+            key: _mean([getattr(r, key) for r in results])
+            for key in ("final_loss", "eval_mlm_accuracy", "eval_loss", "eval_nsp_accuracy", "mfu")
+        },
+        throughput_seq_per_s=spread.median,
+        throughput_p10=spread.p10,
+        throughput_p90=spread.p90,
+        steps_measured=spread.n,
+        step_time_cv=Spread.of([line["step_time_s"] for line in timed_steps]).cv,
+        model_tflops_per_s=sum(r.model_tflops_per_s or 0.0 for r in results),
+        contended=any(r.contended for r in results),
+        cpu_available=min(available) if available else None,
+        status=worst if complete else Status.FAILED,
+        error=next((r.error for r in results if r.error), None)
+        or (None if complete else f"{k - len(results)} of {k} instances wrote no result"),
+        instances=k,
+        instance_results=[
             {
-                key: r.get(key)
+                key: getattr(r, key)
                 for key in ("status", "cores", "throughput_seq_per_s", "final_loss", "eval_mlm_accuracy")
             }
             for r in results
         ],
-        "cold_steps": cold,
-        "cores": [c for r in results for c in r.get("cores", [])],
-        "threads": sum(r.get("threads", 0) for r in results),
-        "throughput_note": "median and percentiles of the per-step sum of the instances' rates",
-    }
+        cold_steps=cold,
+        cores=[c for r in results for c in r.cores],
+        threads=sum(r.threads for r in results),
+        throughput_note="median and percentiles of the per-step sum of the instances' rates",
+    )
     write_result(output, result)
     first_save = dirs[0] / "model_save"
     if first_save.is_dir() and not (output / "model_save").exists():

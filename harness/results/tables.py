@@ -123,15 +123,15 @@ def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
         "wall_time_s",
         "peak_rss_gib",
     ):
-        if r.get(key) is not None:
-            row[key] = r[key]
+        if getattr(r, key) is not None:
+            row[key] = getattr(r, key)
     # sorted: two runs of the same kernels list them alike, whatever their times
-    row["kernels"] = "; ".join(sorted(r.get("kernels", [])))
-    row["torch_version"] = r["versions"]["torch"]
-    invalid = r.get("invalid_reason") if r["status"] == "invalid" else None
-    row["error"] = r.get("error") or invalid or row.get("error")
-    if row.get("throughput_seq_per_s") is not None:
-        row["tokens_per_s"] = row["throughput_seq_per_s"] * r["seq_len"]
+    row["kernels"] = "; ".join(sorted(r.kernels))
+    row["torch_version"] = r.versions["torch"]
+    invalid = r.invalid_reason if r.status is Status.INVALID else None
+    row["error"] = r.error or invalid or row.get("error")
+    if r.throughput_seq_per_s is not None and r.seq_len is not None:
+        row["tokens_per_s"] = r.throughput_seq_per_s * r.seq_len
     return row
 
 
@@ -148,13 +148,14 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
     losses = {run_id: _losses(compare_dir / "runs" / run_id) for run_id in df["run_id"]}
     for i, row in df.iterrows():
         key = (row["phase"], row["repeat"])
-        if key in baseline.index:
+        # an interrupted or diverged run's figures cover only part of the steps fp32 ran
+        if key in baseline.index and row["status"] == Status.OK:
             base = baseline.loc[key]
             df.loc[i, "speedup_vs_fp32"] = ratio(
                 [row["throughput_seq_per_s"]], [base["throughput_seq_per_s"]]
             ).value
             df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
-            if row["status"] == "ok" and row["run_id"] != base["run_id"]:
+            if row["run_id"] != base["run_id"]:
                 # Different kernels round differently: bit-identical losses at every step, from the
                 # same census, mean that the two runs computed the same thing.
                 df.loc[i, "same_computation_as_fp32"] = bool(
@@ -190,8 +191,8 @@ def census_table(compare_dir: Path) -> pd.DataFrame:
     plan = read_plan(compare_dir)
     rows = []
     for spec in plan["runs"]:
-        result = read_result(compare_dir / "runs" / spec["run_id"]) or {}
-        entries = result.get("kernel_census", [])
+        result = read_result(compare_dir / "runs" / spec["run_id"])
+        entries = result.kernel_census if result else []
         gemm_ms = sum(e["time_ms"] for e in entries if e["gemm"])
         for e in entries:
             share = e["time_ms"] / gemm_ms if e["gemm"] and gemm_ms else None
@@ -202,10 +203,10 @@ def census_table(compare_dir: Path) -> pd.DataFrame:
 def _cold_steps(run_dir: Path, timing_warmup: int) -> set[int]:
     """The steps the run's own statistics left out; a run that wrote no result (it crashed)
     leaves out its first timing_warmup steps."""
-    result = read_result(run_dir) or {}
-    if "cold_steps" in result:
-        return set(result["cold_steps"])
-    return set(range(1, result.get("config", {}).get("timing_warmup", timing_warmup) + 1))
+    result = read_result(run_dir)
+    if result is None:
+        return set(range(1, timing_warmup + 1))
+    return set(result.cold_steps)
 
 
 def steps_table(compare_dir: Path) -> pd.DataFrame:

@@ -7,6 +7,8 @@ import torch
 from harness.datasets.mlcommons import PhaseData, eval_batches, resolve_phase_data
 from harness.errors import HarnessError
 from harness.models import BertConfig, BertForPreTraining, Lamb, load_config
+from harness.results.files import read_result
+from harness.results.records import Status
 from harness.train import checkpoint
 from harness.train.config import TrainConfig
 
@@ -32,6 +34,16 @@ TRAJECTORY_FIELDS = (
 def trajectory(cfg: TrainConfig, world_size: int) -> dict:
     settings = {**cfg.to_dict(), "world_size": world_size}
     return {k: settings[k] for k in TRAJECTORY_FIELDS}
+
+
+def already_complete(cfg: TrainConfig, world_size: int) -> bool:
+    """--resume on a run that ended ok with these settings: there is nothing left to do (training
+    on would append a second final evaluation and restart the run's clock)."""
+    result = read_result(cfg.output)
+    if result is None or result.status is not Status.OK or result.steps_completed != cfg.steps:
+        return False
+    before = {**result.config, "world_size": result.world_size}
+    return {k: before.get(k) for k in TRAJECTORY_FIELDS} == trajectory(cfg, world_size)
 
 
 def prepare_output(cfg: TrainConfig) -> None:

@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.results.files import read_result, write_result
@@ -66,10 +67,12 @@ def scaled_copy(source: Path, target: Path, factor: float) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("gate*", "report.html"))
     for run_dir in (target / "runs").iterdir():
         result = read_result(run_dir)
-        if result is not None and result.get("throughput_seq_per_s") is not None:
-            for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90"):
-                result[key] /= factor
-            write_result(run_dir, result)
+        if result is not None and result.throughput_seq_per_s is not None:
+            scaled = {
+                key: getattr(result, key) / factor
+                for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90")
+            }
+            write_result(run_dir, replace(result, **scaled))
     (target / "runs.csv").unlink()  # the gate reads the compare folder, recomputing the tables
 
 

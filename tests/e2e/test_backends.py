@@ -64,6 +64,6 @@ def test_compare_sets_ipex_beside_stock(capfd, monkeypatch, synth_dir, tmp_path)
         {"dtype": "torch.float32", "optimizer": "Lamb", "model": "BertForPreTraining"}
     ]
     r = result(out / "runs" / "p1-fp32-ipex-r0")
-    assert (r["backend"], r["backend_version"]) == ("ipex", "2.8.0+stand-in")
-    assert result(out / "runs" / "p1-fp32-r0")["backend"] == "stock"
+    assert (r.backend, r.backend_version) == ("ipex", "2.8.0+stand-in")
+    assert result(out / "runs" / "p1-fp32-r0").backend == "stock"
     assert "fp32+ipex" in (out / "report.html").read_text()

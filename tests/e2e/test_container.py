@@ -162,7 +162,7 @@ def test_phase1_then_phase2_through_the_container_command(docker, synth_dir, tmp
     assert ["-v", f"{save}:{save}:ro"] == second[second.index(f"{save}:{save}:ro") - 1 :][:2]
     assert f"CHECKPOINT_DIR={save}" in second and f"OUTPUT_DIR={p2}" in second
     r1, r2 = result(p1), result(p2)
-    assert (r1["status"], r1["seq_len"], r2["status"], r2["seq_len"]) == ("ok", 128, "ok", 512)
+    assert (r1.status, r1.seq_len, r2.status, r2.seq_len) == ("ok", 128, "ok", 512)
 
 
 def test_dockerfile_steps_name_files_that_exist_and_pin_cpu_torch():

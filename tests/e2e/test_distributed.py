@@ -66,9 +66,9 @@ def test_two_ranks_of_four_train_like_one_rank_of_eight(capfd, synth_dir, tmp_pa
     assert loss_two[-5:].mean() < loss_two[:5].mean() - 0.5  # and it did learn
 
     r = result(tmp_path / "two")
-    layout = (r["world_size"], r["batch_size"], r["batch_size_per_rank"], r["dist_backend"])
+    layout = (r.world_size, r.batch_size, r.batch_size_per_rank, r.dist_backend)
     assert layout == (2, 8, 4, "gloo")
-    assert r["threads"] == 1 and len(r["cores"]) == 1 and set(r["cores"]) < set(r["node_cores"])
+    assert r.threads == 1 and len(r.cores) == 1 and set(r.cores) < set(r.node_cores)
     # throughput counts both ranks' sequences
     assert steps_two[-1]["seq_per_s"] * steps_two[-1]["step_time_s"] == pytest.approx(8.0)
 
@@ -99,16 +99,16 @@ def test_two_instances_on_disjoint_cores_add_up(capfd, synth_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     total, a, b = result(out), result(out / "instance-0"), result(out / "instance-1")
-    assert (total["status"], total["instances"]) == ("ok", 2)
-    assert set(a["cores"]).isdisjoint(b["cores"]) and a["threads"] == b["threads"] == 1
-    assert a["config"]["seed"] != b["config"]["seed"]  # independent copies, not the same run twice
+    assert (total.status, total.instances) == ("ok", 2)
+    assert set(a.cores).isdisjoint(b.cores) and a.threads == b.threads == 1
+    assert a.config["seed"] != b.config["seed"]  # independent copies, not the same run twice
     steps, evals = metrics(out)
     first = [metrics(out / f"instance-{i}")[0][0]["seq_per_s"] for i in (0, 1)]
     assert len(steps) == 8 and steps[0]["seq_per_s"] == pytest.approx(sum(first)) and len(evals) == 1
     # the aggregate's figures are those of its summed steps, computed as for any run
-    timed = [s["seq_per_s"] for s in steps if s["step"] not in total["cold_steps"]]
-    assert total["throughput_seq_per_s"] == pytest.approx(np.median(timed))
-    assert total["throughput_p10"] == pytest.approx(np.percentile(timed, 10))
+    timed = [s["seq_per_s"] for s in steps if s["step"] not in total.cold_steps]
+    assert total.throughput_seq_per_s == pytest.approx(np.median(timed))
+    assert total.throughput_p10 == pytest.approx(np.percentile(timed, 10))
     assert (out / "model_save" / "config.json").is_file()  # instance 0's, for a phase 2 to continue
 
 
@@ -168,5 +168,5 @@ def test_two_nodes_meet_through_a_static_rendezvous(synth_dir, tmp_path):
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     r = result(tmp_path / "node0")
-    assert (r["world_size"], r["batch_size"], r["status"]) == (2, 8, "ok")
+    assert (r.world_size, r.batch_size, r.status) == (2, 8, "ok")
     assert not (tmp_path / "node1" / "result.json").exists()  # global rank 0 alone writes

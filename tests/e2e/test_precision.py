@@ -41,19 +41,19 @@ def test_the_mode_environment_reaches_the_worker_and_not_the_parent(synth_dir, t
     assert code == 0
     assert dict(os.environ) == before
     r = result(out)
-    assert r["emulated"] is False  # fp32 has its instructions on every CPU; the cap only keeps AMX out
-    assert r["isa_env"]["ONEDNN_MAX_CPU_ISA"] == r["isa_env"]["DNNL_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
-    assert r["isa_env"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX512"
-    assert r["pid"] != os.getpid()
-    assert r["isa_cap"] == "AVX512_CORE_BF16" and r["isa_verified"]  # oneDNN reported its ISA
-    assert r["amx_used"] is False and r["valid"] is True and r["status"] == "ok"
+    assert r.emulated is False  # fp32 has its instructions on every CPU; the cap only keeps AMX out
+    assert r.isa_env["ONEDNN_MAX_CPU_ISA"] == r.isa_env["DNNL_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
+    assert r.isa_env["MKL_ENABLE_INSTRUCTIONS"] == "AVX512"
+    assert r.pid != os.getpid()
+    assert r.isa_cap == "AVX512_CORE_BF16" and r.isa_verified  # oneDNN reported its ISA
+    assert r.amx_used is False and r.valid is True and r.status == "ok"
     # the census of a real step: its GEMMs ran somewhere the libraries report (stock PyTorch sends
     # fp32 GEMMs to MKL), and it is a step the throughput statistics leave out
-    assert r["kernel_census"] and r["gemm_isa"] == max(r["gemm_isa_share"], key=r["gemm_isa_share"].get)
-    assert abs(sum(r["gemm_isa_share"].values()) - 1) < 1e-9 and r["amx_gemm_share"] == 0
-    assert r["census_step"] == 1 and r["cold_steps"] == [1]
-    assert r["threads"] == len(r["cores"]) == int(r["isa_env"]["OMP_NUM_THREADS"])
-    assert RETAINED_MALLOC.items() <= r["malloc_env"].items()
+    assert r.kernel_census and r.gemm_isa == max(r.gemm_isa_share, key=r.gemm_isa_share.get)
+    assert abs(sum(r.gemm_isa_share.values()) - 1) < 1e-9 and r.amx_gemm_share == 0
+    assert r.census_step == 1 and r.cold_steps == [1]
+    assert r.threads == len(r.cores) == int(r.isa_env["OMP_NUM_THREADS"])
+    assert RETAINED_MALLOC.items() <= r.malloc_env.items()
 
 
 def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(capfd, monkeypatch, synth_dir, tmp_path):
@@ -79,7 +79,7 @@ def test_inherited_onednn_and_mkl_settings_do_not_reach_the_worker(capfd, monkey
         out,
     )
     assert proc.returncode == 0, proc.stderr
-    env = result(out)["isa_env"]
+    env = result(out).isa_env
     assert env["ONEDNN_DEFAULT_FPMATH_MODE"] is None and env["MKL_ENABLE_INSTRUCTIONS"] is None
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_AMX"
 
@@ -108,13 +108,13 @@ def test_a_census_that_shows_amx_in_an_avx_mode_stops_the_run_as_invalid(
     )
     assert proc.returncode == 4, proc.stderr[-2000:]
     r = result(out)
-    assert r["status"] == "invalid" and r["valid"] is False and r["census_step"] == 2
-    assert r["invalid_reason"] == (
+    assert r.status == "invalid" and r.valid is False and r.census_step == 2
+    assert r.invalid_reason == (
         "avx-fp32 must stay off AMX but the step ran matmul/brg_matmul:avx10_1_512_amx"
     )
-    assert r["amx_used"] is True and r["amx_gemm_share"] > 0
+    assert r.amx_used is True and r.amx_gemm_share > 0
     assert "INVALID RUN: avx-fp32 must stay off AMX" in proc.stderr
-    assert r["steps_completed"] == 2 and not (out / "model_save").exists()  # it stopped there
+    assert r.steps_completed == 2 and not (out / "model_save").exists()  # it stopped there
 
 
 HOST = detect()
@@ -147,8 +147,8 @@ def test_native_bf16_runs_its_gemms_on_the_cpus_bf16_unit(capfd, synth_dir, tmp_
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = result(out)
-    assert r["emulated"] is False and r["valid"] is True and r["gemm_isa_expected"] == HOST.bf16_isa
-    assert r["gemm_isa"] is not None and ("amx" in r["gemm_isa"]) == (HOST.bf16_isa == "amx")
+    assert r.emulated is False and r.valid is True and r.gemm_isa_expected == HOST.bf16_isa
+    assert r.gemm_isa is not None and ("amx" in r.gemm_isa) == (HOST.bf16_isa == "amx")
 
 
 @pytest.mark.skipif(HOST_BF16, reason=f"this CPU ({HOST.cpu_model}) has bf16 instructions: bf16 is native")
@@ -185,7 +185,7 @@ def test_allow_emulation_runs_and_marks_the_result(synth_dir, tmp_path, monkeypa
     )
     assert code == 0
     r = result(out)
-    assert r["emulated"] is True and r["status"] == "ok" and r["precision_mode"]["autocast"] == "bfloat16"
+    assert r.emulated is True and r.status == "ok" and r.precision_mode["autocast"] == "bfloat16"
 
 
 def test_detect_json_reports_the_capability_keys():

@@ -61,6 +61,6 @@ def test_phase1_then_phase2_through_intels_variables(synth_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     r1, r2 = result(p1), result(p2)
-    assert (r1["status"], r1["seq_len"], r2["status"], r2["seq_len"]) == ("ok", 128, "ok", 512)
-    assert r2["config"]["checkpoint"] == str(p1 / "model_save")
-    assert r2["model_config"]["hidden_size"] == 128  # the architecture came from the checkpoint
+    assert (r1.status, r1.seq_len, r2.status, r2.seq_len) == ("ok", 128, "ok", 512)
+    assert r2.config["checkpoint"] == str(p1 / "model_save")
+    assert r2.model_config["hidden_size"] == 128  # the architecture came from the checkpoint

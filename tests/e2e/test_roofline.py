@@ -50,8 +50,8 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(capfd, monkeypatch
     )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
-    assert r["roofline_gflops"] == fp32["gflops"]
-    assert r["mfu"] == r["model_tflops_per_s"] * 1e3 / fp32["gflops"]
+    assert r.roofline_gflops == fp32["gflops"]
+    assert r.mfu == r.model_tflops_per_s * 1e3 / fp32["gflops"]
 
 
 def test_modes_the_machine_lacks_are_skipped_and_named(capfd, monkeypatch, tmp_path):

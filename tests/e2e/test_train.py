@@ -56,9 +56,9 @@ def test_phase1_learns_the_synthetic_language(phase1, synth_dir):
     # The MLM loss falls clearly below the unigram entropy: the model uses context.
     assert np.mean([s["mlm_loss"] for s in steps[-20:]]) < synth["mlm_unigram_entropy_nats"] - 1.0
     r = result(phase1)
-    assert r["status"] == "ok" and r["steps_completed"] == 400
+    assert r.status == "ok" and r.steps_completed == 400
     # above chance: 5x the accuracy of always predicting the most frequent masked token
-    assert r["eval_mlm_accuracy"] > 5 * synth["mlm_majority_accuracy"]
+    assert r.eval_mlm_accuracy > 5 * synth["mlm_majority_accuracy"]
     assert [e["step"] for e in evals] == [200, 400]
     assert evals[-1]["eval_mlm_accuracy"] > evals[0]["eval_mlm_accuracy"]
 
@@ -77,14 +77,14 @@ def test_phase1_result_and_logs(phase1):
         "data_wait_fraction",
         "harness_time_fraction",
     ):
-        assert isinstance(r[key], float), key
+        assert isinstance(getattr(r, key), float), key
     # the harness's own work in a step (batch conversion, checks, metrics) is a small share of it
-    assert 0 < r["harness_time_fraction"] < 0.1
-    assert r["throughput_p10"] <= r["throughput_seq_per_s"] <= r["throughput_p90"]
-    assert r["steps_measured"] == 395  # 5 timing warm-up steps left out
-    assert r["config"]["batch_size"] == 16 and r["config"]["model"] == "bert-tiny"
-    assert r["versions"]["torch"].startswith("2.13.0") and r["versions"]["tfrecord"]
-    assert r["eval_source"].endswith("/eval") and r["seq_len"] == 128 and r["max_predictions"] == 76
+    assert 0 < r.harness_time_fraction < 0.1
+    assert r.throughput_p10 <= r.throughput_seq_per_s <= r.throughput_p90
+    assert r.steps_measured == 395  # 5 timing warm-up steps left out
+    assert r.config["batch_size"] == 16 and r.config["model"] == "bert-tiny"
+    assert r.versions["torch"].startswith("2.13.0") and r.versions["tfrecord"]
+    assert r.eval_source.endswith("/eval") and r.seq_len == 128 and r.max_predictions == 76
     steps, _ = metrics(phase1)
     assert set(steps[0]) >= {
         "step",
@@ -148,14 +148,14 @@ def test_phase2_continues_from_the_phase1_model(capfd, phase1, synth_dir, tmp_pa
     )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
-    assert r["status"] == "ok" and r["seq_len"] == 512
-    assert [Path(p).name for p in r["train_files"]] == ["part-00009-of-00010"]
+    assert r.status == "ok" and r.seq_len == 512
+    assert [Path(p).name for p in r.train_files] == ["part-00009-of-00010"]
     synth = json.loads((synth_dir / "synth.json").read_text())
     steps, _ = metrics(out)
     # Starting from phase 1's weights, the very first steps already beat the unigram baseline.
     assert np.mean([s["mlm_loss"] for s in steps[:5]]) < synth["mlm_unigram_entropy_nats"] - 1.0
     # above chance: 5x the accuracy of always predicting the most frequent masked token
-    assert r["eval_mlm_accuracy"] > 5 * synth["mlm_majority_accuracy"]
+    assert r.eval_mlm_accuracy > 5 * synth["mlm_majority_accuracy"]
 
 
 SHORT = [
@@ -193,6 +193,6 @@ def test_resume_after_a_crash_continues_the_same_trajectory(capfd, monkeypatch, 
     assert [s["step"] for s in b] == list(range(1, 13))
     np.testing.assert_allclose([s["loss"] for s in b], [s["loss"] for s in a], rtol=1e-5)
     np.testing.assert_allclose([s["lr"] for s in b], [s["lr"] for s in a])
-    assert result(crashed)["status"] == "ok"
+    assert result(crashed).status == "ok"
     mllog = (crashed / "mllog.txt").read_text()
     assert mllog.count('"key": "run_start"') == 2  # the interrupted attempt and the resumed one

@@ -104,6 +104,17 @@ def test_values_out_of_range(tmp_path, feature, values, message):
         [decode_example(d, path, i, Shape(128, 20), vocab_size=30522) for i, d in iter_records(path)]
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_weights_are_bad_data(tmp_path, bad):
+    """An inf weight would end the run as diverged, a NaN one would poison the loss unseen."""
+    path = tmp_path / "part-0"
+    write_file(path, range(2), override={"masked_lm_weights": ([1.0] * 19 + [bad], "float")})
+    with pytest.raises(
+        DataError, match=rf"{path}: record 0: feature masked_lm_weights holds {bad}, expected"
+    ):
+        read_all(path)
+
+
 def test_wrong_feature_dtype(tmp_path):
     path = tmp_path / "part-0"
     write_file(path, range(2), override={"masked_lm_weights": ([1] * 20, "int")})

@@ -4,6 +4,7 @@
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -72,10 +73,12 @@ def _copy_run_set(source: Path, target: Path, speed: float, started_at: str) -> 
         write_metrics(run_dir, records)
         result = read_result(run_dir)
         if result is not None:
-            for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90"):
-                if result.get(key) is not None:
-                    result[key] *= speed
-            write_result(run_dir, {**result, "started_at": started_at})
+            scaled = {
+                key: getattr(result, key) * speed
+                for key in ("throughput_seq_per_s", "throughput_p10", "throughput_p90")
+                if getattr(result, key) is not None
+            }
+            write_result(run_dir, replace(result, started_at=started_at, **scaled))
 
 
 def test_run_sets_side_by_side_and_over_time(capsys, comparison, tmp_path):
@@ -228,3 +231,23 @@ def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(capsys, com
     assert f"{speedup.value:.3f}x" in verdict.group(1)
     floor_check = next(c for c in checks if c["kind"] == "speed-up" and c["run"] == "p1 avx-fp32/fp32")
     assert floor_check["figures"]["speedup"] == speedup.value
+
+
+def test_only_a_run_that_ended_ok_gets_a_speed_up_and_a_loss_gap(runsets):
+    """A diverged run's figures cover only the steps before it stopped: no ratio against fp32."""
+    runs = runs_table(runsets / "diverged").set_index("run_id")
+    assert runs.loc["p1-avx-fp32-r0", "status"] == "diverged"
+    assert runs.loc["p1-avx-fp32-r0", "throughput_seq_per_s"] > 0
+    assert pd.isna(runs.loc["p1-avx-fp32-r0", "speedup_vs_fp32"])
+    assert pd.isna(runs.loc["p1-avx-fp32-r0", "loss_gap_vs_fp32"])
+    assert runs.loc["p1-fp32-r0", "speedup_vs_fp32"] == 1.0
+
+
+def test_a_missing_path_is_named_as_missing(capsys, tmp_path):
+    for args in ([tmp_path / "gone"], [tmp_path / "gone", tmp_path]):
+        proc = call(capsys, "report", *args)
+        assert (proc.returncode, proc.stderr) == (
+            2,
+            f"harness: {tmp_path / 'gone'}: no such folder or runs.csv\n",
+        )
+        assert not list(tmp_path.iterdir())

@@ -1,8 +1,10 @@
 """harness.results.files: run files carry their version, and what is not one is refused, named."""
 
 import json
+from dataclasses import replace
 
 import pytest
+from conftest import RUNSETS
 
 from harness.errors import HarnessError
 from harness.results.files import (
@@ -15,6 +17,7 @@ from harness.results.files import (
     write_plan,
     write_result,
 )
+from harness.results.records import Status
 
 STEP = {
     "step": 1,
@@ -31,11 +34,18 @@ STEP = {
 
 
 def test_a_result_carries_its_version_and_a_newer_or_foreign_one_is_refused(tmp_path):
-    write_result(tmp_path, {"status": "ok", "throughput_seq_per_s": 1.5})
+    record = read_result(RUNSETS / "baseline" / "runs" / "p1-fp32-r0")
+    assert record is not None and record.status is Status.OK
+    write_result(tmp_path, replace(record, throughput_seq_per_s=1.5))
     data = json.loads((tmp_path / RESULT_FILE).read_text())
-    assert (data["format"], data["version"]) == ("harness.result", 1)
-    assert read_result(tmp_path)["throughput_seq_per_s"] == 1.5
+    assert (data["format"], data["version"], data["status"]) == ("harness.result", 1, "ok")
+    assert read_result(tmp_path) == replace(record, throughput_seq_per_s=1.5)
     assert read_result(tmp_path / "none") is None
+    (tmp_path / RESULT_FILE).write_text(json.dumps({**data, "later_field": 1}))
+    assert read_result(tmp_path) == replace(record, throughput_seq_per_s=1.5)  # a later v1 field
+    (tmp_path / RESULT_FILE).write_text(json.dumps({k: v for k, v in data.items() if k != "cores"}))
+    with pytest.raises(HarnessError, match=r"result.json: no cores: not a run's result"):
+        read_result(tmp_path)
     (tmp_path / RESULT_FILE).write_text(json.dumps({**data, "version": 99}))
     with pytest.raises(HarnessError, match=r"result.json: harness.result version 99; this harness reads"):
         read_result(tmp_path)

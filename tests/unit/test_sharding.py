@@ -8,8 +8,15 @@ import torch
 from mlcommons_writer import uid_of, write_file
 from torch.utils.data import DataLoader
 
-from harness.datasets.mlcommons import RecordSlice, ShardedExamples, phase_slices, resolve_phase_data
+from harness.datasets.mlcommons import (
+    RecordSlice,
+    ShardedExamples,
+    phase_slices,
+    resolve_phase_data,
+    training_loader,
+)
 from harness.datasets.records import Shape
+from harness.errors import HarnessError
 
 
 def epoch_uids(slices, ranks: int, workers: int, batch_size: int = 3) -> Counter:
@@ -123,6 +130,23 @@ def test_hold_out_without_eval_dir_is_excluded_from_training(tmp_path):
     train = epoch_uids(data.train, 1, 0)
     held = epoch_uids(data.eval, 1, 0)
     assert sorted(train) == list(range(30)) and sorted(held) == list(range(30, 36))
+
+
+def test_a_batch_larger_than_a_shard_of_the_data_is_refused(tmp_path):
+    """Otherwise a batch would hold the same example twice."""
+    make_layout(tmp_path, files=1, per_file=40)
+    data = resolve_phase_data(tmp_path, 1, 0.9, eval_examples=6)  # 30 training records
+    assert (
+        next(iter(training_loader(data, 30, seed=0, workers=0, vocab_size=30522)))["input_ids"].shape[0] == 30
+    )
+    with pytest.raises(
+        HarnessError, match=r"--batch-size 16: larger than the 15 training examples each of the 2"
+    ):
+        training_loader(data, 16, seed=0, workers=0, vocab_size=30522, world_size=2)
+    with pytest.raises(
+        HarnessError, match=r"--batch-size 31: larger than the 30 training examples each of the 1"
+    ):
+        training_loader(data, 31, seed=0, workers=0, vocab_size=30522)
 
 
 def test_eval_dir_is_used_when_present(tmp_path):

@@ -73,19 +73,19 @@ def test_a_stop_anywhere_ends_the_run_interrupted(synth_dir, tmp_path, run_in_pr
     cfg = tiny(synth_dir, tmp_path / "run")
     assert run_in_process(cfg, stop_after=2) == 130
     first = read_result(cfg.output)
-    assert first["status"] == "interrupted" and first["steps_completed"] == 2
+    assert first.status == "interrupted" and first.steps_completed == 2
     assert (cfg.output / "model_save" / "training_state.pt").is_file()
     if where == "in the replay":
         # the resumed run is stopped while it reads its way back to step 2
         assert run_in_process(dataclasses.replace(cfg, resume=True), stop_after=1) == 130
         again = read_result(cfg.output)
-        assert again["status"] == "interrupted" and again["error"] is None
+        assert again.status == "interrupted" and again.error is None
         steps, _ = read_metrics(cfg.output)
         assert [s.step for s in steps] == [1, 2]  # nothing new, nothing lost
 
 
-def test_resume_refuses_other_settings_and_recovers_a_save_cut_between_its_renames(
-    synth_dir, tmp_path, run_in_process
+def test_resume_refuses_other_settings_recovers_a_cut_save_and_leaves_a_finished_run_alone(
+    synth_dir, tmp_path, run_in_process, capsys
 ):
     cfg = tiny(synth_dir, tmp_path / "run", save_every=2)
     assert run_in_process(cfg, stop_after=3) == 130
@@ -97,7 +97,14 @@ def test_resume_refuses_other_settings_and_recovers_a_save_cut_between_its_renam
     )
     (cfg.output / "model_save").rename(cfg.output / "model_save.old")  # as if cut mid-save
     assert run_in_process(resumed) == 0
-    assert read_result(cfg.output)["steps_completed"] == 6 and not (cfg.output / "model_save.old").exists()
+    assert read_result(cfg.output).steps_completed == 6 and not (cfg.output / "model_save.old").exists()
+    # once complete, --resume has nothing to do: it says so and changes nothing
+    files = ("result.json", "metrics.jsonl", "mllog.txt")
+    before = [(cfg.output / name).read_bytes() for name in files]
+    capsys.readouterr()
+    assert run_in_process(resumed) == 0
+    assert f"--resume: {cfg.output} is already complete (6 steps); nothing to do" in capsys.readouterr().err
+    assert [(cfg.output / name).read_bytes() for name in files] == before
 
 
 def test_a_nan_loss_stops_the_run_as_diverged_before_the_bad_update(
@@ -108,7 +115,7 @@ def test_a_nan_loss_stops_the_run_as_diverged_before_the_bad_update(
     assert run_in_process(cfg) == 3
     assert "step 5: loss is nan; stopping as diverged" in capsys.readouterr().err
     r = read_result(cfg.output)
-    assert r["status"] == "diverged" and r["steps_completed"] == 4 and r["error"] is None
+    assert r.status == "diverged" and r.steps_completed == 4 and r.error is None
     assert '"status": "aborted"' in (cfg.output / "mllog.txt").read_text()
     assert not (cfg.output / "model_save").exists()
 
@@ -128,7 +135,7 @@ def test_bad_data_fails_the_run_naming_file_and_record(tmp_path, run_in_process)
     ):
         run_in_process(cfg)
     r = read_result(cfg.output)
-    assert r["status"] == "failed" and r["error"].startswith(f"DataError: {part}: record 39")
+    assert r.status == "failed" and r.error.startswith(f"DataError: {part}: record 39")
 
 
 def test_an_output_with_a_previous_run_is_refused(synth_dir, tmp_path):

@@ -1,4 +1,5 @@
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,25 @@ def runsets(tmp_path) -> Path:
     the reports write beside the run set they read."""
     shutil.copytree(RUNSETS, tmp_path / "runsets")
     return tmp_path / "runsets"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a file system of its own, `size` MiB: a disk that fills up for real. Mounting
+    a tmpfs takes root (or CAP_SYS_ADMIN); the test is skipped without it."""
+    mounts: list[Path] = []
+
+    def make(size_mib: int) -> Path:
+        point = tmp_path / f"disk-{len(mounts)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(point)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+        mounts.append(point)
+        return point
+
+    yield make
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], check=True)

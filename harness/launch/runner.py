@@ -10,6 +10,7 @@ them: killed by signal N is 128 + N.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,8 +48,14 @@ class Log:
     def pump(self, stream, out) -> None:
         for line in stream:
             with self._lock:
-                out.write(line)
-                out.flush()
+                if not out.closed:
+                    try:
+                        out.write(line)
+                        out.flush()
+                    except OSError as exc:
+                        # a full disk: the pipe must still be drained, or the child blocks on it
+                        out.close()
+                        print(f"harness: {self.path}: no longer written ({exc.strerror})", file=sys.stderr)
                 self.tail.append(line.rstrip())
                 print(f"{self.prefix} {line.rstrip()}" if self.prefix else line.rstrip(), file=sys.stderr)
 
@@ -133,7 +140,8 @@ def run(children: Sequence[Child], log: Log | None = None, timeout: float | None
         for s, handler in previous.items():
             signal.signal(s, handler)
         if out:
-            out.close()
+            with contextlib.suppress(OSError):  # the last buffered bytes of a log on a full disk
+                out.close()
     tail = "\n".join(log.tail) if log else ""
     codes = [_normalised(c) for c in raw]
     return Exit(_worst(codes), timed_out.is_set(), interrupted.is_set(), tail, _signal_name(raw))

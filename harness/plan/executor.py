@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import DISK_FULL_EXIT
 from harness.launch.launchers import LaunchOptions, start_training
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect
@@ -125,6 +126,15 @@ class Comparison:
             self._save_plan()
             if not self.keep_checkpoints:
                 self.drop_unread_checkpoints()
+            if outcome.exit_code == DISK_FULL_EXIT:
+                where = (
+                    outcome.log_tail.splitlines()[-1].removeprefix("harness: ") if outcome.log_tail else ""
+                )
+                raise HarnessError(
+                    f"{spec.run_id}: {where or 'no space left on the device'}; the comparison stops "
+                    "here: free some space and `--resume` with the same flags",
+                    DISK_FULL_EXIT,
+                )
             if outcome.status == "interrupted":
                 print("interrupted; `--resume` with the same flags finishes the plan", file=sys.stderr)
                 return 130
@@ -188,7 +198,12 @@ class Comparison:
         else:
             result = read_result(directory)
             # exit 2 without a result: the worker refused its input before any work (its log says why)
-            status = result.status if result is not None else "refused" if done.code == 2 else "crashed"
+            if result is not None:
+                status = result.status
+            elif done.code == DISK_FULL_EXIT:
+                status = "failed"
+            else:
+                status = "refused" if done.code == 2 else "crashed"
         return Outcome(spec.run_id, status, done.code, time.perf_counter() - start, done.tail)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import HarnessError
-from harness.files import write_atomic
+from harness.files import write_atomic, write_error
 from harness.results.records import EvalRecord, Status, StepRecord, is_eval
 from harness.results.run_record import RunRecord
 
@@ -154,8 +154,12 @@ class MetricsWriter:
 
     def write(self, record: dict) -> None:
         assert self._file is not None, "written after close"
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        line = json.dumps(record) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            raise write_error(self.path, exc, len(line)) from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError
+from harness.files import write_error
 from harness.models.config import BertConfig
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 
@@ -34,24 +35,52 @@ class TrainingState:
     optimizer: dict
     rng: torch.Tensor
     complete: bool
+    """True when written at the end of the run (a usable phase-1 result for phase 2)."""
     config: dict
     """The run's settings that decide its trajectory; resuming with other values is refused."""
-    """True when written at the end of the run (a usable phase-1 result for phase 2)."""
 
 
 def save(directory: Path, model: torch.nn.Module, cfg: BertConfig, state: TrainingState) -> None:
+    """A failed write (a full disk) removes the part written and keeps the previous checkpoint."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / CONFIG).write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
-    torch.save(to_hf_state_dict(model.state_dict()), tmp / WEIGHTS)
-    torch.save(state.__dict__, tmp / STATE)
+    weights = to_hf_state_dict(model.state_dict())
+    try:
+        tmp.mkdir(parents=True)
+        (tmp / CONFIG).write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
+        _save_tensors(weights, tmp / WEIGHTS)
+        _save_tensors(state.__dict__, tmp / STATE)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(directory, exc, _tensor_bytes(weights) + _tensor_bytes(state.optimizer)) from None
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)  # left by a crash during an earlier save
     if directory.exists():
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_tensors(obj: object, path: Path) -> None:
+    try:
+        with path.open("wb") as f:  # a file of ours: torch then keeps the OSError of a failed write
+            torch.save(obj, f)
+    except RuntimeError as exc:
+        # torch's zip writer reports a failed write as a RuntimeError whose context is the OSError
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
+
+
+def _tensor_bytes(tree: object) -> int:
+    """The bytes of the tensors in a nest of dicts and lists: about what saving it takes."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(_tensor_bytes(v) for v in tree.values())
+    if isinstance(tree, list | tuple):
+        return sum(_tensor_bytes(v) for v in tree)
+    return 0
 
 
 def recover(directory: Path) -> None:

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from mlperf_logging.mllog import constants as C
 from mlperf_logging.mllog.mllog import MLLogger
+
+from harness.files import write_error
+
+
+class _FileHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        # logging would print a traceback and go on; a log that cannot be written (a full disk)
+        # ends the run with one line instead
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            raise write_error(Path(self.baseFilename), exc) from None
+        super().handleError(record)
 
 
 class MLPerfLog:
@@ -18,7 +31,7 @@ class MLPerfLog:
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
         self._handler: logging.Handler = (
-            logging.FileHandler(path, mode="a" if append else "w") if path else logging.NullHandler()
+            _FileHandler(path, mode="a" if append else "w") if path else logging.NullHandler()
         )
         self._logger.addHandler(self._handler)
         self._log = MLLogger(logger=self._logger, default_stack_offset=2)

@@ -272,10 +272,11 @@ class Trainer:
         figures = {**self._figures(), **self.census.fields()} if self.metrics else self.census.fields()
         if self.metrics:
             self.metrics.close()
+        if self.ranks.is_main:  # first: on a full disk the small result may still fit, the log not
+            write_result(self.cfg.output, self.result.build(status, error, figures))
+        if self.metrics:
             self.mllog.run_stop(status is Status.OK, figures.get("steps_completed", 0) * self.global_batch)
             self.mllog.close()
-        if self.ranks.is_main:
-            write_result(self.cfg.output, self.result.build(status, error, figures))
         self.ranks.close()
         return status
 

@@ -1,6 +1,7 @@
 """`harness compare`: the plan, each run in its own process, failures recorded, resume, the tables."""
 
 import json
+import subprocess
 
 import pandas as pd
 from harness_cli import launch
@@ -133,3 +134,31 @@ def test_a_hung_run_times_out_and_a_diverged_one_is_marked(capfd, monkeypatch, s
     runs = read_runs(out2 / "runs.csv")
     assert list(runs["status"]) == ["diverged", "skipped"]
     assert pd.isna(runs.loc[1, "throughput_seq_per_s"])  # a run that did not happen has no figures
+
+
+def test_a_full_disk_stops_the_comparison_with_one_line_and_resume_finishes_it(
+    capfd, monkeypatch, synth_dir, small_disk
+):
+    """bert-tiny's checkpoint (about 53 MiB) does not fit on a 40 MiB disk; on 200 MiB it does."""
+    disk = small_disk(40)
+    out = disk / "cmp"
+    common = ["--phases", "1", "--precisions", "fp32,avx-fp32", "--dataset", synth_dir, "--steps", 4]
+    proc = compare(capfd, monkeypatch, out, *common)
+    assert proc.returncode == 5
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(
+        f"harness: p1-fp32-r0: {out}/runs/p1-fp32-r0/model_save: no space left on the device ("
+    )
+    plan = json.loads((out / "plan.json").read_text())
+    assert [(o["run_id"], o["status"], o["exit_code"]) for o in plan["outcomes"]] == [
+        ("p1-fp32-r0", "failed", 5)
+    ]
+    assert sorted(p.name for p in (out / "runs" / "p1-fp32-r0").iterdir()) == [
+        "metrics.jsonl",
+        "mllog.txt",
+        "result.json",
+    ]  # the part of the checkpoint written is gone
+    subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
+    resumed = compare(capfd, monkeypatch, out, *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}

@@ -12,6 +12,7 @@ from mlcommons_writer import write_file
 
 from harness import cli
 from harness.errors import HarnessError
+from harness.files import write_atomic
 from harness.launch.job import WorkerContext
 from harness.precision.modes import get_precision
 from harness.results.files import read_metrics, read_result
@@ -186,3 +187,34 @@ def test_a_corrupt_eval_set_stops_the_run_before_its_first_step(tmp_path, run_in
     ):
         run_in_process(cfg)
     assert not any(cfg.output.iterdir())  # nothing written: no result, no metrics
+
+
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_the_result(
+    synth_dir, tmp_path, run_in_process, small_disk
+):
+    """bert-tiny's checkpoint takes about 53 MiB: an 80 MiB disk holds one, not the second one
+    that a save writes beside it before the rename."""
+    cfg = tiny(synth_dir, small_disk(80) / "run", save_every=2)
+    with pytest.raises(HarnessError) as full:
+        run_in_process(cfg)
+    assert full.value.exit_code == 5
+    assert re.fullmatch(
+        rf"{cfg.output}/model_save: no space left on the device \([\d.]+ MiB free, [\d.]+ MiB needed\)",
+        str(full.value),
+    )
+    assert sorted(p.name for p in cfg.output.iterdir()) == [
+        "metrics.jsonl",
+        "mllog.txt",
+        "model_save",
+        "result.json",
+    ]
+    assert trainer.checkpoint.load_state(cfg.output / "model_save").step == 2  # the last good one
+    r = read_result(cfg.output)
+    assert r.status == "failed" and r.steps_completed == 4 and "no space left" in r.error
+
+
+def test_a_result_that_does_not_fit_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "result.json.tmp").symlink_to("/dev/full")  # writes to it fail with ENOSPC
+    with pytest.raises(HarnessError, match=r"result.json: no space left on the device \(") as full:
+        write_atomic(tmp_path / "result.json", "{}\n")
+    assert full.value.exit_code == 5 and not list(tmp_path.iterdir())

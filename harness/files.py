@@ -1,4 +1,5 @@
-"""Writing result files so that a reader never sees half of one, and a failed write leaves none.
+"""Writing result files so that a reader never sees half of one, and a failed write leaves none;
+one writer per folder.
 
 A write that fails becomes one line naming the path: a full disk exits with DISK_FULL_EXIT (the
 run's figures so far are kept, the temporary files removed), any other failure (a read-only file
@@ -7,13 +8,53 @@ system, a folder where a file should be) with 2.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
 
 DISK_FULL_EXIT = 5
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, flag: str) -> Iterator[None]:
+    """FOLDER held by this process while the block runs: a second process that would write it
+    refuses while the first is alive. The lock is the kernel's flock on the folder itself, so it
+    goes with its process however that ends (SIGKILL included) and leaves no file behind."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:  # a read-only file system, a file on the way
+        raise HarnessError(f"{flag} {folder}: cannot be written ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HarnessError(f"{flag} {folder}: {_holder(folder)}; wait until it ends") from None
+        yield
+    finally:
+        os.close(fd)  # which drops the lock
+
+
+def _holder(folder: Path) -> str:
+    """Who holds the folder's lock, from /proc/locks ("1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...")."""
+    st = os.stat(folder)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+                pid = int(fields[4])
+                if Path(f"/proc/{pid}").exists():
+                    return f"in use by process {pid}"
+                # its DataLoader workers inherited the lock and end within seconds of it
+                return f"still in use by the last processes of process {pid}, which has ended"
+    return "in use by another process"
 
 
 def write_error(path: Path, exc: OSError, needed: int | None = None) -> HarnessError:

@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.datasets.synth import cached_default
+    from harness.files import folder_lock
     from harness.plan.executor import Comparison
     from harness.plan.plan import make_plan
     from harness.reports.render import render_run_set
@@ -43,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     options.layout.validate()
     settings = {k: getattr(args, k) for k in TRAIN_FIELDS}
     dataset = cfg.dataset or cached_default(preset.synth_examples)
-    comparison = Comparison(
-        cfg.output, dataset, preset, plan, cfg.resume, options, settings, cfg.keep_checkpoints
-    )
-    code = comparison.run()
-    render_run_set(cfg.output, cfg.loss_tolerance)
+    with folder_lock(cfg.output, "--output"):  # one compare at a time in a folder
+        comparison = Comparison(
+            cfg.output, dataset, preset, plan, cfg.resume, options, settings, cfg.keep_checkpoints
+        )
+        code = comparison.run()
+        render_run_set(cfg.output, cfg.loss_tolerance)
     return code

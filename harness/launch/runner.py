@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -87,6 +89,21 @@ def _worst(codes: list[int]) -> int:
     return max(codes, key=lambda c: (c != 0, c))
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _in_child(cores: tuple[int, ...] | None, parent: int) -> None:
+    """Between fork and exec. The child is sent SIGTERM when we die, however we die (SIGKILL
+    included): it then checkpoints and stops, instead of training on beside the next run. It is
+    in a session of its own, so a terminal's signals reach it only through us."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # we died before the prctl
+        os._exit(1)
+    if cores:
+        os.sched_setaffinity(0, cores)
+
+
 def run(children: Sequence[Child], log: Log | None = None, timeout: float | None = None) -> Exit:
     """Start the children together and wait for all; with a `log`, their output goes through it."""
     out = log.path.open("w") if log else None
@@ -102,7 +119,7 @@ def run(children: Sequence[Child], log: Log | None = None, timeout: float | None
                 stdout=subprocess.PIPE if log else None,
                 stderr=subprocess.STDOUT if log else None,
                 start_new_session=True,
-                preexec_fn=(lambda cores=cores: os.sched_setaffinity(0, cores)) if cores else None,
+                preexec_fn=functools.partial(_in_child, cores, os.getpid()),
             )
         )
     interrupted = threading.Event()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import DISK_FULL_EXIT
+from harness.files import DISK_FULL_EXIT, folder_lock, write_atomic
 from harness.launch.launchers import LaunchOptions, start_training
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect
@@ -80,7 +80,7 @@ class Comparison:
         )
         # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
         machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
-        (output / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+        write_atomic(output / "machine.json", json.dumps(machine, indent=2) + "\n")
 
     def run_dir(self, run_id: str) -> Path:
         return self.output / "runs" / run_id
@@ -177,6 +177,8 @@ class Comparison:
 
     def _run_one(self, index: int, spec: RunSpec) -> Outcome:
         directory = self.run_dir(spec.run_id)
+        with folder_lock(directory, "run"):  # the worker of an earlier attempt may still be stopping
+            pass
         shutil.rmtree(directory, ignore_errors=True)  # a partial earlier attempt starts over
         log = Log(self.output / "logs" / f"{spec.run_id}.log", f"[{index}/{len(self.plan)} {spec.run_id}]")
         start = time.perf_counter()

@@ -87,8 +87,12 @@ class TrainConfig:
         return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
 
     def refuse_previous_run(self) -> None:
-        """A run that is not resumed starts in an empty (or new) output folder."""
-        if not self.resume and self.output.exists() and any(self.output.iterdir()):
+        """--output is a folder; a run that is not resumed starts in an empty (or new) one."""
+        if not self.output.exists():
+            return
+        if not self.output.is_dir():
+            raise HarnessError(f"--output {self.output}: is a file; expected a directory for the run")
+        if not self.resume and any(self.output.iterdir()):
             raise HarnessError(
                 f"--output {self.output}: holds a previous run; use an empty directory or --resume"
             )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from harness.datasets.mlcommons import PhaseData, eval_batches, resolve_phase_data
 from harness.errors import HarnessError
+from harness.files import folder_lock
 from harness.models import BertConfig, BertForPreTraining, Lamb, load_config
 from harness.results.files import read_result
 from harness.results.records import Status
@@ -46,15 +50,20 @@ def already_complete(cfg: TrainConfig, world_size: int) -> bool:
     return {k: before.get(k) for k in TRAJECTORY_FIELDS} == trajectory(cfg, world_size)
 
 
-def prepare_output(cfg: TrainConfig) -> None:
-    """An empty run folder, or (--resume) one whose checkpoint is whole."""
-    if cfg.resume:
-        checkpoint.recover(cfg.output / "model_save")
-        if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
-            raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
-        return
+@contextlib.contextmanager
+def output_folder(cfg: TrainConfig) -> Iterator[None]:
+    """The run folder, empty or (--resume) with a whole checkpoint, held by this process while the
+    block runs: a second run into it (a --resume started while a killed parent's worker is still
+    stopping) is refused."""
     cfg.refuse_previous_run()
-    cfg.output.mkdir(parents=True, exist_ok=True)
+    if cfg.resume and not cfg.output.is_dir():
+        raise HarnessError(f"--resume: {cfg.output} does not exist; nothing to resume")
+    with folder_lock(cfg.output, "--output"):
+        if cfg.resume:
+            checkpoint.recover(cfg.output / "model_save")
+            if not (cfg.output / "model_save" / checkpoint.STATE).is_file():
+                raise HarnessError(f"--resume: {cfg.output}/model_save holds no checkpoint to resume from")
+        yield
 
 
 def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:

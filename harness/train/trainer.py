@@ -7,6 +7,7 @@ it calls (metrics, checkpoints, kernel census, evaluation, MLPerf log) live besi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from harness.train.hooks import KernelCensus, StepClock, StopFlag
 from harness.train.metrics import MetricsProcessor
 from harness.train.mllog import MLPerfLog
 from harness.train.result import RunResult
-from harness.train.setup import already_complete, model_and_data, prepare_output, resume, trajectory
+from harness.train.setup import already_complete, model_and_data, output_folder, resume, trajectory
 
 BETAS, EPS = (0.9, 0.999), 1e-6
 
@@ -39,20 +40,22 @@ def train(cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext) -> int:
     """Run one phase in this worker process; returns the status's exit code."""
     stop = StopFlag()  # first: a signal during the (long) set-up must not lose the run either
     ranks = Ranks.join(cfg.dist_backend)
-    if ranks.is_main:  # rank 0 owns the output folder; the others write nothing
-        prepare_output(cfg)
-    # one collective: every rank learns what rank 0 found, and the recovered checkpoint is in place
-    # before any rank reads it
-    (complete,) = ranks.sum([float(ranks.is_main and cfg.resume and already_complete(cfg, ranks.world_size))])
-    if complete:
-        if ranks.is_main:
-            print(
-                f"--resume: {cfg.output} is already complete ({cfg.steps} steps); nothing to do",
-                file=sys.stderr,
-            )
-        ranks.close()
-        return Status.OK.exit_code
-    return Trainer(cfg, mode, context, ranks, stop).train().exit_code
+    # rank 0 owns the output folder; the others write nothing
+    with output_folder(cfg) if ranks.is_main else contextlib.nullcontext():
+        # one collective: every rank learns what rank 0 found, and the recovered checkpoint is in
+        # place before any rank reads it
+        (complete,) = ranks.sum(
+            [float(ranks.is_main and cfg.resume and already_complete(cfg, ranks.world_size))]
+        )
+        if complete:
+            if ranks.is_main:
+                print(
+                    f"--resume: {cfg.output} is already complete ({cfg.steps} steps); nothing to do",
+                    file=sys.stderr,
+                )
+            ranks.close()
+            return Status.OK.exit_code
+        return Trainer(cfg, mode, context, ranks, stop).train().exit_code
 
 
 class Trainer:

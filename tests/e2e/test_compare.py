@@ -1,7 +1,11 @@
 """`harness compare`: the plan, each run in its own process, failures recorded, resume, the tables."""
 
 import json
+import re
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 from harness_cli import launch
@@ -159,6 +163,33 @@ def test_a_full_disk_stops_the_comparison_with_one_line_and_resume_finishes_it(
         "result.json",
     ]  # the part of the checkpoint written is gone
     subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)
+    resumed = compare(capfd, monkeypatch, out, *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}
+
+
+def test_a_killed_compare_takes_its_run_with_it_and_resume_finishes(capfd, monkeypatch, synth_dir, tmp_path):
+    """SIGKILL gives the parent no chance to pass anything on: the kernel sends the worker SIGTERM
+    (PR_SET_PDEATHSIG), and it checkpoints and stops instead of training on beside the next run."""
+    out = tmp_path / "cmp"
+    common = ["--phases", "1", "--precisions", "fp32", "--dataset", synth_dir, "--steps", 100]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness", "compare", "--preset", "smoke", "--output", out, *map(str, common)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in parent.stderr:
+        if re.search(r"\] step \d+/100 ", line):  # training
+            break
+    (worker,) = map(int, Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists(), "the worker trained on after its parent was killed"
+    run = out / "runs" / "p1-fp32-r0"
+    assert json.loads((run / "result.json").read_text())["status"] == "interrupted"
     resumed = compare(capfd, monkeypatch, out, *common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert set(read_runs(out / "runs.csv")["status"]) == {"ok"}

@@ -5,6 +5,8 @@ learns) are in tests/e2e/test_train.py."""
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from harness.precision.modes import get_precision
 from harness.results.files import read_metrics, read_result
 from harness.train import hooks, trainer
 from harness.train.config import TrainConfig
-from harness.train.setup import model_and_data, prepare_output
+from harness.train.setup import model_and_data, output_folder
 
 CONTEXT = WorkerContext(False, (), None, False, "test CPU", "k", (0,))
 
@@ -139,12 +141,53 @@ def test_bad_data_fails_the_run_naming_file_and_record(tmp_path, run_in_process)
     assert r.status == "failed" and r.error.startswith(f"DataError: {part}: record 39")
 
 
-def test_an_output_with_a_previous_run_is_refused(synth_dir, tmp_path):
+def test_an_output_that_cannot_take_the_run_is_refused_in_one_line(synth_dir, tmp_path, small_disk):
+    def refused(out: Path, message: str, **changes) -> None:
+        with pytest.raises(HarnessError, match=message), output_folder(tiny(synth_dir, out, **changes)):
+            pass
+
     out = tmp_path / "run"
     out.mkdir()
     (out / "result.json").write_text("{}")
-    with pytest.raises(HarnessError, match="holds a previous run; use an empty directory or --resume"):
-        prepare_output(tiny(synth_dir, out))
+    refused(out, "holds a previous run; use an empty directory or --resume")
+    refused(out / "result.json", r"--output .*/run/result.json: is a file; expected a directory for the run")
+    refused(tmp_path / "none", r"--resume: .*/none does not exist; nothing to resume", resume=True)
+    disk = small_disk(1)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    refused(disk / "run", r"--output .*/run: cannot be written \(Read-only file system\)")
+
+
+def test_a_run_folder_is_refused_while_another_process_holds_it(synth_dir, tmp_path):
+    """The lock is the kernel's (flock): it goes with its process, SIGKILL included."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with (
+            pytest.raises(HarnessError, match=rf"--output {out}: in use by process {holder.pid}; wait until"),
+            output_folder(tiny(synth_dir, out)),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_folder(tiny(synth_dir, out)):  # free once its holder is gone
+        assert not any(out.iterdir())  # and no lock file: the lock is on the folder itself
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from harness.files import folder_lock
+with folder_lock(Path(sys.argv[1]), "--output"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_phase2_refuses_what_is_not_a_completed_phase1_model_save(

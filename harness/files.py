@@ -77,5 +77,6 @@ def write_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
+            tmp.unlink(missing_ok=True)
         raise write_error(path, exc, len(text.encode())) from None

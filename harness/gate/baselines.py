@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.machine.platform import fingerprint
+from harness.results.files import read_machine
 
 
 def resolve(spec: str, baselines_dir: Path) -> Path:
@@ -41,7 +42,7 @@ def save(name: str, current: Path, baselines_dir: Path) -> Path:
     for needed in ("runs.csv", "steps.csv", "machine.json"):
         if not (folder / needed).is_file():
             raise HarnessError(f"--save-baseline: {folder} has no {needed}; save a `harness compare` output")
-    machine = json.loads((folder / "machine.json").read_text())
+    machine = read_machine(folder)
     target = baselines_dir / name
     staging = baselines_dir / f".{name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,6 @@ will read any more (phase 2's; phase 1's once its phase-2 runs are done) is dele
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -19,14 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import DISK_FULL_EXIT, folder_lock, write_atomic
+from harness.files import DISK_FULL_EXIT, folder_lock
 from harness.launch.launchers import LaunchOptions, start_training
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect
 from harness.plan.plan import RunSpec
 from harness.plan.presets import Preset
 from harness.precision.modes import get_precision, same_computation_pairs
-from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_plan
+from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_machine, write_plan
 from harness.train.metrics import clock
 
 DONE = ("ok", "invalid", "diverged")
@@ -80,7 +79,7 @@ class Comparison:
         )
         # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
         machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
-        write_atomic(output / "machine.json", json.dumps(machine, indent=2) + "\n")
+        write_machine(output, machine)
 
     def run_dir(self, run_id: str) -> Path:
         return self.output / "runs" / run_id

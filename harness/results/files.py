@@ -1,4 +1,5 @@
-"""The only code that reads or writes a run's files: result.json, metrics.jsonl and plan.json.
+"""The only code that reads or writes a run's files: result.json, metrics.jsonl, plan.json and
+machine.json.
 
 Each carries its format and version: result.json and plan.json as "format"/"version" fields,
 metrics.jsonl as its first line. A file of a newer version, or one that is not what its name
@@ -165,6 +166,29 @@ class MetricsWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+# machine.json: the machine a run set was measured on (harness.machine.platform.as_dict)
+
+MACHINE_FILE = "machine.json"
+
+
+def write_machine(folder: Path, machine: dict) -> None:
+    write_atomic(folder / MACHINE_FILE, _dump(machine))
+
+
+def read_machine(folder: Path) -> dict:
+    """The machine record, or {} for a run set saved without one."""
+    path = folder / MACHINE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{path}: not readable as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: expected a JSON object (a machine record)")
+    return data
 
 
 # plan.json

@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.machine.platform import fingerprint
-from harness.results.files import plan_exists
+from harness.results.files import plan_exists, read_machine
 from harness.results.records import Status, mode_label
 from harness.results.stats import Ratio, Spread, between_run_cv, ratio
 from harness.results.tables import read_runs, read_steps, runs_table, steps_table
@@ -108,8 +108,7 @@ def load_runset(path: Path) -> RunSet:
         folder = path
     else:
         raise HarnessError(f"{path}: no such folder or runs.csv")
-    machine_path = folder / "machine.json"
-    machine = json.loads(machine_path.read_text()) if machine_path.is_file() else {}
+    machine = read_machine(folder)
     try:
         if plan_exists(folder) and path.is_dir():
             return RunSet(folder, runs_table(folder), steps_table(folder), machine)

@@ -11,6 +11,7 @@ previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,25 @@ def load_config(directory: Path) -> BertConfig:
     return BertConfig.from_dict(data, str(directory / CONFIG))
 
 
+def _load_tensors(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as exc:
+        # torch's reader reports a truncated zip as a RuntimeError, a foreign file as unpickling
+        first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(
+            f"{path}: not readable as a checkpoint file, truncated or corrupt ({first})"
+        ) from None
+
+
 def load_weights(directory: Path, model: torch.nn.Module) -> None:
     _require(directory)
-    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(from_hf_state_dict(state), strict=False)
+    state = _load_tensors(directory / WEIGHTS)
+    try:
+        missing, unexpected = model.load_state_dict(from_hf_state_dict(state), strict=False)
+    except RuntimeError as exc:  # shapes that differ from config.json's
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise HarnessError(f"{directory / WEIGHTS}: does not match {directory / CONFIG} ({detail})") from None
     if missing or unexpected:
         raise HarnessError(
             f"{directory / WEIGHTS}: does not match the model "
@@ -116,7 +132,11 @@ def load_state(directory: Path) -> TrainingState:
     path = directory / STATE
     if not path.is_file():
         raise HarnessError(f"{directory}: no {STATE}; not a model_save written by `harness train`")
-    return TrainingState(**torch.load(path, map_location="cpu", weights_only=True))
+    data = _load_tensors(path)
+    try:
+        return TrainingState(**data)
+    except TypeError:
+        raise HarnessError(f"{path}: not the training state of a `harness train` run") from None
 
 
 def require_phase1_result(directory: Path) -> None:

@@ -4,6 +4,7 @@
 import json
 import re
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -251,3 +252,13 @@ def test_a_missing_path_is_named_as_missing(capsys, tmp_path):
             f"harness: {tmp_path / 'gone'}: no such folder or runs.csv\n",
         )
         assert not list(tmp_path.iterdir())
+
+
+def test_an_output_that_cannot_be_written_is_one_line(capsys, runsets, small_disk):
+    disk = small_disk(1)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    proc = call(capsys, "report", runsets / "baseline", runsets / "again", "--output", disk / "x.html")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"harness: {disk}/x.html: cannot be written (Read-only file system)\n",
+    )

@@ -11,9 +11,11 @@ from harness.results.files import (
     METRICS_FILE,
     RESULT_FILE,
     MetricsWriter,
+    read_machine,
     read_metrics,
     read_plan,
     read_result,
+    write_machine,
     write_plan,
     write_result,
 )
@@ -94,3 +96,12 @@ def test_a_plan_without_its_runs_is_not_a_plan(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps({"runs": []}))
     with pytest.raises(HarnessError, match=r"plan.json: no 'outcomes': not a `harness compare` plan"):
         read_plan(tmp_path)
+
+
+def test_a_corrupt_machine_record_is_named(tmp_path):
+    write_machine(tmp_path, {"cpu_model": "test CPU"})
+    assert read_machine(tmp_path) == {"cpu_model": "test CPU"}
+    (tmp_path / "machine.json").write_text('{"cpu')
+    with pytest.raises(HarnessError, match=r"machine.json: not readable as JSON"):
+        read_machine(tmp_path)
+    assert read_machine(tmp_path / "none") == {}

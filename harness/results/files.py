@@ -30,13 +30,18 @@ def _dump(data: dict) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"
 
 
-def _load(path: Path, expected_format: str) -> dict:
+def _json_object(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HarnessError(f"{path}: not readable as JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise HarnessError(f"{path}: expected a JSON object ({expected_format})")
+        raise HarnessError(f"{path}: expected a JSON object ({what})")
+    return data
+
+
+def _load(path: Path, expected_format: str) -> dict:
+    data = _json_object(path, expected_format)
     _check_version(path, data, expected_format)
     return data
 
@@ -180,15 +185,7 @@ def write_machine(folder: Path, machine: dict) -> None:
 def read_machine(folder: Path) -> dict:
     """The machine record, or {} for a run set saved without one."""
     path = folder / MACHINE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{path}: not readable as JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise HarnessError(f"{path}: expected a JSON object (a machine record)")
-    return data
+    return _json_object(path, "a machine record") if path.is_file() else {}
 
 
 # plan.json

@@ -71,6 +71,8 @@ class RunRecord:
     max_predictions: int | None = None
     train_files: list[str] = field(default_factory=list)
     eval_source: str | None = None
+    data_fingerprint: str | None = None
+    """harness.datasets.mlcommons.PhaseData.fingerprint: a resumed run refuses other data."""
     parameters: int | None = None
     backend: str = "stock"
     backend_version: str | None = None

@@ -92,10 +92,12 @@ def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
     return model_cfg, data
 
 
-def resume(cfg: TrainConfig, world_size: int, model: BertForPreTraining, optimizer: Lamb) -> int:
+def resume(
+    cfg: TrainConfig, world_size: int, data: PhaseData, model: BertForPreTraining, optimizer: Lamb
+) -> int:
     """Load the checkpoint in cfg.output into model and optimizer; returns its step. Refuses a
-    checkpoint of another phase or precision, or one trained with settings that decide the data
-    order and the updates other than these."""
+    checkpoint of another phase or precision, one trained with settings that decide the data
+    order and the updates other than these, or on other data at the same path."""
     save_dir = cfg.output / "model_save"
     state = checkpoint.load_state(save_dir)
     if (state.phase, state.precision) != (cfg.phase, cfg.precision):
@@ -110,6 +112,12 @@ def resume(cfg: TrainConfig, world_size: int, model: BertForPreTraining, optimiz
         raise HarnessError(
             f"--resume: --{k.replace('_', '-')} is {now[k]} but the run in "
             f"{cfg.output} used {state.config.get(k)}; resume with the same settings"
+        )
+    before = state.config.get("data_fingerprint")  # None in checkpoints written before it was
+    if before is not None and before != data.fingerprint():
+        raise HarnessError(
+            f"--resume: --dataset {cfg.dataset} holds other data than the run in {cfg.output} "
+            "trained on (its files' names, sizes or first records differ); resume on the same data"
         )
     checkpoint.load_weights(save_dir, model)
     optimizer.load_state_dict(state.optimizer)

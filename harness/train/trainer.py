@@ -96,6 +96,7 @@ class Trainer:
         report contradicts the mode (then nothing else is built)."""
         cfg, ranks = self.cfg, self.ranks
         self.model_cfg, self.data = model_and_data(cfg)
+        self.data_fingerprint = self.data.fingerprint()
         self.mode.apply_math_mode()
         self.census = KernelCensus(self.mode, self.context)
         if problem := self.census.ceiling_problem():
@@ -109,7 +110,7 @@ class Trainer:
         groups = parameter_groups(model, cfg.weight_decay)
         optimizer = Lamb(groups, lr=cfg.learning_rate, betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
         if cfg.resume:
-            self.start_step = resume(cfg, ranks.world_size, model, optimizer)
+            self.start_step = resume(cfg, ranks.world_size, self.data, model, optimizer)
         model.train()
         self.model, self.optimizer, self.backend = backends.prepare(
             cfg.backend, model, optimizer, self.mode.autocast
@@ -266,7 +267,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             rng=torch.get_rng_state(),
             complete=complete,
-            config=trajectory(cfg, self.ranks.world_size),
+            config={**trajectory(cfg, self.ranks.world_size), "data_fingerprint": self.data_fingerprint},
         )
         checkpoint.save(cfg.output / "model_save", self.model, self.model_cfg, state)
 
@@ -311,6 +312,7 @@ class Trainer:
             "max_predictions": self.data.shape.max_predictions,
             "train_files": [s.path for s in self.data.train],
             "eval_source": self.data.eval_source,
+            "data_fingerprint": self.data_fingerprint,
             **summary,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             **cores,

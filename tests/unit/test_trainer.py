@@ -5,6 +5,7 @@ learns) are in tests/e2e/test_train.py."""
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from mlcommons_writer import write_file
 
 from harness import cli
+from harness.datasets.synth import SynthSpec, synthesize
 from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.launch.job import WorkerContext
@@ -261,3 +263,18 @@ def test_a_result_that_does_not_fit_leaves_no_temporary_file(tmp_path):
     with pytest.raises(HarnessError, match=r"result.json: no space left on the device \(") as full:
         write_atomic(tmp_path / "result.json", "{}\n")
     assert full.value.exit_code == 5 and not list(tmp_path.iterdir())
+
+
+def test_resume_refuses_other_data_at_the_same_path(tmp_path, run_in_process):
+    data = tmp_path / "data"
+    synthesize(data, SynthSpec(examples=512, eval_examples=32, shards=2, seed=1))
+    cfg = tiny(data, tmp_path / "run", save_every=2)
+    assert run_in_process(cfg, stop_after=3) == 130
+    resumed = dataclasses.replace(cfg, resume=True)
+    shutil.rmtree(data)
+    synthesize(data, SynthSpec(examples=512, eval_examples=32, shards=2, seed=2))
+    with pytest.raises(HarnessError, match=rf"--resume: --dataset {data} holds other data than the run in"):
+        run_in_process(resumed)
+    shutil.rmtree(data)
+    synthesize(data, SynthSpec(examples=512, eval_examples=32, shards=2, seed=1))  # the same data again
+    assert run_in_process(resumed) == 0

@@ -10,7 +10,14 @@ from harness.launch.ranks import RankLayout
 from harness.plan.plan import CompareConfig
 from harness.train.config import TrainConfig
 
-TRAIN_FIELDS = ("compile", "contention_threshold")
+TRAIN_FIELDS = (
+    "compile",
+    "contention_threshold",
+    "target_accuracy",
+    "submission_org",
+    "submission_platform",
+    "submission_division",
+)
 """TrainConfig settings a comparison passes to every run; the plan and preset set the others."""
 
 

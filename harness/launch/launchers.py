@@ -112,7 +112,8 @@ def run_task(
 ) -> dict:
     """One measuring worker (roofline, peer) with the mode's environment; returns what it wrote."""
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
-        result = Path(tmp) / "result.json"
+        # the task's figures: a file of its own, not a training run's result
+        result = Path(tmp) / "figures.json"
         job = write_job(Path(tmp) / "job.json", Job(task, mode, context, settings, str(result)))
         env = worker_environment(mode, len(context.cores), system_malloc)
         done = run([Child([*WORKER, str(job)], env, context.cores)])

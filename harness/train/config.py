@@ -76,6 +76,15 @@ class TrainConfig:
     contention_threshold: float = 0.9
     """A run whose timed steps had less than this share of their cores (the rest went to other
     processes or was stolen by the hypervisor) is marked contended (harness.machine.contention)."""
+    target_accuracy: float = 0.720
+    """Eval MLM accuracy at which the MLPerf log's run_stop says success (else aborted): MLPerf's
+    BERT target."""
+    submission_org: str = "unknown"
+    """The MLPerf log's submission_org: who ran it."""
+    submission_platform: str | None = None
+    """The MLPerf log's submission_platform (default: the CPU model and the run's core count)."""
+    submission_division: str = "open"
+    """The MLPerf log's submission_division: open or closed."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (paths as strings): what the job file and result.json hold."""
@@ -134,6 +143,14 @@ class TrainConfig:
             raise HarnessError(f"--contention-threshold must be in (0, 1], got {self.contention_threshold}")
         if not 0 < self.phase_fraction < 1:
             raise HarnessError(f"--phase-fraction must be in (0, 1), got {self.phase_fraction}")
+        if not 0 < self.target_accuracy <= 1:
+            raise HarnessError(f"--target-accuracy must be in (0, 1], got {self.target_accuracy}")
+        if self.submission_division not in ("open", "closed"):
+            raise HarnessError(
+                f"--submission-division must be open or closed, got {self.submission_division}"
+            )
+        if not self.submission_org.strip() or self.submission_platform == "":
+            raise HarnessError("--submission-org and --submission-platform must not be empty")
         if not self.learning_rate > 0:
             raise HarnessError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if self.phase == 2 and self.checkpoint is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from dataclasses import asdict
 
 import torch
@@ -29,7 +30,7 @@ from harness.train.evaluate import evaluate, to_batch
 from harness.train.faults import Fault
 from harness.train.hooks import KernelCensus, StepClock, StopFlag
 from harness.train.metrics import MetricsProcessor
-from harness.train.mllog import MLPerfLog
+from harness.train.mllog import MLPerfLog, Submission
 from harness.train.result import RunResult
 from harness.train.setup import already_complete, model_and_data, output_folder, resume, trajectory
 
@@ -95,6 +96,7 @@ class Trainer:
         """The model, optimizer, data and recorders; a problem when the ISA ceiling the libraries
         report contradicts the mode (then nothing else is built)."""
         cfg, ranks = self.cfg, self.ranks
+        self.init_ms = time.time_ns() // 1_000_000  # MLPerf's init_start: the set-up's start
         self.model_cfg, self.data = model_and_data(cfg)
         self.data_fingerprint = self.data.fingerprint()
         self.mode.apply_math_mode()
@@ -254,7 +256,7 @@ class Trainer:
             return
         results = evaluate(self.model, self.data, self.mode, self.cfg.batch_size, self.cfg.eval_examples)
         self.metrics.evaluation(step, results)
-        self.mllog.eval_accuracy(results["eval_mlm_accuracy"], step * self.global_batch, step)
+        self.mllog.evaluation(results["eval_mlm_accuracy"], step * self.global_batch, step)
 
     def save(self, step: int, complete: bool) -> None:
         if not self.ranks.is_main:
@@ -279,7 +281,9 @@ class Trainer:
         if self.ranks.is_main:  # first: on a full disk the small result may still fit, the log not
             write_result(self.cfg.output, self.result.build(status, error, figures))
         if self.metrics:
-            self.mllog.run_stop(status is Status.OK, figures.get("steps_completed", 0) * self.global_batch)
+            accuracy = figures.get("eval_mlm_accuracy")
+            reached = status is Status.OK and accuracy is not None and accuracy >= self.cfg.target_accuracy
+            self.mllog.run_stop(reached, figures.get("steps_completed", 0) * self.global_batch)
             self.mllog.close()
         self.ranks.close()
         return status
@@ -322,6 +326,8 @@ class Trainer:
     def _start_mllog(self) -> MLPerfLog:
         cfg = self.cfg
         mllog = MLPerfLog(cfg.output / "mllog.txt" if self.ranks.is_main else None, append=cfg.resume)
+        platform = cfg.submission_platform or f"{self.context.cpu_model}, {len(self.context.cores)} cores"
+        mllog.init(Submission(cfg.submission_org, platform, cfg.submission_division), self.init_ms)
         mllog.run_start(
             global_batch_size=self.global_batch,
             lr=cfg.learning_rate,
@@ -334,6 +340,7 @@ class Trainer:
             max_predictions=self.data.shape.max_predictions,
             eval_examples=cfg.eval_examples,
             seed=cfg.seed,
+            first_sample=self.start_step * self.global_batch,
         )
         return mllog
 

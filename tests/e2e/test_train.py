@@ -38,6 +38,9 @@ def phase1(synth_dir, tmp_path_factory) -> Path:
                 200,
                 "--log-every",
                 50,
+                # what test_phase1_learns_the_synthetic_language asks of it: run_stop then says success
+                "--target-accuracy",
+                5 * json.loads((synth_dir / "synth.json").read_text())["mlm_majority_accuracy"],
             )
         ]
     )

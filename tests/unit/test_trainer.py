@@ -278,3 +278,27 @@ def test_resume_refuses_other_data_at_the_same_path(tmp_path, run_in_process):
     shutil.rmtree(data)
     synthesize(data, SynthSpec(examples=512, eval_examples=32, shards=2, seed=1))  # the same data again
     assert run_in_process(resumed) == 0
+
+
+@pytest.mark.parametrize("ruleset", ["4.1.0", "5.0.0"])
+def test_the_mlperf_log_passes_the_compliance_checker_in_the_open_division(
+    synth_dir, tmp_path, run_in_process, ruleset
+):
+    """mlperf-logging's own checker. Its 5.1.0 rules no longer list BERT among the benchmarks."""
+    cfg = tiny(synth_dir, tmp_path / "run", eval_every=3, submission_org="a lab")
+    assert run_in_process(cfg) == 0
+    checker = [sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", "training"]
+    checked = subprocess.run(
+        [*checker, "--ruleset", ruleset, str(cfg.output / "mllog.txt")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # it writes compliance_checker.log there
+    )
+    assert checked.returncode == 0 and "SUCCESS" in checked.stderr + checked.stdout, checked.stderr[-2000:]
+    events = [json.loads(line.removeprefix(":::MLLOG ")) for line in (cfg.output / "mllog.txt").open()]
+    values = {e["key"]: e["value"] for e in events}
+    assert (values["submission_org"], values["submission_division"]) == ("a lab", "open")
+    assert values["submission_platform"] == "test CPU, 1 cores"
+    stop = next(e for e in events if e["key"] == "run_stop")
+    assert stop["metadata"]["status"] == "aborted"  # bert-tiny after 6 steps is far from 0.720
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [12, 24]

@@ -36,9 +36,24 @@ def folder_lock(folder: Path, flag: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise HarnessError(f"{flag} {folder}: {_holder(folder)}; wait until it ends") from None
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # which drops the lock
+
+
+_HELD: set[int] = set()
+
+
+def drop_inherited_locks() -> None:
+    """In a process forked from a lock's holder (a DataLoader worker): close its copies of the
+    locked descriptors. A flock belongs to the descriptor, which fork shares; without this the
+    lock would outlive a holder that crashed for as long as its workers take to notice."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
 
 
 def _holder(folder: Path) -> str:
@@ -49,11 +64,7 @@ def _holder(folder: Path) -> str:
         for line in Path("/proc/locks").read_text().splitlines():
             fields = line.split()
             if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
-                pid = int(fields[4])
-                if Path(f"/proc/{pid}").exists():
-                    return f"in use by process {pid}"
-                # its DataLoader workers inherited the lock and end within seconds of it
-                return f"still in use by the last processes of process {pid}, which has ended"
+                return f"in use by process {fields[4]}"
     return "in use by another process"
 
 

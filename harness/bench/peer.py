@@ -199,7 +199,7 @@ def merge(rounds: list[dict]) -> dict:
         "round_medians_s": [Spread.of(r["step_times"]).median for r in rounds],
         "seq_per_s": first["batch_size"] / median,
         "model_tflops_per_s": first["flops"] / median / 1e12,
-        "peak_rss_gib": max(r.peak_rss_gib for r in rounds),
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in rounds),
         # a timed step that still faults in fresh pages is not warm yet (see PeerSpec.warmup)
         "page_faults_per_step": Spread.of([f for r in rounds for f in r["page_faults"]]).median
         if "page_faults" in first

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from harness.datasets.records import DataError, Shape, count_records, decode_example, iter_records, read_shape
 from harness.datasets.schema import ALL_FEATURES, EVAL_DIR, NSP_FEATURE, PHASE_DIRS, shard_files
 from harness.errors import HarnessError
+from harness.files import drop_inherited_locks
 
 
 @dataclass(frozen=True)
@@ -259,10 +260,16 @@ def training_loader(
         num_workers=workers,
         prefetch_factor=4 if workers else None,
         persistent_workers=workers > 0,
+        worker_init_fn=_release_locks,
         # A private generator: the loader must not draw from the global RNG that dropout uses,
         # or resuming would shift the dropout masks.
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _release_locks(worker_id: int) -> None:
+    # the lock on the run folder belongs to the training process alone (harness.files.folder_lock)
+    drop_inherited_locks()
 
 
 def eval_batches(

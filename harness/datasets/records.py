@@ -8,8 +8,12 @@ decodes each record with the package's `Example` protobuf.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import io
 import os
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,61 +39,105 @@ class DataError(HarnessError):
     """A record that is corrupt or does not match the schema; the message names file and record."""
 
 
-def _frames(f: BinaryIO, path: Path, size: int) -> Iterator[tuple[int, int, int]]:
-    """Walk the framing: yield (record index, byte offset, payload length) with the file
-    positioned at the payload. The caller reads or skips `length + 4` bytes before the next."""
-    index = 0
-    while True:
-        start = f.tell()
-        header = f.read(12)
-        if not header:
+def _compression(path: Path, head: bytes) -> str | None:
+    """None for a plain TFRecord file (its first length CRC checks out), else GZIP or ZLIB, the
+    two compressions TensorFlow's TFRecordOptions writes."""
+    if len(head) >= 12 and masked_crc(head[:8]) == struct.unpack("<I", head[8:12])[0]:
+        return None
+    if head[:2] == b"\x1f\x8b":
+        return "GZIP"
+    if len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "ZLIB"
+    return None  # not a TFRecord at all: the framing check names it
+
+
+class _Inflated(io.RawIOBase):
+    """A zlib stream, read as the bytes it holds."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self._z, self._left = f, zlib.decompressobj(), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._left and not self._z.eof:
+            chunk = self._f.read(1 << 16)
+            if not chunk:
+                raise EOFError("the compressed stream ends before its end marker")
+            self._left = self._z.decompress(chunk)
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[BinaryIO, int | None, str]]:
+    """The file's record stream, its size when it can be seeked (plain files), and how to name
+    it in messages (offsets in a compressed file are in its decompressed stream)."""
+    with open(path, "rb") as f:
+        kind = _compression(path, f.read(12))
+        f.seek(0)
+        if kind is None:
+            yield f, os.fstat(f.fileno()).st_size, str(path)
             return
-        if len(header) < 12:
-            raise DataError(
-                f"{path}: record {index} at byte {start}: truncated header ({len(header)} of 12 bytes)"
-            )
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc(header[:8]) != length_crc:
-            raise DataError(f"{path}: record {index} at byte {start}: length CRC mismatch (corrupt framing)")
-        if start + 12 + length + 4 > size:
-            raise DataError(
-                f"{path}: record {index} at byte {start}: truncated record "
-                f"(needs {length + 16} bytes, the file ends {size - start} bytes on)"
-            )
-        yield index, start, length
-        index += 1
+        stream = gzip.GzipFile(fileobj=f) if kind == "GZIP" else io.BufferedReader(_Inflated(f))
+        try:
+            yield stream, None, f"{path} ({kind}, decompressed)"  # type: ignore[misc]
+        except (OSError, EOFError, zlib.error) as exc:  # a gzip or zlib stream cut short or corrupt
+            raise DataError(f"{path}: corrupt {kind} stream ({exc})") from None
+
+
+def _records(path: Path, take: Callable[[int], bool], stop: int | None) -> Iterator[tuple[int, bytes | None]]:
+    """Walk the framing: (record index, payload) for the records before `stop`, the payload None
+    for a record `take` refuses (skipped: seeked past in a plain file, its CRC then unchecked)."""
+    with _opened(path) as (f, size, where):
+        index, start = 0, 0
+        while stop is None or index < stop:
+            header = f.read(12)
+            if not header:
+                return
+            at = f"{where}: record {index} at byte {start}"
+            if len(header) < 12:
+                raise DataError(f"{at}: truncated header ({len(header)} of 12 bytes)")
+            length, length_crc = struct.unpack("<QI", header)
+            if masked_crc(header[:8]) != length_crc:
+                raise DataError(f"{at}: length CRC mismatch (corrupt framing)")
+            if size is not None and start + 12 + length + 4 > size:
+                ends = f"the file ends {size - start} bytes on"
+                raise DataError(f"{at}: truncated record (needs {length + 16} bytes, {ends})")
+            if size is not None and not take(index):
+                f.seek(length + 4, 1)
+                yield index, None
+            else:
+                payload = f.read(length + 4)
+                if len(payload) < length + 4:
+                    raise DataError(
+                        f"{at}: truncated record (needs {length + 16} bytes, the stream ends first)"
+                    )
+                (data_crc,) = struct.unpack("<I", payload[length:])
+                data = payload[:length]
+                if masked_crc(data) != data_crc:
+                    raise DataError(f"{at}: data CRC mismatch")
+                yield index, data if take(index) else None
+            index, start = index + 1, start + 12 + length + 4
 
 
 def iter_records(
     path: Path, take: Callable[[int], bool] = lambda i: True, stop: int | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """Yield (record index, payload) for the records before `stop` whose index passes `take`.
-    Other records are skipped by seeking past them, with their framing still checked."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        for index, start, length in _frames(f, path, size):
-            if stop is not None and index >= stop:
-                return
-            if not take(index):
-                f.seek(length + 4, 1)
-                continue
-            payload = f.read(length + 4)
-            (data_crc,) = struct.unpack("<I", payload[length:])
-            data = payload[:length]
-            if masked_crc(data) != data_crc:
-                raise DataError(f"{path}: record {index} at byte {start}: data CRC mismatch")
+    Plain files, or GZIP and ZLIB compressed ones as TensorFlow writes them; every length CRC
+    is checked, and the data CRC of every record read."""
+    for index, data in _records(path, take, stop):
+        if data is not None:
             yield index, data
 
 
 def count_records(path: Path) -> int:
     """Number of records in one file (framing and length CRCs checked, payloads skipped)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        count = 0
-        for _, _, length in _frames(f, path, size):
-            f.seek(length + 4, 1)
-            count += 1
-        return count
+    return sum(1 for _ in _records(path, lambda i: False, None))
 
 
 @dataclass(frozen=True)

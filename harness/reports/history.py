@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.reports.charts import Series, line_chart
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
 from harness.results.runsets import RunSet, is_runset, key_stats, mode_label
 
@@ -44,55 +45,29 @@ def _chart(series: pd.DataFrame, sets: list[RunSet], phase: int, colors: dict[st
     data = series[(series.phase == phase) & series.throughput_seq_per_s.notna()]
     if data.empty:
         return f'<p class="muted">no throughput measured in phase {phase}</p>'
-    width, height, left, bottom = 900, 300, 60, 60
-    top = float(data["throughput_p90"].max()) * 1.05
-    n = max(len(sets) - 1, 1)
-
-    def x(i: int) -> float:
-        return left + i / n * (width - left - 150)
-
-    def y(v: float) -> float:
-        return 10 + (1 - v / top) * (height - bottom - 10)
-
-    parts = [
-        f'<svg class="history-chart" id="history-phase{phase}" width="{width}" height="{height}" role="img">'
-    ]
-    for frac in (0, 0.5, 1):
-        parts.append(
-            f'<text x="{left - 6}" y="{y(frac * top) + 4:.1f}" text-anchor="end" font-size="11">'
-            f"{frac * top:.3g}</text>"
-        )
-    for i, s in enumerate(sets):
-        parts.append(
-            f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="10" text-anchor="middle">'
-            f'{esc(s.label[-20:])}<tspan x="{x(i):.1f}" dy="12">{esc(s.started_at[:10])}</tspan></text>'
-        )
-    legend_y = 20
+    lines = []
     for (precision, model), line in data.groupby(["mode", "model"], sort=False):
-        color = colors[precision]
         line = line.sort_values("set_no")
-        points = " ".join(f"{x(r.set_no):.1f},{y(r.throughput_seq_per_s):.1f}" for r in line.itertuples())
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for r in line.itertuples():
-            parts.append(
-                f'<line x1="{x(r.set_no):.1f}" x2="{x(r.set_no):.1f}" y1="{y(r.throughput_p10):.1f}" '
-                f'y2="{y(r.throughput_p90):.1f}" stroke="{color}"/>'
+        lines.append(
+            Series(
+                f"{precision} ({model})",
+                colors[precision],
+                line["set_no"].tolist(),
+                line["throughput_seq_per_s"].tolist(),
+                low=line["throughput_p10"].tolist(),
+                high=line["throughput_p90"].tolist(),
+                markers=True,
             )
-            parts.append(
-                f'<circle cx="{x(r.set_no):.1f}" cy="{y(r.throughput_seq_per_s):.1f}" r="3.5" '
-                f'fill="{color}"><title>{esc(sets[r.set_no].label)}: {esc(precision)} '
-                f"{r.throughput_seq_per_s:.3f} seq/s</title></circle>"
-            )
-        parts.append(
-            f'<text x="{width - 140}" y="{legend_y}" font-size="12" fill="{color}">'
-            f"{esc(precision)} ({esc(model)})</text>"
         )
-        legend_y += 16
-    parts.append(
-        f'<text x="{left}" y="{height - 12}" font-size="11" fill="#777">sequences/s per run set, '
-        "oldest first: dot = median of the runs' medians, line = p10..p90 of their steps</text></svg>"
+    return line_chart(
+        f"history-phase{phase}",
+        lines,
+        "run set, oldest first",
+        "sequences/s",
+        note="dot: median of the runs' medians; whisker: p10..p90 of their steps",
+        x_categories=[f"{s.label[-20:]} {s.started_at[:10]}" for s in sets],
+        from_zero=True,
     )
-    return "".join(parts)
 
 
 def _link(folder: Path, s: RunSet) -> str:

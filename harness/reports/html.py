@@ -12,6 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import write_atomic
+from harness.reports.charts import (
+    Interval,
+    Series,
+    centred_mean,
+    interval_chart,
+    line_chart,
+    smoothing_window,
+)
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.results.records import LOSS_TOLERANCE
 from harness.results.runsets import load_runset, mode_label, ok_rates
@@ -110,90 +118,63 @@ def _contention_banner(runs: pd.DataFrame) -> str:
     )
 
 
-def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
-    """Median throughput per run as bars, p10..p90 as whiskers, grouped by phase."""
-    ok = runs[runs.throughput_seq_per_s.notna()]
-    if ok.empty:
-        return '<p class="muted">no run measured a throughput</p>'
-    width, row_h, left = 900, 26, 170
-    top = float(ok["throughput_p90"].max()) or 1.0
-    height = row_h * len(ok) + 30
-    parts = [f'<svg id="throughput-chart" width="{width}" height="{height}" role="img">']
-    for i, r in enumerate(ok.itertuples()):
-        y = 10 + i * row_h
-        scale = (width - left - 90) / top
-        w = r.throughput_seq_per_s * scale
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" font-size="12">{esc(r.run_id)}</text>'
-        )
-        color = colors[mode_label(r.precision, r.backend)]
-        parts.append(
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="{color}" '
-            f'opacity="0.8"><title>{r.throughput_seq_per_s:.3f} seq/s</title></rect>'
-        )
-        x10, x90 = left + r.throughput_p10 * scale, left + r.throughput_p90 * scale
-        parts.append(f'<line x1="{x10:.1f}" x2="{x90:.1f}" y1="{y + 11}" y2="{y + 11}" stroke="#000"/>')
-        parts.append(
-            f'<text x="{x90 + 6:.1f}" y="{y + 15}" font-size="12">{r.throughput_seq_per_s:.3f}</text>'
-        )
-    parts.append(
-        f'<text x="{left}" y="{height - 6}" font-size="11" fill="#777">sequences/s: bar = median, '
-        "line = p10..p90 of the measured steps</text></svg>"
+def _mfu_note(runs: pd.DataFrame) -> str:
+    """What fills an MFU shown as "-": a roofline measured on this machine before the run."""
+    missing = runs[(runs.status == "ok") & runs.mfu.isna()]
+    if missing.empty:
+        return ""
+    modes = ",".join(dict.fromkeys(missing.precision))
+    return (
+        f'<p id="mfu-note" class="muted">MFU "-": no large-matmul peak was measured for {esc(modes)} on this '
+        f"machine at this thread count. <code>python -m harness roofline --precisions {esc(modes)}</code> "
+        "measures it; runs after it report their MFU against it.</p>"
     )
-    return "".join(parts)
 
 
-def _smooth(values: list[float], alpha: float = 0.1) -> list[float]:
-    out, acc = [], None
-    for v in values:
-        acc = v if acc is None else alpha * v + (1 - alpha) * acc
-        out.append(acc)
-    return out
+def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
+    """Every run's median throughput with its p10..p90, by phase; a run without one says why."""
+    rows = [
+        Interval(
+            label=r.run_id,
+            color=colors[mode_label(r.precision, r.backend)],
+            median=None if pd.isna(r.throughput_seq_per_s) else r.throughput_seq_per_s,
+            p10=None if pd.isna(r.throughput_p10) else r.throughput_p10,
+            p90=None if pd.isna(r.throughput_p90) else r.throughput_p90,
+            note="" if r.status == "ok" else str(r.status),
+            group=f"phase {r.phase}",
+        )
+        for r in runs.itertuples()
+    ]
+    return interval_chart(
+        "throughput-chart",
+        rows,
+        "throughput, sequences/s (bar: median of the timed steps; whisker: p10..p90)",
+    )
 
 
 def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_modes: dict[str, str]) -> str:
     data = steps[(steps.phase == phase) & steps.loss.notna()]
     if data.empty:
         return f'<p class="muted">no steps recorded in phase {phase}</p>'
-    width, height, left, bottom = 900, 320, 60, 30
-    x_max = float(data["step"].max())
-    y_lo, y_hi = float(data["loss"].min()), float(data["loss"].max())
-    y_hi = y_hi if y_hi > y_lo else y_lo + 1
-
-    def xy(step: float, loss: float) -> str:
-        x = left + (step - 1) / max(x_max - 1, 1) * (width - left - 20)
-        y = 10 + (y_hi - loss) / (y_hi - y_lo) * (height - bottom - 20)
-        return f"{x:.1f},{y:.1f}"
-
-    parts = [f'<svg class="loss-chart" id="loss-phase{phase}" width="{width}" height="{height}" role="img">']
-    for frac in (0, 0.5, 1):
-        v = y_lo + frac * (y_hi - y_lo)
-        parts.append(
-            f'<text x="{left - 6}" y="{xy(1, v).split(",")[1]}" text-anchor="end" font-size="11">'
-            f"{v:.2f}</text>"
+    longest = int(data.groupby("run_id").size().max())
+    window = smoothing_window(longest)
+    series = [
+        Series(
+            run_id,
+            colors[run_modes[run_id]],
+            run["step"].tolist(),
+            centred_mean(run["loss"].tolist(), window),
+            raw=run["loss"].tolist(),
         )
-    legend_y = 20
-    for run_id, run in data.groupby("run_id", sort=False):
-        color = colors[run_modes[run_id]]
-        steps_, losses = run["step"].tolist(), run["loss"].tolist()
-        raw = " ".join(xy(s, v) for s, v in zip(steps_, losses, strict=True))
-        smooth = " ".join(xy(s, v) for s, v in zip(steps_, _smooth(losses), strict=True))
-        parts.append(
-            f'<polyline points="{raw}" fill="none" stroke="{color}" stroke-width="1" opacity="0.3"/>'
-        )
-        parts.append(
-            f'<polyline points="{smooth}" fill="none" stroke="{color}" stroke-width="2">'
-            f"<title>{esc(run_id)}</title></polyline>"
-        )
-        parts.append(
-            f'<text x="{width - 190}" y="{legend_y}" font-size="12" fill="{color}">{esc(run_id)}</text>'
-        )
-        legend_y += 16
-    parts.append(
-        f'<text x="{left}" y="{height - 8}" font-size="11" fill="#777">step (1..{int(x_max)}); thin: '
-        "raw loss, thick: exponentially smoothed (alpha 0.1)</text></svg>"
+        for run_id, run in data.groupby("run_id", sort=False)
+    ]
+    return line_chart(
+        f"loss-phase{phase}",
+        series,
+        "optimizer step",
+        "training loss (MLM + NSP, nats)",
+        note=f"faint: every step; bold: mean of {window} steps centred on each" if window > 1 else "",
     )
-    return "".join(parts)
 
 
 def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
@@ -305,7 +286,7 @@ def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
 <h2>Problems</h2><ul id="problems">{problem_html}</ul>
 <h2>Throughput</h2>{_bars(runs, colors)}
 <h2>Loss curves</h2>{charts}
-<h2>Efficiency</h2><div id="efficiency">{efficiency}</div>
+<h2>Efficiency</h2><div id="efficiency">{efficiency}</div>{_mfu_note(runs)}
 <h2>ISA actually used</h2><div id="isa">{isa}</div>
 <h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose
 output on: every kernel the libraries ran, by data type. GEMMs that neither library reports were

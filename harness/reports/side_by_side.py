@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 
+from harness.reports.charts import Interval, interval_chart
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
 from harness.results.runsets import KEY, RunSet, key_label, key_stats, run_rates
 from harness.results.stats import ratio
@@ -115,47 +116,29 @@ def _convergence(matched: pd.DataFrame, sets: list[RunSet]) -> str:
 
 
 def _chart(matched: pd.DataFrame, sets: list[RunSet]) -> str:
-    """Grouped bars: a group per configuration, a bar per run set, p10..p90 as whiskers."""
-    p90 = [matched[f"throughput_p90_{i}"].max() for i in range(len(sets)) if f"throughput_p90_{i}" in matched]
-    top = max((float(v) for v in p90 if not pd.isna(v)), default=0.0)
-    if top <= 0:
-        return '<p class="muted">no run set measured a throughput</p>'
-    bar_h, left, width = 14, 240, 900
-    group_h = bar_h * len(sets) + 12
-    height = group_h * len(matched) + 40
-    scale = (width - left - 90) / top
-    parts = [f'<svg id="side-by-side-chart" width="{width}" height="{height}" role="img">']
-    for g, (_, r) in enumerate(matched.iterrows()):
-        y0 = 10 + g * group_h
-        parts.append(
-            f'<text x="{left - 6}" y="{y0 + group_h / 2}" text-anchor="end" font-size="12">'
-            f"{esc(key_label(r))}</text>"
-        )
+    """A group per configuration, a bar per run set; a set without that configuration says so."""
+    rows = []
+    for _, r in matched.iterrows():
         for i, s in enumerate(sets):
             median = r.get(f"throughput_seq_per_s_{i}")
-            if median is None or pd.isna(median):
-                continue
-            y = y0 + i * bar_h
-            color = PALETTE[i % len(PALETTE)]
-            parts.append(
-                f'<rect x="{left}" y="{y}" width="{median * scale:.1f}" height="{bar_h - 2}" '
-                f'fill="{color}" opacity="0.8"><title>{esc(s.label)}: {median:.3f} seq/s</title></rect>'
+            status = r.get(f"statuses_{i}")
+            measured = median is not None and not pd.isna(median)
+            rows.append(
+                Interval(
+                    label=s.label,
+                    color=PALETTE[i % len(PALETTE)],
+                    median=float(median) if measured else None,
+                    p10=float(r[f"throughput_p10_{i}"]) if measured else None,
+                    p90=float(r[f"throughput_p90_{i}"]) if measured else None,
+                    note="" if measured else (str(status) if isinstance(status, str) else "not run"),
+                    group=key_label(r),
+                )
             )
-            x10, x90 = left + r[f"throughput_p10_{i}"] * scale, left + r[f"throughput_p90_{i}"] * scale
-            parts.append(
-                f'<line x1="{x10:.1f}" x2="{x90:.1f}" y1="{y + bar_h / 2 - 1}" '
-                f'y2="{y + bar_h / 2 - 1}" stroke="#000"/>'
-            )
-            parts.append(f'<text x="{x90 + 5:.1f}" y="{y + bar_h - 3}" font-size="11">{median:.3f}</text>')
-    legend = " ".join(
-        f'<tspan fill="{PALETTE[i % len(PALETTE)]}">&#9632; {esc(s.label)}</tspan>'
-        for i, s in enumerate(sets)
+    return interval_chart(
+        "side-by-side-chart",
+        rows,
+        "throughput, sequences/s (bar: median of the runs' medians; whisker: p10..p90 of their steps)",
     )
-    parts.append(
-        f'<text x="{left}" y="{height - 10}" font-size="11">{legend} &#8212; sequences/s: bar = '
-        "median of the runs' medians, line = p10..p90 of their steps</text></svg>"
-    )
-    return "".join(parts)
 
 
 def render_side_by_side(sets: list[RunSet]) -> str:

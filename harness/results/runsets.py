@@ -27,10 +27,10 @@ KEY = ["phase", "precision", "backend", "model", "batch_size", "seq_len"]
 
 
 def key_label(row) -> str:  # a pandas row or a dict with the KEY fields
-    return (
-        f"p{row['phase']} {mode_label(row['precision'], row['backend'])} {row['model']} "
-        f"{row['batch_size']}x{row['seq_len']}"
-    )
+    batch, seq = (None if pd.isna(row[k]) else int(row[k]) for k in ("batch_size", "seq_len"))
+    # a refused or skipped run never read its data: its sequence length is unknown
+    shape = f"{batch}x{seq}" if seq is not None else f"batch {batch}" if batch is not None else "not run"
+    return f"p{row['phase']} {mode_label(row['precision'], row['backend'])} {row['model']} {shape}"
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """report.html rendered by a real headless Chromium: the DOM it builds holds the charts and
-tables, and its screenshot is kept for a person to look at (test-artifacts/report.png)."""
+tables, and its screenshot and the side-by-side page's are kept for a person to look at
+(test-artifacts/report.png, test-artifacts/side-by-side.png)."""
 
 import os
 import shutil
@@ -53,3 +54,17 @@ def test_chromium_renders_the_report(comparison):
         check=True,
     )
     assert shot.stat().st_size > 10_000
+    # the side-by-side page of two run sets, one of them with a crashed run
+    side = comparison.parent / "side.html"
+    assert (
+        cli.main(["report", str(comparison.parent / "baseline"), str(comparison), "--output", str(side)]) == 0
+    )
+    side_shot = ARTIFACTS / "side-by-side.png"
+    side_shot.unlink(missing_ok=True)
+    subprocess.run(
+        [chromium, *flags, "--window-size=1200,1600", f"--screenshot={side_shot}", side.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert side_shot.stat().st_size > 10_000

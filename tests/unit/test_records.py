@@ -1,5 +1,7 @@
 """TFRecord reading: the MLCommons schema, CRC checks, and one clear error per kind of bad data."""
 
+import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +156,38 @@ def test_bad_record_in_a_dataloader_worker_reaches_the_caller_as_one_line(tmp_pa
     )
     items = list(dataset)
     assert items[-1] == {"error": f"{path}: record 4 at byte {record_offsets(path)[4]}: data CRC mismatch"}
+
+
+def compress(path: Path, kind: str) -> None:
+    """The file as TensorFlow's TFRecordOptions(compression_type=kind) writes it: the whole
+    record stream in one gzip or zlib stream."""
+    raw = path.read_bytes()
+    path.write_bytes(gzip.compress(raw) if kind == "GZIP" else zlib.compress(raw))
+
+
+@pytest.mark.parametrize("kind", ["GZIP", "ZLIB"])
+def test_compressed_files_are_read_with_their_crcs_checked(tmp_path, kind):
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    write_file(plain, range(6))
+    write_file(packed, range(6))
+    compress(packed, kind)
+    assert packed.read_bytes() != plain.read_bytes()
+    assert count_records(packed) == 6
+    assert list(iter_records(packed, take=lambda i: i % 2 == 0)) == list(
+        iter_records(plain, take=lambda i: i % 2 == 0)
+    )
+    assert read_shape(packed) == read_shape(plain)
+
+    write_file(packed, range(6))
+    corrupt(packed, record_offsets(packed)[4] + 40)  # a flipped byte inside record 4, then compressed
+    compress(packed, kind)
+    with pytest.raises(
+        DataError, match=rf"packed \({kind}, decompressed\): record 4 at byte \d+: data CRC mismatch"
+    ):
+        read_all(packed)
+
+    write_file(packed, range(6))
+    compress(packed, kind)
+    packed.write_bytes(packed.read_bytes()[:-40])  # cut short
+    with pytest.raises(DataError, match=rf"packed: corrupt {kind} stream \(.*end(ed|s) before"):
+        count_records(packed)

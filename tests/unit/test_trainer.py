@@ -3,11 +3,14 @@ without a worker's start-up. The journeys that need real processes (a crash, a p
 learns) are in tests/e2e/test_train.py."""
 
 import dataclasses
+import gzip
 import json
+import multiprocessing
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from mlcommons_writer import write_file
 from harness import cli
 from harness.datasets.synth import SynthSpec, synthesize
 from harness.errors import HarnessError
-from harness.files import write_atomic
+from harness.files import drop_inherited_locks, folder_lock, write_atomic
 from harness.launch.job import WorkerContext
 from harness.precision.modes import get_precision
 from harness.results.files import read_metrics, read_result
@@ -302,3 +305,47 @@ def test_the_mlperf_log_passes_the_compliance_checker_in_the_open_division(
     stop = next(e for e in events if e["key"] == "run_stop")
     assert stop["metadata"]["status"] == "aborted"  # bert-tiny after 6 steps is far from 0.720
     assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [12, 24]
+
+
+def test_a_gzip_compressed_data_set_trains_like_the_plain_one(tmp_path, run_in_process):
+    """TensorFlow's TFRecordOptions(compression_type="GZIP"): each file one gzip stream."""
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    synthesize(plain, SynthSpec(examples=512, eval_examples=32, shards=2, seed=1))
+    shutil.copytree(plain, packed)
+    for part in packed.rglob("part-*"):
+        part.write_bytes(gzip.compress(part.read_bytes()))
+    losses = []
+    for data in (plain, packed):
+        cfg = tiny(data, tmp_path / f"run-{data.name}")
+        assert run_in_process(cfg) == 0
+        losses.append([s.loss for s in read_metrics(cfg.output)[0]])
+    assert losses[0] == losses[1]  # the same examples in the same order
+
+
+@pytest.mark.parametrize("drops", [True, False])
+def test_a_forked_data_worker_does_not_keep_the_run_folder_locked(tmp_path, drops):
+    """DataLoader workers are forked from the trainer and share its descriptors: unless they drop
+    theirs, the lock outlives a trainer that crashed."""
+    out = tmp_path / "run"
+    ready = multiprocessing.get_context("fork").Event()
+
+    def worker() -> None:
+        if drops:
+            drop_inherited_locks()
+        ready.set()
+        time.sleep(30)
+
+    with folder_lock(out, "--output"):
+        child = multiprocessing.get_context("fork").Process(target=worker)
+        child.start()
+        assert ready.wait(10)
+    try:
+        if drops:
+            with folder_lock(out, "--output"):  # free: the holder let go, its worker holds nothing
+                pass
+        else:
+            with pytest.raises(HarnessError, match="in use by process"), folder_lock(out, "--output"):
+                pass
+    finally:
+        child.kill()
+        child.join()

@@ -67,11 +67,22 @@ class Lamb(torch.optim.Optimizer):
         weight_decay: float = 0.01,
         max_grad_norm: float = 1.0,
     ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        # max_grad_norm is global, but in the defaults: they survive a copy (ipex.optimize
+        # deep-copies the optimizer, and Optimizer pickles only defaults, state and groups)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "max_grad_norm": max_grad_norm,
+        }
         super().__init__(params, defaults)
-        self.max_grad_norm = max_grad_norm
         self._scratch: torch.Tensor | None = None
         """Room for the update of the largest tensor: not state, never saved."""
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._scratch = None  # a copy makes its own
 
     @torch.no_grad()
     def step_if_finite(self) -> float | None:
@@ -97,7 +108,8 @@ class Lamb(torch.optim.Optimizer):
     def _update(self, global_norm: torch.Tensor) -> None:
         # the fused kernel divides the gradients by grad_scale: dividing by 1/clip clips them
         # (as a float32 scalar, whatever the parameters' dtype: the kernel takes no other)
-        inv_clip = (torch.clamp(global_norm, min=self.max_grad_norm) / self.max_grad_norm).float()
+        clip = self.defaults["max_grad_norm"]
+        inv_clip = (torch.clamp(global_norm, min=clip) / clip).float()
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         largest = max(p.numel() for p in params)
         if self._scratch is None or self._scratch.numel() < largest:

@@ -1,5 +1,6 @@
 """LAMB against a straightforward per-tensor reference, and the learning-rate schedule."""
 
+import copy
 import math
 
 import pytest
@@ -117,3 +118,23 @@ def test_a_non_finite_gradient_is_not_applied():
     assert torch.equal(p.detach(), torch.ones(3)) and not opt.state
     p.grad = torch.tensor([1.0, 2.0, 2.0])
     assert opt.step_if_finite() == pytest.approx(3.0)
+
+
+def test_a_deep_copy_steps_like_the_original():
+    """ipex.optimize deep-copies the optimizer, and torch's Optimizer pickles only its defaults,
+    state and groups: the clipping norm must be among them (it was an attribute once, and IPEX
+    runs failed on its absence)."""
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(8, 8)) for _ in range(2)]
+    original = Lamb([{"params": weights, "adaptive": True}], lr=0.1, max_grad_norm=0.5)
+    for w in weights:
+        w.grad = torch.randn(8, 8) * 3  # norm above 0.5: the clip matters
+    copy_weights = [torch.nn.Parameter(w.detach().clone()) for w in weights]
+    for w, c in zip(weights, copy_weights, strict=True):
+        c.grad = w.grad.clone()
+    copied = copy.deepcopy(original)
+    copied.param_groups[0]["params"] = copy_weights
+    original.step()
+    copied.step()
+    for w, c in zip(weights, copy_weights, strict=True):
+        assert torch.equal(w, c)

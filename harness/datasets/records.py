@@ -107,7 +107,8 @@ def _records(path: Path, take: Callable[[int], bool], stop: int | None) -> Itera
             if size is not None and start + 12 + length + 4 > size:
                 ends = f"the file ends {size - start} bytes on"
                 raise DataError(f"{at}: truncated record (needs {length + 16} bytes, {ends})")
-            if size is not None and not take(index):
+            wanted = take(index)
+            if size is not None and not wanted:
                 f.seek(length + 4, 1)
                 yield index, None
             else:
@@ -120,7 +121,7 @@ def _records(path: Path, take: Callable[[int], bool], stop: int | None) -> Itera
                 data = payload[:length]
                 if masked_crc(data) != data_crc:
                     raise DataError(f"{at}: data CRC mismatch")
-                yield index, data if take(index) else None
+                yield index, data if wanted else None
             index, start = index + 1, start + 12 + length + 4
 
 

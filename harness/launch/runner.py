@@ -93,7 +93,7 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _in_child(cores: tuple[int, ...] | None, parent: int) -> None:
+def _in_child(cores: Sequence[int] | None, parent: int) -> None:
     """Between fork and exec. The child is sent SIGTERM when we die, however we die (SIGKILL
     included): it then checkpoints and stops, instead of training on beside the next run. It is
     in a session of its own, so a terminal's signals reach it only through us."""

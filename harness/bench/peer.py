@@ -279,9 +279,13 @@ def run_peer(
     platform = detect()
     cores = resolve_cores(cores_spec)
     rows = []
-    for name in precisions:
+    # every mode admitted before any is measured: a refusal after an hour of fp32 would lose it
+    contexts = {
+        name: admitted(get_precision(name), platform, cores, allow_emulation, "--precisions")
+        for name in precisions
+    }
+    for name, context in contexts.items():
         mode = get_precision(name)
-        context = admitted(mode, platform, cores, allow_emulation, "--precisions")
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
             # operators are profiled once, in the first round

@@ -8,12 +8,12 @@ from harness.cli.flags import add_fields, from_args
 from harness.launch.launchers import LaunchOptions
 from harness.launch.ranks import RankLayout
 from harness.plan.plan import CompareConfig
+from harness.results.convergence import Criteria
 from harness.train.config import TrainConfig
 
 TRAIN_FIELDS = (
     "compile",
     "contention_threshold",
-    "target_accuracy",
     "submission_org",
     "submission_platform",
     "submission_division",
@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "write runs.csv, steps.csv and report.html.",
     )
     add_fields(p, CompareConfig)
+    add_fields(p.add_argument_group("how convergence is judged"), Criteria)
     add_fields(p.add_argument_group("every run"), TrainConfig, only=TRAIN_FIELDS)
     add_fields(p.add_argument_group("how every run is started"), LaunchOptions, skip=("layout",))
     add_fields(p.add_argument_group("several ranks (one node)"), RankLayout, only=("nproc_per_node",))
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.train.backends import check_available
 
     cfg: CompareConfig = from_args(CompareConfig, args)
+    criteria: Criteria = from_args(Criteria, args)
+    criteria.validate()
     preset = cfg.workload()
     plan = make_plan(cfg, preset)
     for backend in dict.fromkeys(s.backend for s in plan):
@@ -50,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     options = from_args(LaunchOptions, args, layout=from_args(RankLayout, args))
     options.layout.validate()
     settings = {k: getattr(args, k) for k in TRAIN_FIELDS}
+    if criteria.target_accuracy is not None:
+        settings["target_accuracy"] = criteria.target_accuracy
     dataset = cfg.dataset or cached_default(preset.synth_examples)
     with folder_lock(cfg.output, "--output"):  # one compare at a time in a folder
         comparison = Comparison(
             cfg.output, dataset, preset, plan, cfg.resume, options, settings, cfg.keep_checkpoints
         )
         code = comparison.run()
-        render_run_set(cfg.output, cfg.loss_tolerance)
+        render_run_set(cfg.output, criteria)
     return code

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.results.records import LOSS_TOLERANCE
+from harness.cli.flags import add_fields, from_args
+from harness.results.convergence import Criteria
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,16 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="page to write for several run sets (default side-by-side.html) or a folder of them "
         "(default FOLDER/index.html)",
     )
-    rep.add_argument(
-        "--loss-tolerance",
-        type=float,
-        default=LOSS_TOLERANCE,
-        help="a precision converges like fp32 when its final loss is within this share of fp32's "
-        f"(default {LOSS_TOLERANCE})",
-    )
+    add_fields(rep.add_argument_group("how convergence is judged"), Criteria)
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.reports.render import render
 
-    return render(args.directories, args.output, args.loss_tolerance)
+    criteria: Criteria = from_args(Criteria, args)
+    criteria.validate()
+    return render(args.directories, args.output, criteria)

@@ -8,7 +8,6 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.plan.presets import Preset, get_preset
 from harness.precision.modes import load_modes
-from harness.results.records import LOSS_TOLERANCE
 from harness.train.config import TrainConfig
 
 
@@ -32,8 +31,10 @@ class CompareConfig:
     """Override the preset's steps (each phase)."""
     warmup_steps: int | None = None
     """Learning-rate warm-up steps per run (default: 10% of its steps)."""
-    repeats: int = 1
-    """Run the whole plan R times, interleaved."""
+    seeds: int = 1
+    """Run the whole plan N times, interleaved, with seeds 42, 43, ...: fp32's seeds are the band
+    the other precisions' convergence is judged against, and each is one more independent
+    process of every mode for the speed statistics."""
     output: Path = Path("runs/compare")
     """The comparison's folder: runs/, logs/, plan.json, runs.csv, steps.csv, report.html."""
     resume: bool = False
@@ -42,8 +43,6 @@ class CompareConfig:
     """Seconds after which a run is stopped as `timeout` (default: the preset's)."""
     keep_checkpoints: bool = False
     """Keep every run's model_save (default: delete those no run of the plan reads)."""
-    loss_tolerance: float = LOSS_TOLERANCE
-    """A precision converges like fp32 when its final loss is within this share of fp32's."""
 
     def workload(self) -> Preset:
         """The preset, with --timeout applied. Refuses, naming the flag, what would otherwise
@@ -53,8 +52,6 @@ class CompareConfig:
             if self.timeout <= 0:
                 raise HarnessError(f"--timeout must be > 0 seconds, got {self.timeout}")
             preset = replace(preset, timeout_s=self.timeout)
-        if not 0 < self.loss_tolerance < 1:
-            raise HarnessError(f"--loss-tolerance must be in (0, 1), got {self.loss_tolerance}")
         if self.steps is not None and self.steps < 1:
             raise HarnessError(f"--steps must be >= 1, got {self.steps}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
@@ -102,6 +99,7 @@ class RunSpec:
             eval_examples=preset.eval_examples,
             seed=42 + self.repeat,
             log_every=max(1, self.steps // 10),
+            eval_every=max(1, self.steps // preset.evaluations) if preset.evaluations > 1 else 0,
             backend=self.backend,
             **settings,  # type: ignore[arg-type]
         )
@@ -126,8 +124,8 @@ def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
         raise HarnessError(f"--phases {cfg.phases}: expected 1, 2 or 1,2")
     if 2 in phases and 1 not in phases:
         raise HarnessError("--phases 2 needs phase 1 in the same plan: phase 2 starts from its model_save")
-    if cfg.repeats < 1:
-        raise HarnessError(f"--repeats must be >= 1, got {cfg.repeats}")
+    if cfg.seeds < 1:
+        raise HarnessError(f"--seeds must be >= 1, got {cfg.seeds}")
     if not backends or len(set(backends)) != len(backends):
         raise HarnessError(f"--backends {cfg.backends}: expected distinct backend names")
     return [
@@ -144,7 +142,7 @@ def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
             checkpoint_of=_run_id(1, precision, backend, repeat) if phase == 2 else None,
             backend=backend,
         )
-        for repeat in range(cfg.repeats)
+        for repeat in range(cfg.seeds)
         for phase in phases
         for backend in backends
         for precision in precisions

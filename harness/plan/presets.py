@@ -28,6 +28,9 @@ class Preset:
     timeout_s: float
     """A run still going after this long is stopped and recorded as `timeout`."""
     description: str
+    evaluations: int = 1
+    """Evaluations per run, evenly spaced, the last at its end: the points of the convergence
+    curves that precisions are judged on."""
 
 
 PRESETS: dict[str, Preset] = {

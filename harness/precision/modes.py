@@ -34,6 +34,10 @@ class PrecisionMode:
     """One line for help texts and reports."""
     autocast: str | None = None
     """"bfloat16" runs the step under torch.autocast("cpu", bfloat16); None keeps fp32."""
+    weights: str | None = None
+    """"bfloat16": the weights, their gradients and the optimizer's moments are held in it, with
+    no fp32 master copy (pure low-precision training: updates smaller than a weight's last bit
+    are lost); None: fp32 weights."""
     fp32_math: str = "ieee"
     """torch.backends.mkldnn.matmul.fp32_precision: "ieee", or "bf16" for fp32 GEMMs on bf16
     units (bf32)."""
@@ -87,6 +91,8 @@ class PrecisionMode:
     def validate(self, source: str) -> None:
         if self.autocast not in (None, "bfloat16", "float16"):
             raise HarnessError(f"{source}: mode {self.name}: autocast must be bfloat16 or float16")
+        if self.weights not in (None, "bfloat16"):
+            raise HarnessError(f"{source}: mode {self.name}: weights must be bfloat16")
         if self.fp32_math not in ("ieee", "bf16", "tf32"):
             raise HarnessError(f"{source}: mode {self.name}: fp32_math must be ieee, bf16 or tf32")
         if self.gemm_unit not in (None, "bf16", "amx"):
@@ -143,6 +149,15 @@ BUILTIN: tuple[PrecisionMode, ...] = (
         isa_cap=AVX512_BF16_CAP,
         mkl_instructions="AVX512",
         requires=("avx512_bf16",),
+        gemm_unit="bf16",
+    ),
+    # The mode that should converge worse: the equivalence test must be able to say so.
+    PrecisionMode(
+        "bf16-pure",
+        "bf16 weights, gradients and optimizer state, no fp32 master copy (no stochastic rounding)",
+        weights="bfloat16",
+        isa_cap=AMX_CAP,
+        requires=("bf16",),
         gemm_unit="bf16",
     ),
 )
@@ -211,7 +226,7 @@ def same_computation(a: PrecisionMode, b: PrecisionMode, platform: Platform) -> 
     differ only in caps that remove what this machine does not have. oneDNN's two caps differ by
     AVX512_FP16 and AMX; MKL's AVX512 cap removes the AVX-512 extensions, of which only AMX
     changes a GEMM's arithmetic (a prediction: the runs' losses and census confirm it)."""
-    if (a.autocast, a.fp32_math) != (b.autocast, b.fp32_math):
+    if (a.autocast, a.fp32_math, a.weights) != (b.autocast, b.fp32_math, b.weights):
         return False
     caps = {a.isa_cap.upper(), b.isa_cap.upper()}
     onednn_alike = len(caps) == 1 or (

@@ -81,6 +81,8 @@ class Series:
     high: Sequence[float] | None = None
     raw: Sequence[float] | None = None
     markers: bool = False
+    band: bool = False
+    """low..high drawn as a shaded band (a spread over seeds) rather than a whisker per point."""
 
 
 def line_chart(
@@ -173,6 +175,11 @@ def _series(s: Series, i: int, n: int, sx: _Scale, sy: _Scale) -> list[str]:
     # earlier series wider and lighter underneath: a later one on the same points leaves it visible
     width, dash, opacity = _style(i, n)
     parts = []
+    if s.band and s.low is not None and s.high is not None:
+        edge = [(x, y) for x, y in zip(s.xs, s.high, strict=True)]
+        edge += [(x, y) for x, y in reversed(list(zip(s.xs, s.low, strict=True)))]
+        outline = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in edge)
+        parts.append(f'<polygon points="{outline}" fill="{s.color}" opacity="0.18" stroke="none"/>')
     if s.raw is not None:
         raw = " ".join(
             f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(s.xs, s.raw, strict=True) if math.isfinite(y)
@@ -186,7 +193,7 @@ def _series(s: Series, i: int, n: int, sx: _Scale, sy: _Scale) -> list[str]:
         f'stroke-linejoin="round" opacity="{opacity}"{dash}><title>{esc(s.name)}</title></polyline>'
     )
     for j, (x, y) in enumerate(zip(s.xs, s.ys, strict=True)):
-        if s.low is not None and s.high is not None:
+        if s.low is not None and s.high is not None and not s.band:
             parts.append(
                 f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{sy(s.low[j]):.1f}" y2="{sy(s.high[j]):.1f}" '
                 f'stroke="{s.color}" stroke-width="1.5"/>'

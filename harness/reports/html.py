@@ -20,8 +20,9 @@ from harness.reports.charts import (
     line_chart,
     smoothing_window,
 )
+from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
-from harness.results.records import LOSS_TOLERANCE
+from harness.results.convergence import Criteria
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
@@ -45,7 +46,7 @@ def _refusal(mine: pd.DataFrame) -> str | None:
 def _speed(r: Ratio) -> tuple[str, str]:
     """(css class, words) for a speed-up: green or red only when its interval excludes 1."""
     if not r.has_interval:
-        return "muted", f"speed-up {r.text()}: not tested (--repeats 3 or more gives an interval)"
+        return "muted", f"speed-up {r.text()}: not tested (--seeds 3 or more gives an interval)"
     if not r.significant:
         return "muted", f"no significant difference in speed: {r.text()}"
     return ("ok" if r.value > 1 else "bad"), f"{'faster' if r.value > 1 else 'SLOWER'}: {r.text()}"
@@ -177,7 +178,7 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_mod
     )
 
 
-def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
+def render(compare_dir: Path, criteria: Criteria) -> str:
     runset = load_runset(compare_dir)
     runs, steps, machine = runset.runs, runset.steps, runset.machine
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
@@ -185,7 +186,7 @@ def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
     verdict_html = (
         "".join(
             f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
-            for p, c, text in verdicts(runs, tolerance)
+            for p, c, text in verdicts(runs, criteria.loss_tolerance)
         )
         or "<li>only fp32 was run</li>"
     )
@@ -279,13 +280,14 @@ def render(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> str:
 <style>{CSS}</style></head><body>
 <h1>BERT pre-training: precision comparison</h1>
 <p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
-{tolerance:.0%} of fp32's final loss</p>
+{criteria.loss_tolerance:.0%} of fp32's final loss (one seed)</p>
 {_contention_banner(runs)}
 <h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
 <h2>Summary</h2><div id="summary">{summary}</div>
 <h2>Problems</h2><ul id="problems">{problem_html}</ul>
 <h2>Throughput</h2>{_bars(runs, colors)}
 <h2>Loss curves</h2>{charts}
+{convergence_section(compare_dir, runs, colors, criteria)}
 <h2>Efficiency</h2><div id="efficiency">{efficiency}</div>{_mfu_note(runs)}
 <h2>ISA actually used</h2><div id="isa">{isa}</div>
 <h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose
@@ -296,7 +298,7 @@ computed by PyTorch itself.</p><div id="census">{census_html}</div>
 """
 
 
-def write_report(compare_dir: Path, tolerance: float = LOSS_TOLERANCE) -> Path:
+def write_report(compare_dir: Path, criteria: Criteria) -> Path:
     path = compare_dir / "report.html"
-    write_atomic(path, render(compare_dir, tolerance))
+    write_atomic(path, render(compare_dir, criteria))
     return path

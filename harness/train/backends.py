@@ -41,6 +41,11 @@ def prepare(
     if backend == "stock":
         return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
     check_available(backend)
+    if next(model.parameters()).dtype != torch.float32:
+        raise HarnessError(
+            "--backend ipex: ipex.optimize keeps fp32 master weights, so a mode with bf16 weights "
+            "runs on the stock backend only"
+        )
     import intel_extension_for_pytorch as ipex
 
     # ipex.optimize re-lays the weights for its kernels and, for bf16, keeps fp32 master weights

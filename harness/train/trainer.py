@@ -107,6 +107,8 @@ class Trainer:
         model = BertForPreTraining(self.model_cfg)
         if cfg.phase == 2:
             checkpoint.load_weights(cfg.checkpoint, model)
+        if self.mode.weights:  # before the optimizer: its moments take the weights' dtype
+            model.to(getattr(torch, self.mode.weights))
         if ranks.distributed:  # the same initial weights everywhere, a dropout stream per rank
             torch.manual_seed(cfg.seed + 1000 * ranks.rank)
         groups = parameter_groups(model, cfg.weight_decay)

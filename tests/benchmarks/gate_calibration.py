@@ -1,11 +1,11 @@
 """How often the gate cries wolf, and how small a slowdown it catches, measured on real runs.
 
-    python tests/benchmarks/gate_calibration.py measure OUT [--pairs 10 --repeats 5 --steps 100 --slow 1.1]
+    python tests/benchmarks/gate_calibration.py measure OUT [--pairs 10 --seeds 5 --steps 100 --slow 1.1]
     python tests/benchmarks/gate_calibration.py judge OUT [--scaled 1.1,1.2] [gate flags: --max-regression 5%]
 
 `measure` runs PAIRS + 1 clean run sets and PAIRS slowed ones (HARNESS_FAULT=slow=F@1: every
 step F times as long), interleaved in time: clean-0, slow-0, clean-1, slow-1, ... Each set is a
-`harness compare --preset smoke --phases 1 --precisions fp32 --repeats R`. `judge` runs the
+`harness compare --preset smoke --phases 1 --precisions fp32 --seeds R`. `judge` runs the
 gate on every A/A pair (clean-k against clean-k+1, as a nightly job compares with the night
 before) and every slowed pair (clean-k against slow-k), and prints the false alarms and the
 catches with each pair's change and p-value. Judging is cheap: one measurement serves many flags.
@@ -50,7 +50,7 @@ def measure(out: Path, pairs: int, repeats: int, steps: int, slow: float) -> Non
             continue  # measured by an earlier, interrupted call
         proc = harness(
             *("compare", "--preset", "smoke", "--phases", "1", "--precisions", "fp32"),
-            *("--repeats", repeats, "--steps", steps, "--output", out / name),
+            *("--seeds", repeats, "--steps", steps, "--output", out / name),
             env={"HARNESS_FAULT": fault} if fault else None,
         )
         if proc.returncode != 0:
@@ -133,7 +133,7 @@ def main() -> None:
     m = sub.add_parser("measure")
     m.add_argument("out", type=Path)
     m.add_argument("--pairs", type=int, default=10)
-    m.add_argument("--repeats", type=int, default=5)
+    m.add_argument("--seeds", type=int, default=5)
     m.add_argument("--steps", type=int, default=100)
     m.add_argument("--slow", type=float, default=1.1)
     j = sub.add_parser("judge")
@@ -142,7 +142,7 @@ def main() -> None:
     j.add_argument("--bracket", action="store_true", help="baseline: the clean sets before and after")
     args, rest = parser.parse_known_args()
     if args.command == "measure":
-        measure(args.out, args.pairs, args.repeats, args.steps, args.slow)
+        measure(args.out, args.pairs, args.seeds, args.steps, args.slow)
     else:
         judge(args.out, [float(f) for f in args.scaled.split(",") if f], args.bracket, rest)
 

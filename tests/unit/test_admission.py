@@ -19,7 +19,7 @@ TINY = ["--model", "bert-tiny", "--steps", 2, "--batch-size", 4, "--eval-example
 
 def test_builtin_modes_and_their_caps():
     modes = {m.name: m for m in BUILTIN}
-    assert list(modes) == ["fp32", "avx-fp32", "bf16", "bf32", "avx-bf16"]
+    assert list(modes) == ["fp32", "avx-fp32", "bf16", "bf32", "avx-bf16", "bf16-pure"]
     # avx-fp32 sets a cap below AMX (unsetting the variable would leave AMX on since oneDNN 2.5)
     assert modes["avx-fp32"].environment() == {
         "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16",
@@ -36,6 +36,8 @@ def test_builtin_modes_and_their_caps():
     assert modes["bf32"].requires == ("amx",) and not modes["bf32"].emulable
     assert modes["avx-bf16"].isa_cap == "AVX512_CORE_BF16" and not modes["avx-bf16"].admits_amx
     assert modes["avx-fp32"].requires == () and not modes["avx-fp32"].admits_amx and modes["fp32"].admits_amx
+    assert (modes["bf16-pure"].weights, modes["bf16-pure"].autocast) == ("bfloat16", None)
+    assert modes["bf16"].weights is None
 
 
 def test_modes_from_a_toml_file(tmp_path, monkeypatch):

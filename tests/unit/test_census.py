@@ -90,6 +90,7 @@ BELOW_AMX_WITH_BF16 = {
     "bf16": ("native", (), "avx512_core_bf16", None),
     "bf32": ("refused", ("amx",), None, NEEDS_AMX),
     "avx-bf16": ("native", (), "avx512_core_bf16", None),
+    "bf16-pure": ("native", (), "avx512_core_bf16", None),
 }
 WITHOUT_BF16 = {
     "fp32": NATIVE,
@@ -97,6 +98,7 @@ WITHOUT_BF16 = {
     "bf16": ("emulated", ("bf16",), None, NEEDS_BF16),
     "bf32": ("refused", ("amx",), None, NEEDS_AMX),
     "avx-bf16": ("emulated", ("avx512_bf16",), None, NEEDS_AVX512_BF16),
+    "bf16-pure": ("emulated", ("bf16",), None, NEEDS_BF16),
 }
 ADMISSIONS: list[tuple[str, Platform, str, dict[str, tuple]]] = [
     (
@@ -110,6 +112,7 @@ ADMISSIONS: list[tuple[str, Platform, str, dict[str, tuple]]] = [
             "bf32": ("native", (), "amx", None),
             # capped below AMX, its bf16 unit is AVX512_BF16's even where AMX is usable
             "avx-bf16": ("native", (), "avx512_core_bf16", None),
+            "bf16-pure": ("native", (), "amx", None),
         },
     ),
     ("SAPPHIRE_RAPIDS_AMX_HIDDEN", SAPPHIRE_RAPIDS_AMX_HIDDEN, "avx512_core", BELOW_AMX_WITH_BF16),

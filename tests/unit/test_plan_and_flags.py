@@ -16,7 +16,7 @@ from harness.train.config import TrainConfig
 
 
 def test_the_plan_interleaves_precisions_within_each_phase_and_repeat():
-    cfg = CompareConfig(precisions="fp32,bf16", repeats=2, preset="smoke")
+    cfg = CompareConfig(precisions="fp32,bf16", seeds=2, preset="smoke")
     plan = make_plan(cfg, get_preset("smoke"))
     assert [s.run_id for s in plan] == [
         "p1-fp32-r0", "p1-bf16-r0", "p2-fp32-r0", "p2-bf16-r0",
@@ -42,7 +42,7 @@ def test_the_plan_interleaves_precisions_within_each_phase_and_repeat():
         ({"phases": "2"}, "--phases 2 needs phase 1 in the same plan"),
         ({"phases": "1,3"}, "--phases 1,3: expected 1, 2 or 1,2"),
         ({"phases": "one"}, "--phases one: expected 1, 2 or 1,2"),
-        ({"repeats": 0}, "--repeats must be >= 1, got 0"),
+        ({"seeds": 0}, "--seeds must be >= 1, got 0"),
     ],
 )
 def test_a_plan_that_cannot_run_is_refused_naming_the_flag(changes, message):
@@ -81,7 +81,8 @@ def test_every_train_config_field_is_a_flag_with_its_default_and_docstring():
     assert "Optimizer steps to run (default 100)." in help_text
     assert "--nproc-per-node" in help_text and "--instances" in help_text
     compare = parser.parse_args(["compare", "--preset", "smoke", "--compile"])
-    assert (compare.repeats, compare.compile, compare.nproc_per_node) == (1, True, 1)
+    assert (compare.seeds, compare.compile, compare.nproc_per_node) == (1, True, 1)
+    assert (compare.equivalence_margin, compare.target_accuracy) == (3.0, None)
     assert not hasattr(compare, "seed")  # the plan sets each run's seed
 
 

@@ -62,3 +62,21 @@ def test_bad_numbers_name_their_flag(capsys, synth_dir, tmp_path):
     ):
         proc = call(capsys, "train", *TINY, "--dataset", synth_dir, "--output", tmp_path / "run", flag, value)
         assert (proc.returncode, proc.stderr.strip()) == (2, f"harness: {message}")
+
+
+def test_bench_peer_refuses_an_unrunnable_mode_before_measuring_any(monkeypatch, synth_dir):
+    import pytest
+    from platforms import ZEN3
+
+    from harness.bench import peer
+    from harness.errors import HarnessError
+    from harness.launch import launchers
+    from harness.machine import platform
+
+    started = []
+    monkeypatch.setattr(platform, "detect", lambda: ZEN3)
+    monkeypatch.setattr(launchers, "run_task", lambda *a, **k: started.append(a))
+    spec = peer.PeerSpec(model="bert-tiny", dataset=str(synth_dir))
+    with pytest.raises(HarnessError, match="--precisions bf16: needs bf16"):
+        peer.run_peer(spec, ["fp32", "bf16"], False, False, None)
+    assert started == []  # fp32 came first, and was not measured for nothing

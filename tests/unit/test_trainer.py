@@ -64,16 +64,22 @@ def run_in_process(monkeypatch):
 
         monkeypatch.setattr(trainer, "checked", counting)
         cfg.validate()
-        return trainer.train(cfg, get_precision("fp32"), CONTEXT)
+        return trainer.train(cfg, get_precision(cfg.precision), CONTEXT)
 
     return run
 
 
 def tiny(dataset: Path, output: Path, **changes) -> TrainConfig:
     settings = dict(
-        model="bert-tiny", steps=6, batch_size=4, eval_examples=4, timing_warmup=1, data_workers=0
+        precision="fp32",
+        model="bert-tiny",
+        steps=6,
+        batch_size=4,
+        eval_examples=4,
+        timing_warmup=1,
+        data_workers=0,
     )
-    return TrainConfig(phase=1, precision="fp32", dataset=dataset, output=output, **{**settings, **changes})
+    return TrainConfig(phase=1, dataset=dataset, output=output, **{**settings, **changes})
 
 
 @pytest.mark.parametrize("where", ["in the loop", "in the replay"])
@@ -349,3 +355,16 @@ def test_a_forked_data_worker_does_not_keep_the_run_folder_locked(tmp_path, drop
     finally:
         child.kill()
         child.join()
+
+
+def test_bf16_pure_keeps_weights_and_moments_in_bf16_with_no_fp32_copy(synth_dir, tmp_path, run_in_process):
+    import torch
+
+    cfg = tiny(synth_dir, tmp_path / "run", precision="bf16-pure")
+    assert run_in_process(cfg) == 0
+    assert read_result(cfg.output).status == "ok"
+    state = torch.load(cfg.output / "model_save" / "training_state.pt", weights_only=False)
+    moments = [t for s in state["optimizer"]["state"].values() for t in s.values() if torch.is_tensor(t)]
+    weights = torch.load(cfg.output / "model_save" / "pytorch_model.bin", weights_only=True)
+    assert moments and {t.dtype for t in moments} == {torch.bfloat16}
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.bfloat16}

@@ -1,0 +1,132 @@
+"""The report's convergence section: curves over fp32's seed band, verdicts, time to target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.reports.charts import Series, line_chart
+from harness.reports.htmlkit import esc
+from harness.results.convergence import (
+    METRICS,
+    Criteria,
+    Curve,
+    band,
+    judge_precisions,
+    load_curves,
+    times_to_target,
+)
+
+LABELS = {"eval_mlm_accuracy": "eval MLM accuracy", "eval_loss": "eval loss (MLM + NSP, nats)"}
+VERDICT_CLASS = {"equivalent": "ok", "better": "ok", "worse": "bad"}
+
+
+def _chart(curves: list[Curve], phase: int, metric: str, colors: dict[str, str]) -> str:
+    ours = [c for c in curves if c.phase == phase]
+    series = []
+    fp32 = band(curves, phase, metric)
+    if len(fp32):
+        series.append(
+            Series(
+                "fp32 (seed band: min..max)",
+                colors.get("fp32", "#333"),
+                fp32.index.tolist(),
+                fp32["mean"].tolist(),
+                low=fp32["low"].tolist(),
+                high=fp32["high"].tolist(),
+                band=True,
+            )
+        )
+    for precision in sorted({c.precision for c in ours} - {"fp32"}):
+        for c in (c for c in ours if c.precision == precision):
+            series.append(
+                Series(
+                    f"{precision} seed {c.seed}",
+                    colors.get(precision, "#999"),
+                    c.evals["step"].tolist(),
+                    c.evals[metric].tolist(),
+                    markers=True,
+                )
+            )
+    return line_chart(
+        f"conv-{metric}-phase{phase}",
+        series,
+        "optimizer step",
+        LABELS[metric],
+        note="shaded: fp32's seeds, from the lowest to the highest; line: their mean",
+    )
+
+
+def _verdict_table(verdicts) -> str:
+    rows = []
+    for v in verdicts:
+        cells = []
+        for metric in METRICS:
+            j = next((j for j in v.final if j.metric == metric), None)
+            if j is None:
+                cells.append("<td>-</td>")
+                continue
+            cls = VERDICT_CLASS.get(j.verdict, "muted")
+            cells.append(
+                f'<td>{j.difference:+.4f} <span class="muted">[{j.low:+.4f}, {j.high:+.4f}] '
+                f'margin {j.margin:.4f}</span> <span class="{cls}">{esc(j.text())}</span></td>'
+            )
+        cls = VERDICT_CLASS.get(v.verdict.split(":")[0], "muted")
+        rows.append(
+            f'<tr><td class="l">p{v.phase} {esc(v.precision)}</td><td>{v.seeds}</td>{"".join(cells)}'
+            f'<td class="{cls}">{esc(v.verdict)}</td></tr>'
+        )
+    head = "".join(f"<th>{esc(LABELS[m])}: difference [90% CI]</th>" for m in METRICS)
+    return (
+        f'<table id="equivalence"><tr><th class="l">run</th><th>seeds</th>{head}<th>verdict</th></tr>'
+        f"{''.join(rows)}</table>"
+    )
+
+
+def _per_evaluation(verdicts) -> str:
+    items = []
+    for v in verdicts:
+        steps = sorted({j.step for j in v.judgements})
+        words = []
+        for step in steps:
+            here = {j.metric: j.verdict for j in v.judgements if j.step == step}
+            words.append(f"{step}: " + "/".join(here.get(m, "-") for m in METRICS))
+        items.append(f"<li>p{v.phase} {esc(v.precision)} (accuracy/loss) {esc('; '.join(words))}</li>")
+    return f'<ul id="equivalence-steps" class="muted">{"".join(items)}</ul>'
+
+
+def section(compare_dir: Path, runs: pd.DataFrame, colors: dict[str, str], criteria: Criteria) -> str:
+    """Empty when no run evaluated; otherwise the charts, and with two or more fp32 seeds the
+    equivalence verdicts; the time to target whenever fp32 evaluated."""
+    curves = load_curves(compare_dir, runs)
+    if not curves:
+        return ""
+    phases = sorted({c.phase for c in curves})
+    charts = "".join(
+        f"<h3>Phase {p}: {esc(LABELS[m])}</h3>{_chart(curves, p, m, colors)}" for p in phases for m in METRICS
+    )
+    seeds = sum(1 for c in curves if c.precision == "fp32" and c.phase == phases[0])
+    verdicts = judge_precisions(curves, criteria.equivalence_margin)
+    if seeds < 2:
+        judged = (
+            f'<p class="muted">fp32 ran {seeds} seed here: --seeds 3 or more gives its band and a '
+            "verdict.</p>"
+        )
+    elif verdicts:
+        judged = (
+            f'<p class="muted">Two one-sided Welch t-tests over the seeds (0.05 each) at every evaluation; '
+            f"the margin is {criteria.equivalence_margin:g} times fp32's seed-to-seed standard deviation "
+            "there. Equivalent needs both figures inside it at the last evaluation.</p>"
+            f"{_verdict_table(verdicts)}{_per_evaluation(verdicts)}"
+        )
+    else:
+        judged = ""
+    targets = times_to_target(curves, criteria.target_accuracy)
+    target_html = "".join(f"<li>p{t.phase}: {esc(t.text())}</li>" for t in targets)
+    return (
+        f'<h2>Convergence against fp32\'s seeds</h2>{charts}<div id="judged">{judged}</div>'
+        f'<h3>Time to target</h3><ul id="time-to-target">{target_html}</ul>'
+        '<p class="muted">Time: the training steps\' own wall time, evaluations left out; medians over '
+        "the seeds that reach the target.</p>"
+    )

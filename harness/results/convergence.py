@@ -1,0 +1,294 @@
+"""Does a precision converge like fp32? Judged against fp32's own seed-to-seed spread.
+
+Each precision runs with several seeds (`compare --seeds N`). At every evaluation, fp32's seeds
+give a band: their mean and standard deviation. A precision is *equivalent* when two one-sided
+t-tests (TOST, Welch's, over the seeds) put its mean within a margin of fp32's, for both the eval
+MLM accuracy and the eval loss; *worse* when a one-sided test puts it beyond the margin on the bad
+side; otherwise *inconclusive*, with the seeds that would decide it at the gap measured. The
+margin defaults to `margin_sd` times fp32's standard deviation at that evaluation: a gap smaller
+than a few seeds' noise is not one that fp32 itself can tell apart.
+
+Time to target: the wall time (the steps' own time, evaluations left out) and the steps a run
+needs to reach an eval accuracy. The target defaults to the lowest final accuracy among fp32's
+seeds, so that every fp32 seed reaches it within its budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness.errors import HarnessError
+from harness.results.files import read_metrics
+from harness.results.records import LOSS_TOLERANCE, Status
+
+ALPHA = 0.05
+"""Each one-sided test's level (TOST at 0.05 is a 90% confidence interval inside the margin)."""
+MARGIN_SD = 3.0
+"""The default margin in fp32 standard deviations: with 3 seeds a side, the 90% interval of a
+difference is about 1.7 of them wide each way, so a smaller margin could never be met."""
+METRICS = {"eval_mlm_accuracy": True, "eval_loss": False}
+"""The figures judged, and whether higher is better."""
+MAX_SEEDS = 50
+"""Beyond this many seeds a side, "inconclusive" names no count."""
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """How convergence is judged: flags of `harness compare` and `harness report`."""
+
+    loss_tolerance: float = LOSS_TOLERANCE
+    """A precision converges like fp32 when its final loss is within this share of fp32's (the
+    single-seed verdict; with several seeds the equivalence test below decides)."""
+    equivalence_margin: float = MARGIN_SD
+    """The equivalence margin, in fp32's seed-to-seed standard deviations at each evaluation."""
+    target_accuracy: float | None = None
+    """The eval MLM accuracy that time to target is measured to (default: the lowest final
+    accuracy among fp32's seeds); compare also gives it to every run as its MLPerf target."""
+
+    def validate(self) -> None:
+        if not 0 < self.loss_tolerance < 1:
+            raise HarnessError(f"--loss-tolerance must be in (0, 1), got {self.loss_tolerance}")
+        if not self.equivalence_margin > 0:
+            raise HarnessError(
+                f"--equivalence-margin must be > 0 standard deviations, got {self.equivalence_margin}"
+            )
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise HarnessError(f"--target-accuracy must be in (0, 1], got {self.target_accuracy}")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's evaluations and the time its steps took to get to each."""
+
+    run_id: str
+    phase: int
+    precision: str
+    seed: int
+    evals: pd.DataFrame
+    """step, eval_mlm_accuracy, eval_loss, train_time_s (the steps' wall time up to that step)."""
+
+
+def load_curves(compare_dir: Path, runs: pd.DataFrame) -> list[Curve]:
+    """The curve of every run that ended ok and evaluated at least once."""
+    curves = []
+    for row in runs[runs["status"] == Status.OK].itertuples():
+        steps, evals = read_metrics(compare_dir / "runs" / row.run_id)
+        if not evals:
+            continue
+        elapsed = np.cumsum([s.step_time_s for s in steps])
+        at_step = dict(zip((s.step for s in steps), elapsed, strict=True))
+        frame = pd.DataFrame(
+            {
+                "step": [e.step for e in evals],
+                "eval_mlm_accuracy": [e.eval_mlm_accuracy for e in evals],
+                "eval_loss": [e.eval_loss for e in evals],
+                "train_time_s": [float(at_step.get(e.step, np.nan)) for e in evals],
+            }
+        )
+        curves.append(Curve(row.run_id, int(row.phase), str(row.precision), int(row.repeat), frame))
+    return curves
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One precision against fp32 on one figure at one evaluation."""
+
+    metric: str
+    step: int
+    difference: float
+    """Mean of the precision minus mean of fp32 (for the loss too: negative is a lower loss)."""
+    low: float
+    high: float
+    """The difference's 90% confidence interval (Welch)."""
+    margin: float
+    verdict: str
+    """"equivalent", "worse", "better" or "inconclusive"."""
+    more_seeds: int | None = None
+    """For "inconclusive": the seeds to add a side that would decide it if the gap and spread stay
+    as measured (None: more than MAX_SEEDS, or under two seeds a side to estimate from)."""
+
+    def text(self) -> str:
+        if self.verdict != "inconclusive":
+            return self.verdict
+        if self.more_seeds is None:
+            return "inconclusive"
+        return f"inconclusive: {self.more_seeds} more seeds needed"
+
+
+def judge(
+    reference: np.ndarray, other: np.ndarray, margin: float, higher_is_better: bool, metric: str, step: int
+) -> Judgement:
+    """TOST of `other` against `reference` (fp32's seeds) within +-margin."""
+    reference, other = np.asarray(reference, float), np.asarray(other, float)
+    difference = float(other.mean() - reference.mean())
+    bad = -1.0 if higher_is_better else 1.0  # the direction in which the precision is worse
+    if len(reference) < 2 or len(other) < 2:
+        return Judgement(metric, step, difference, np.nan, np.nan, margin, "inconclusive")
+    if reference.std() == 0 and other.std() == 0:  # no spread: the difference is exact
+        verdict = "equivalent" if abs(difference) < margin else "worse" if difference * bad > 0 else "better"
+        return Judgement(metric, step, difference, difference, difference, margin, verdict)
+
+    def beyond(sign: float) -> float:  # p of "the difference is past sign * margin"
+        side = "greater" if sign > 0 else "less"
+        return stats.ttest_ind(other - sign * margin, reference, equal_var=False, alternative=side).pvalue
+
+    inside = max(
+        stats.ttest_ind(other + margin, reference, equal_var=False, alternative="greater").pvalue,
+        stats.ttest_ind(other - margin, reference, equal_var=False, alternative="less").pvalue,
+    )
+    low, high = stats.ttest_ind(other, reference, equal_var=False).confidence_interval(1 - 2 * ALPHA)
+    if inside < ALPHA:
+        verdict = "equivalent"
+    elif beyond(bad) < ALPHA:
+        verdict = "worse"
+    elif beyond(-bad) < ALPHA:
+        verdict = "better"
+    else:
+        verdict = "inconclusive"
+    more = _more_seeds(reference, other, margin) if verdict == "inconclusive" else None
+    return Judgement(metric, step, difference, float(low), float(high), margin, verdict, more)
+
+
+def _more_seeds(reference: np.ndarray, other: np.ndarray, margin: float) -> int | None:
+    """Seeds to add a side before the 90% interval of the difference, at the gap and spread
+    measured, clears the margin (inside it, or past it)."""
+    spread = float(np.sqrt((reference.var(ddof=1) + other.var(ddof=1)) / 2))
+    room = abs(abs(float(other.mean() - reference.mean())) - margin)
+    have = min(len(reference), len(other))
+    for n in range(have + 1, MAX_SEEDS + 1):
+        if stats.t.ppf(1 - ALPHA, 2 * n - 2) * spread * np.sqrt(2 / n) < room:
+            return n - have
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One precision against fp32 in one phase: every evaluation's judgements, and the end's."""
+
+    phase: int
+    precision: str
+    seeds: int
+    judgements: list[Judgement]
+
+    @property
+    def final(self) -> list[Judgement]:
+        last = max(j.step for j in self.judgements)
+        return [j for j in self.judgements if j.step == last]
+
+    @property
+    def verdict(self) -> str:
+        """At the last evaluation: worse on either figure is worse; equivalent needs both."""
+        verdicts = {j.verdict for j in self.final}
+        for word in ("worse", "inconclusive", "better"):
+            if word in verdicts:
+                if word != "inconclusive":
+                    return word
+                more = [j.more_seeds for j in self.final if j.verdict == "inconclusive"]
+                known = None not in more
+                return f"inconclusive: {max(more)} more seeds needed" if known else "inconclusive"
+        return "equivalent"
+
+
+def _by_step(curves: list[Curve], metric: str) -> pd.DataFrame:
+    """A column per seed, a row per evaluation step that every one of the curves has."""
+    frame = pd.concat({c.seed: c.evals.set_index("step")[metric] for c in curves}, axis=1)
+    return frame.dropna()
+
+
+def band(curves: list[Curve], phase: int, metric: str) -> pd.DataFrame:
+    """fp32's spread at each evaluation: step, mean, sd, low, high over its seeds."""
+    frame = _by_step([c for c in curves if c.phase == phase and c.precision == "fp32"], metric)
+    return pd.DataFrame(
+        {
+            "mean": frame.mean(axis=1),
+            "sd": frame.std(axis=1, ddof=1) if frame.shape[1] > 1 else 0.0,
+            "low": frame.min(axis=1),
+            "high": frame.max(axis=1),
+        }
+    ).rename_axis("step")
+
+
+def judge_precisions(curves: list[Curve], margin_sd: float = MARGIN_SD) -> list[Verdict]:
+    """Every precision but fp32 against fp32, phase by phase, at every shared evaluation."""
+    verdicts = []
+    for phase in sorted({c.phase for c in curves}):
+        ours = [c for c in curves if c.phase == phase]
+        reference = [c for c in ours if c.precision == "fp32"]
+        if not reference:
+            continue
+        for precision in sorted({c.precision for c in ours} - {"fp32"}):
+            other = [c for c in ours if c.precision == precision]
+            judgements = []
+            for metric, higher_is_better in METRICS.items():
+                a, b = _by_step(reference, metric), _by_step(other, metric)
+                for step in a.index.intersection(b.index):
+                    ref, oth = a.loc[step].to_numpy(), b.loc[step].to_numpy()
+                    margin = margin_sd * (float(np.std(ref, ddof=1)) if len(ref) > 1 else 0.0)
+                    judgements.append(judge(ref, oth, margin, higher_is_better, metric, int(step)))
+            if judgements:
+                verdicts.append(Verdict(phase, precision, len(other), judgements))
+    return verdicts
+
+
+@dataclass(frozen=True)
+class TimeToTarget:
+    """How long one precision's seeds took to reach an eval accuracy, in one phase."""
+
+    phase: int
+    precision: str
+    target: float
+    seeds: int
+    reached: int
+    """Seeds that reached the target within their budget."""
+    steps: float | None
+    seconds: float | None
+    """Medians over the seeds that reached it: the steps, and the steps' wall time."""
+    step_ratio: float | None = None
+    time_ratio: float | None = None
+    """Against fp32's medians."""
+
+    def text(self) -> str:
+        if self.reached == 0:
+            return f"{self.precision} does not reach {self.target:.4f} within its budget"
+        seeds = "" if self.reached == self.seeds else f" ({self.reached} of {self.seeds} seeds)"
+        if self.precision == "fp32" or self.time_ratio is None or self.step_ratio is None:
+            took = f"{self.seconds:.1f} s ({self.steps:.0f} steps)"
+            return f"{self.precision} reaches {self.target:.4f} in {took}{seeds}"
+        return (
+            f"{self.precision} reaches fp32's final accuracy ({self.target:.4f}) in {self.time_ratio:.2f}x "
+            f"the time (steps {self.step_ratio:.2f}x){seeds}"
+        )
+
+
+def _reach(curve: Curve, target: float) -> tuple[int, float] | None:
+    hit = curve.evals[curve.evals["eval_mlm_accuracy"] >= target]
+    return None if hit.empty else (int(hit["step"].iloc[0]), float(hit["train_time_s"].iloc[0]))
+
+
+def times_to_target(curves: list[Curve], target: float | None = None) -> list[TimeToTarget]:
+    """Per phase and precision; the target defaults to the lowest final accuracy of fp32's seeds."""
+    rows = []
+    for phase in sorted({c.phase for c in curves}):
+        ours = [c for c in curves if c.phase == phase]
+        finals = [c.evals["eval_mlm_accuracy"].iloc[-1] for c in ours if c.precision == "fp32"]
+        goal = target if target is not None else (float(min(finals)) if finals else None)
+        if goal is None:
+            continue
+        phase_rows = []
+        for precision in sorted({c.precision for c in ours}, key=lambda p: (p != "fp32", p)):
+            seeds = [c for c in ours if c.precision == precision]
+            hits = [h for h in (_reach(c, goal) for c in seeds) if h is not None]
+            steps = float(np.median([h[0] for h in hits])) if hits else None
+            seconds = float(np.median([h[1] for h in hits])) if hits else None
+            phase_rows.append(TimeToTarget(phase, precision, goal, len(seeds), len(hits), steps, seconds))
+        base = next((r for r in phase_rows if r.precision == "fp32" and r.reached), None)
+        for r in phase_rows:
+            if base is not None and r.reached and r.precision != "fp32":
+                r = replace(r, step_ratio=r.steps / base.steps, time_ratio=r.seconds / base.seconds)
+            rows.append(r)
+    return rows

@@ -280,12 +280,10 @@ def run_peer(
     cores = resolve_cores(cores_spec)
     rows = []
     # every mode admitted before any is measured: a refusal after an hour of fp32 would lose it
-    contexts = {
-        name: admitted(get_precision(name), platform, cores, allow_emulation, "--precisions")
-        for name in precisions
-    }
-    for name, context in contexts.items():
-        mode = get_precision(name)
+    modes = [get_precision(name) for name in precisions]
+    contexts = [admitted(mode, platform, cores, allow_emulation, "--precisions") for mode in modes]
+    for mode, context in zip(modes, contexts, strict=True):
+        name = mode.name
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
             # operators are profiled once, in the first round

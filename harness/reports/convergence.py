@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from harness.reports.charts import Series, line_chart
@@ -96,10 +94,10 @@ def _per_evaluation(verdicts) -> str:
     return f'<ul id="equivalence-steps" class="muted">{"".join(items)}</ul>'
 
 
-def section(compare_dir: Path, runs: pd.DataFrame, colors: dict[str, str], criteria: Criteria) -> str:
+def section(runs: pd.DataFrame, steps: pd.DataFrame, colors: dict[str, str], criteria: Criteria) -> str:
     """Empty when no run evaluated; otherwise the charts, and with two or more fp32 seeds the
     equivalence verdicts; the time to target whenever fp32 evaluated."""
-    curves = load_curves(compare_dir, runs)
+    curves = load_curves(runs, steps)
     if not curves:
         return ""
     phases = sorted({c.phase for c in curves})

@@ -287,7 +287,7 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
 <h2>Problems</h2><ul id="problems">{problem_html}</ul>
 <h2>Throughput</h2>{_bars(runs, colors)}
 <h2>Loss curves</h2>{charts}
-{convergence_section(compare_dir, runs, colors, criteria)}
+{convergence_section(runs, steps, colors, criteria)}
 <h2>Efficiency</h2><div id="efficiency">{efficiency}</div>{_mfu_note(runs)}
 <h2>ISA actually used</h2><div id="isa">{isa}</div>
 <h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose

@@ -5,7 +5,7 @@ give a band: their mean and standard deviation. A precision is *equivalent* when
 t-tests (TOST, Welch's, over the seeds) put its mean within a margin of fp32's, for both the eval
 MLM accuracy and the eval loss; *worse* when a one-sided test puts it beyond the margin on the bad
 side; otherwise *inconclusive*, with the seeds that would decide it at the gap measured. The
-margin defaults to `margin_sd` times fp32's standard deviation at that evaluation: a gap smaller
+margin is `--equivalence-margin` times fp32's standard deviation at that evaluation: a gap smaller
 than a few seeds' noise is not one that fp32 itself can tell apart.
 
 Time to target: the wall time (the steps' own time, evaluations left out) and the steps a run
@@ -16,14 +16,12 @@ seeds, so that every fp32 seed reaches it within its budget.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.results.files import read_metrics
 from harness.results.records import LOSS_TOLERANCE, Status
 
 ALPHA = 0.05
@@ -73,24 +71,29 @@ class Curve:
     """step, eval_mlm_accuracy, eval_loss, train_time_s (the steps' wall time up to that step)."""
 
 
-def load_curves(compare_dir: Path, runs: pd.DataFrame) -> list[Curve]:
-    """The curve of every run that ended ok and evaluated at least once."""
+def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
+    """The curve of every run that ended ok and evaluated at least once, from the run set's
+    steps table (an evaluation shares its row with its step's)."""
+    ok = runs.loc[runs["status"] == Status.OK, "run_id"]
     curves = []
-    for row in runs[runs["status"] == Status.OK].itertuples():
-        steps, evals = read_metrics(compare_dir / "runs" / row.run_id)
-        if not evals:
+    for run_id, rows in steps[steps["run_id"].isin(ok)].groupby("run_id", sort=False):
+        rows = rows.sort_values("step")
+        elapsed = rows["step_time_s"].cumsum()
+        evals = rows["eval_mlm_accuracy"].notna()
+        if not evals.any():
             continue
-        elapsed = np.cumsum([s.step_time_s for s in steps])
-        at_step = dict(zip((s.step for s in steps), elapsed, strict=True))
         frame = pd.DataFrame(
             {
-                "step": [e.step for e in evals],
-                "eval_mlm_accuracy": [e.eval_mlm_accuracy for e in evals],
-                "eval_loss": [e.eval_loss for e in evals],
-                "train_time_s": [float(at_step.get(e.step, np.nan)) for e in evals],
+                "step": rows.loc[evals, "step"].to_numpy(int),
+                "eval_mlm_accuracy": rows.loc[evals, "eval_mlm_accuracy"].to_numpy(float),
+                "eval_loss": rows.loc[evals, "eval_loss"].to_numpy(float),
+                "train_time_s": elapsed[evals].to_numpy(float),
             }
         )
-        curves.append(Curve(row.run_id, int(row.phase), str(row.precision), int(row.repeat), frame))
+        first = rows.iloc[0]
+        curves.append(
+            Curve(str(run_id), int(first["phase"]), str(first["precision"]), int(first["repeat"]), frame)
+        )
     return curves
 
 
@@ -184,14 +187,12 @@ class Verdict:
     def verdict(self) -> str:
         """At the last evaluation: worse on either figure is worse; equivalent needs both."""
         verdicts = {j.verdict for j in self.final}
-        for word in ("worse", "inconclusive", "better"):
-            if word in verdicts:
-                if word != "inconclusive":
-                    return word
-                more = [j.more_seeds for j in self.final if j.verdict == "inconclusive"]
-                known = None not in more
-                return f"inconclusive: {max(more)} more seeds needed" if known else "inconclusive"
-        return "equivalent"
+        if "worse" in verdicts:
+            return "worse"
+        if "inconclusive" in verdicts:
+            more = [j.more_seeds for j in self.final if j.verdict == "inconclusive"]
+            return f"inconclusive: {max(more)} more seeds needed" if None not in more else "inconclusive"
+        return "better" if "better" in verdicts else "equivalent"
 
 
 def _by_step(curves: list[Curve], metric: str) -> pd.DataFrame:

@@ -8,7 +8,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.reports.convergence import section
 from harness.results.convergence import Criteria, Curve, judge, judge_precisions, times_to_target
-from harness.results.files import write_metrics
+from harness.results.files import write_metrics, write_plan
+from harness.results.tables import steps_table
 
 
 def test_equivalent_worse_and_inconclusive_are_told_apart():
@@ -80,7 +81,7 @@ def test_criteria_refuse_what_cannot_judge():
 
 
 def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
-    runs = []
+    runs, specs = [], []
     for precision, shift in (("fp32", 0.0), ("bf16-pure", -0.2)):
         for seed, accuracies in enumerate(FP32):
             run_id = f"p1-{precision}-r{seed}"
@@ -116,10 +117,13 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
             runs.append(
                 {"run_id": run_id, "phase": 1, "precision": precision, "repeat": seed, "status": "ok"}
             )
-    html = section(tmp_path, pd.DataFrame(runs), {"fp32": "#111", "bf16-pure": "#c00"}, Criteria())
+            specs.append({k: runs[-1][k] for k in ("run_id", "phase", "precision", "repeat")})
+    write_plan(tmp_path, {"runs": specs, "outcomes": [], "preset": {"timing_warmup": 0}})
+    steps = steps_table(tmp_path)
+    html = section(pd.DataFrame(runs), steps, {"fp32": "#111", "bf16-pure": "#c00"}, Criteria())
     assert "<polygon" in html  # the band
     assert 'id="equivalence"' in html and ">worse<" in html
     assert "bf16-pure does not reach 0.2950 within its budget" in html
     assert "fp32 reaches 0.2950 in 15.0 s (30 steps)" in html
-    one_seed = section(tmp_path, pd.DataFrame(runs[:1] + runs[3:4]), {}, Criteria())
+    one_seed = section(pd.DataFrame(runs[:1] + runs[3:4]), steps, {}, Criteria())
     assert "--seeds 3 or more" in one_seed

@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.errors import HarnessError
 from harness.results.files import read_metrics, read_result
 from harness.results.stats import Spread, ratio
+
+if TYPE_CHECKING:
+    from harness.launch.job import WorkerContext
 
 
 def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
@@ -137,6 +141,9 @@ class PeerSpec:
     in the first steps (docs/measurements.md: BERT-Large needs four)."""
     top: int = 12
     """Operators listed from one profiled step (0: no profile)."""
+    fp32_gemm: str = "auto"
+    """Where our step's fp32 GEMMs go: auto, mkl or onednn (as `harness train --fp32-gemm`);
+    Hugging Face's step runs as stock PyTorch runs it."""
     rounds: int = 1
     """Times the implementations run in turn, each round in fresh processes: a machine whose
     speed drifts (a neighbour, the host) then weighs on all of them alike."""
@@ -146,17 +153,26 @@ class PeerSpec:
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
             raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
+        if self.fp32_gemm not in ("auto", "mkl", "onednn"):
+            raise HarnessError(f"--fp32-gemm must be auto, mkl or onednn, got {self.fp32_gemm}")
         if self.phase not in (1, 2):
             raise HarnessError(f"--phase must be 1 or 2, got {self.phase}")
 
 
-def measure(impl: str, mode, spec: PeerSpec) -> dict:
+def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
     """In the worker: time spec.steps steps after spec.warmup, then profile one."""
     import torch
 
     from harness.models import load_config
+    from harness.precision import gemm_route
 
     mode.apply_math_mode()
+    if impl == "harness":
+        fp32_gemm = gemm_route.in_worker(
+            spec.fp32_gemm, mode, context.amx_usable, context.machine_key
+        ).library
+    else:
+        fp32_gemm = "mkl" if mode.fp32_math == "ieee" else "onednn"
     raw = first_batch(spec.dataset, spec.phase, spec.batch_size, load_config(spec.model).vocab_size)
     step, flops = IMPLEMENTATIONS[impl](spec.model, raw, mode)
     for _ in range(spec.warmup):
@@ -175,6 +191,7 @@ def measure(impl: str, mode, spec: PeerSpec) -> dict:
         "batch_size": spec.batch_size,
         "seq_len": raw["input_ids"].shape[1],
         "threads": torch.get_num_threads(),
+        "fp32_gemm": fp32_gemm,
         "step_times": times,
         "page_faults": faults,
         "flops": flops,
@@ -190,7 +207,10 @@ def merge(rounds: list[dict]) -> dict:
     median = times.median
     first = rounds[0]
     return {
-        **{k: first[k] for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads")},
+        **{
+            k: first[k]
+            for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads", "fp32_gemm")
+        },
         "rounds": len(rounds),
         "steps": times.n,
         "step_time_s": median,
@@ -237,6 +257,7 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
             batch_size=spec.batch_size,
             eval_examples=8,
             log_every=1000,
+            fp32_gemm=spec.fp32_gemm,
         )
         options = LaunchOptions(",".join(map(str, cores)), emulated, system_malloc=spec.system_malloc)
         done = start_training(cfg, get_precision(name), options)
@@ -252,6 +273,7 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
         "batch_size": spec.batch_size,
         "seq_len": r.seq_len,
         "threads": r.threads,
+        "fp32_gemm": r.fp32_gemm,
         "step_times": [m.step_time_s for m in timed],
         "flops": Spread.of([m.model_flops for m in timed]).median,
         "peak_rss_gib": r.peak_rss_gib,
@@ -316,7 +338,7 @@ def format_rows(rows: list[dict]) -> str:
         f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
         f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}",
         f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
-        f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9} {'faults/step':>11}",
+        f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9} {'faults/step':>11} {'fp32 GEMMs':>10}",
     ]
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
@@ -325,7 +347,7 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(
             f"{r['precision']:<10} {r['impl']:<14} {r['step_time_s']:>8.3f} "
             f"{r['step_time_p10']:>7.3f}..{r['step_time_p90']:<7.3f} {r['seq_per_s']:>7.3f} "
-            f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9} {faults:>11}"
+            f"{r['model_tflops_per_s']:>8.3f} {mfu:>6} {rss:>9} {faults:>11} {r.get('fp32_gemm') or '-':>10}"
             f"{'  [emulated]' if r.get('emulated') else ''}"
         )
     lines.append("")

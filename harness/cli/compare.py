@@ -13,6 +13,7 @@ from harness.train.config import TrainConfig
 
 TRAIN_FIELDS = (
     "compile",
+    "fp32_gemm",
     "contention_threshold",
     "submission_org",
     "submission_platform",

@@ -37,7 +37,7 @@ def _peer(job: Job, context: WorkerContext) -> int:
 
     settings = dict(job.settings)
     impl = settings.pop("impl")
-    write_atomic(Path(job.result), json.dumps(measure(impl, job.mode, PeerSpec(**settings))))
+    write_atomic(Path(job.result), json.dumps(measure(impl, job.mode, PeerSpec(**settings), context)))
     return 0
 
 

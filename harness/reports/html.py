@@ -228,6 +228,7 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
             ("isa_verified", "oneDNN's ceiling", "s"),
             ("gemm_isa", "GEMM ISA (most time)", "s"),
             ("amx_gemm_share", "AMX share of GEMM time", ".1%"),
+            ("fp32_gemm", "fp32 GEMMs in", "s"),
             ("amx_used", "AMX used", "s"),
             ("emulated", "emulated", "s"),
             ("valid", "valid", "s"),

@@ -54,6 +54,9 @@ class RunRecord:
     mkl_isa: str | None = None
     emulated: bool = False
     gemm_isa_expected: str | None = None
+    fp32_gemm: str | None = None
+    """The library the run's fp32 GEMMs went to, mkl or onednn (harness.precision.gemm_route)."""
+    fp32_gemm_reason: str | None = None
 
     # The kernel census of one timed step
     kernel_census: list[dict[str, Any]] = field(default_factory=list)

@@ -68,6 +68,9 @@ class TrainConfig:
     compile: bool = False
     """Run the model's forward through torch.compile (inductor); the first steps then include the
     compilation, so give a larger --timing-warmup."""
+    fp32_gemm: str = "auto"
+    """Where fp32 GEMMs go: mkl (stock PyTorch), onednn, or auto, the faster of the two in this
+    machine's stored fp32 roofline (harness.precision.gemm_route; MKL wherever AMX is usable)."""
     backend: str = "stock"
     """stock PyTorch, or ipex: intel-extension-for-pytorch's ipex.optimize on model and optimizer."""
     dist_backend: str = "auto"
@@ -145,6 +148,8 @@ class TrainConfig:
             raise HarnessError(f"--phase-fraction must be in (0, 1), got {self.phase_fraction}")
         if not 0 < self.target_accuracy <= 1:
             raise HarnessError(f"--target-accuracy must be in (0, 1], got {self.target_accuracy}")
+        if self.fp32_gemm not in ("auto", "mkl", "onednn"):
+            raise HarnessError(f"--fp32-gemm must be auto, mkl or onednn, got {self.fp32_gemm}")
         if self.submission_division not in ("open", "closed"):
             raise HarnessError(
                 f"--submission-division must be open or closed, got {self.submission_division}"

@@ -19,6 +19,7 @@ from harness.datasets.mlcommons import checked, training_loader
 from harness.launch.job import WorkerContext
 from harness.machine import contention
 from harness.models import BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
+from harness.precision import gemm_route
 from harness.precision.modes import PrecisionMode
 from harness.precision.roofline import lookup as roofline_lookup
 from harness.results.files import write_result
@@ -70,6 +71,7 @@ class Trainer:
         self.start_step, self.error = 0, None
         self.metrics: MetricsProcessor | None = None
         self.cores_at_start: contention.Snapshot | None = None
+        self.route: gemm_route.Route | None = None
 
     def train(self) -> Status:
         """Bad input raises before anything is written; from the first step on, the result is
@@ -103,6 +105,9 @@ class Trainer:
         self.census = KernelCensus(self.mode, self.context)
         if problem := self.census.ceiling_problem():
             return problem
+        self.route = gemm_route.in_worker(
+            cfg.fp32_gemm, self.mode, self.context.amx_usable, self.context.machine_key
+        )
         torch.manual_seed(cfg.seed)
         model = BertForPreTraining(self.model_cfg)
         if cfg.phase == 2:
@@ -278,6 +283,8 @@ class Trainer:
     def finish(self, status: Status, error: str | None) -> Status:
         """Close the recorders and write the result (rank 0)."""
         figures = {**self._figures(), **self.census.fields()} if self.metrics else self.census.fields()
+        if self.route:
+            figures.update(fp32_gemm=self.route.library, fp32_gemm_reason=self.route.reason)
         if self.metrics:
             self.metrics.close()
         if self.ranks.is_main:  # first: on a full disk the small result may still fit, the log not

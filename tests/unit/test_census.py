@@ -311,6 +311,13 @@ def test_census_of_an_avx512_bf16_step_against_either_promise():
     # avx-bf16 on a Sapphire Rapids is held to the same unit, and this step would satisfy it
     capped = admit(MODES["avx-bf16"], SAPPHIRE_RAPIDS).gemm_isa
     assert capped == "avx512_core_bf16" and census_problem(MODES["avx-bf16"], capped, census) is None
+    # an fp32 run that ran this step computed in bf16: invalid, whatever its ISA promise
+    for mode in ("fp32", "avx-fp32"):
+        problem = census_problem(MODES[mode], admit(MODES[mode], ZEN5).gemm_isa, census)
+        assert problem is not None and problem.startswith(
+            f"{mode} computes in fp32 but the step ran bf16 kernels: "
+        )
+        assert "matmul/brg_matmul:avx512_core_bf16" in problem
     # judged against AMX's promise it is invalid, and the message says how much ran where
     problem = census_problem(MODES["bf16"], "amx", census)
     assert problem is not None

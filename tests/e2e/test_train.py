@@ -9,6 +9,7 @@ import pytest
 from harness_cli import launch, metrics, result
 
 from harness import cli
+from harness.machine.platform import detect
 
 TINY = ["--model", "bert-tiny", "--precision", "fp32"]
 
@@ -148,10 +149,20 @@ def test_phase2_continues_from_the_phase1_model(capfd, phase1, synth_dir, tmp_pa
         5e-3,
         "--eval-examples",
         64,
+        "--fp32-gemm",
+        "onednn",
     )
     assert proc.returncode == 0, proc.stderr
     r = result(out)
     assert r.status == "ok" and r.seq_len == 512
+    # fp32 GEMMs in oneDNN wherever PyTorch can send them there as fp32 math: AVX-512 without AMX
+    host = detect()
+    if host.avx512 and not host.amx_usable:
+        assert (r.fp32_gemm, r.fp32_gemm_reason) == ("onednn", "--fp32-gemm onednn")
+        assert r.gemm_isa_share[r.gemm_isa] > 0.9 and not r.gemm_isa.startswith("mkl:")
+    else:
+        assert r.fp32_gemm == "mkl" and r.gemm_isa.startswith("mkl:"), r.fp32_gemm_reason
+    assert f"fp32 GEMMs: {r.fp32_gemm} ({r.fp32_gemm_reason})" in proc.stderr
     assert [Path(p).name for p in r.train_files] == ["part-00009-of-00010"]
     synth = json.loads((synth_dir / "synth.json").read_text())
     steps, _ = metrics(out)

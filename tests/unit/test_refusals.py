@@ -59,6 +59,7 @@ def test_bad_numbers_name_their_flag(capsys, synth_dir, tmp_path):
         ("--steps", 0, "--steps must be >= 1, got 0"),
         ("--warmup-steps", 500, "--warmup-steps 500 exceeds --steps 100"),
         ("--contention-threshold", 2, "--contention-threshold must be in (0, 1], got 2.0"),
+        ("--fp32-gemm", "blas", "--fp32-gemm must be auto, mkl or onednn, got blas"),
     ):
         proc = call(capsys, "train", *TINY, "--dataset", synth_dir, "--output", tmp_path / "run", flag, value)
         assert (proc.returncode, proc.stderr.strip()) == (2, f"harness: {message}")

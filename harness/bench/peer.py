@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.precision import gemm_route
 from harness.results.files import read_metrics, read_result
 from harness.results.stats import Spread, ratio
 
@@ -153,8 +154,7 @@ class PeerSpec:
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
             raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
-        if self.fp32_gemm not in ("auto", "mkl", "onednn"):
-            raise HarnessError(f"--fp32-gemm must be auto, mkl or onednn, got {self.fp32_gemm}")
+        gemm_route.check_choice(self.fp32_gemm)
         if self.phase not in (1, 2):
             raise HarnessError(f"--phase must be 1 or 2, got {self.phase}")
 
@@ -164,15 +164,12 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
     import torch
 
     from harness.models import load_config
-    from harness.precision import gemm_route
 
     mode.apply_math_mode()
     if impl == "harness":
-        fp32_gemm = gemm_route.in_worker(
-            spec.fp32_gemm, mode, context.amx_usable, context.machine_key
-        ).library
-    else:
-        fp32_gemm = "mkl" if mode.fp32_math == "ieee" else "onednn"
+        route = gemm_route.in_worker(spec.fp32_gemm, mode, context.amx_usable, context.machine_key)
+    else:  # stock PyTorch's own choice
+        route = gemm_route.choose("mkl", mode, context.amx_usable, None)
     raw = first_batch(spec.dataset, spec.phase, spec.batch_size, load_config(spec.model).vocab_size)
     step, flops = IMPLEMENTATIONS[impl](spec.model, raw, mode)
     for _ in range(spec.warmup):
@@ -191,7 +188,7 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
         "batch_size": spec.batch_size,
         "seq_len": raw["input_ids"].shape[1],
         "threads": torch.get_num_threads(),
-        "fp32_gemm": fp32_gemm,
+        "fp32_gemm": route.library,
         "step_times": times,
         "page_faults": faults,
         "flops": flops,

@@ -14,10 +14,18 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from harness.errors import HarnessError
 from harness.precision.modes import PrecisionMode
 from harness.precision.roofline import lookup
 
 CHOICES = ("auto", "mkl", "onednn")
+
+
+def check_choice(requested: str) -> None:
+    """Refuse a --fp32-gemm that is not one of CHOICES (train's and bench peer's flag alike)."""
+    if requested not in CHOICES:
+        raise HarnessError(f"--fp32-gemm must be {', '.join(CHOICES[:-1])} or {CHOICES[-1]}, got {requested}")
+
 
 MARGIN = 1.10
 """How much faster oneDNN's large-GEMM peak must be for `auto` to take it: BERT's GEMMs are smaller

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.precision import gemm_route
 
 PHASE_DEFAULTS = {
     # Intel's package: phase 1 at max_seq_len 128, phase 2 at 512 from phase 1's model_save.
@@ -148,8 +149,7 @@ class TrainConfig:
             raise HarnessError(f"--phase-fraction must be in (0, 1), got {self.phase_fraction}")
         if not 0 < self.target_accuracy <= 1:
             raise HarnessError(f"--target-accuracy must be in (0, 1], got {self.target_accuracy}")
-        if self.fp32_gemm not in ("auto", "mkl", "onednn"):
-            raise HarnessError(f"--fp32-gemm must be auto, mkl or onednn, got {self.fp32_gemm}")
+        gemm_route.check_choice(self.fp32_gemm)
         if self.submission_division not in ("open", "closed"):
             raise HarnessError(
                 f"--submission-division must be open or closed, got {self.submission_division}"

@@ -158,13 +158,13 @@ def census_problem(mode: PrecisionMode, promised: str | None, census: Census) ->
     if not mode.admits_amx and census.amx_kernels:
         return f"{mode.name} must stay off AMX but the step ran {', '.join(census.amx_kernels)}"
     bf16 = [f"{e.primitive}/{e.kernel}" for e in census.entries if e.dtype == "bf16"]
-    if mode.autocast is None and mode.weights is None and mode.fp32_math == "ieee" and bf16:
+    if mode.computes_fp32 and bf16:
         # an ISA name such as avx512_core_bf16 on f32 data is only oneDNN's JIT level: the data type
         # is what tells fp32 math from bf16
         return f"{mode.name} computes in fp32 but the step ran bf16 kernels: {', '.join(bf16)}"
     if promised is None:
         return None
-    dtype = "bf16" if mode.autocast == "bfloat16" else None
+    dtype = "bf16" if mode.gemm_dtype == "bfloat16" else None
     share = census.share_on(promised, dtype)
     if share < GEMM_SHARE_FLOOR:
         seen = ", ".join(f"{k} {v:.0%}" for k, v in census.gemm_isa_share().items()) or "no GEMM at all"

@@ -49,12 +49,10 @@ def choose(requested: str, mode: PrecisionMode, amx_usable: bool, peak: dict | N
     roofline is `peak` (harness.precision.roofline.lookup, or None)."""
     if mode.fp32_math != "ieee":
         return Route("onednn", f"{mode.name} sets its own fp32 math ({mode.fp32_math}): oneDNN computes it")
-    if mode.autocast or mode.weights:
+    if mode.gemm_dtype != "float32":
         # measured: under the switch a bf16 phase-2 step's few fp32 matmuls took 11% of its GEMM
         # time in oneDNN, and the kernel census then found the step off its bf16 unit
-        return Route(
-            "mkl", f"{mode.name}'s GEMMs are {mode.autocast or mode.weights}: its fp32 remainder stays in MKL"
-        )
+        return Route("mkl", f"{mode.name}'s GEMMs are {mode.gemm_dtype}: its fp32 remainder stays in MKL")
     if requested == "mkl":
         return Route("mkl", "--fp32-gemm mkl")
     if amx_usable:

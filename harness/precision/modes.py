@@ -57,6 +57,16 @@ class PrecisionMode:
     usable, else AVX512_BF16), "amx" AMX, None no claim. The kernel census checks it."""
 
     @property
+    def gemm_dtype(self) -> str:
+        """The data type its GEMMs compute in: the autocast's, else the weights', else float32."""
+        return self.autocast or self.weights or "float32"
+
+    @property
+    def computes_fp32(self) -> bool:
+        """Its GEMMs take fp32 in and compute in fp32 (no bf16 anywhere, bf32 included)."""
+        return self.gemm_dtype == "float32" and self.fp32_math == "ieee"
+
+    @property
     def admits_amx(self) -> bool:
         """The cap leaves oneDNN AMX; a mode capped below it must run no AMX kernel."""
         return "AMX" in self.isa_cap.upper()

@@ -42,7 +42,7 @@ def _paths(mode: PrecisionMode, size: int) -> dict[str, Callable[[], object]]:
     """The ways a GEMM of this mode may run, each a ready-to-call `size`^3 matmul."""
     import torch
 
-    dtype = getattr(torch, mode.autocast) if mode.autocast else torch.float32
+    dtype = getattr(torch, mode.gemm_dtype)
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     paths: dict[str, Callable[[], object]] = {"torch.mm": lambda: torch.mm(a, b)}
     if torch.backends.mkldnn.is_available():
@@ -104,7 +104,7 @@ def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
         "paths": results,
         "size": size,
         "repeats": repeats,
-        "dtype": mode.autocast or "float32",
+        "dtype": mode.gemm_dtype,
         "threads": torch.get_num_threads(),
     }
 

@@ -4,6 +4,7 @@ worker's environment and job file, without starting a process."""
 import json
 
 import pytest
+import torch
 from platforms import SKYLAKE_X, ZEN3, ZEN5
 
 from harness import cli
@@ -164,3 +165,21 @@ def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch):
     env = worker_environment(fp32, 1)
     assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"
     assert env["MALLOC_MMAP_THRESHOLD_"] == RETAINED_MALLOC["MALLOC_MMAP_THRESHOLD_"]
+
+
+def test_each_modes_gemms_and_its_roofline_compute_in_the_dtype_it_trains_in():
+    from harness.precision.roofline import _paths
+
+    modes = {m.name: m for m in BUILTIN}
+    dtypes = {name: mode.gemm_dtype for name, mode in modes.items()}
+    assert dtypes == {
+        "fp32": "float32",
+        "avx-fp32": "float32",
+        "bf16": "bfloat16",
+        "bf32": "float32",
+        "avx-bf16": "bfloat16",
+        "bf16-pure": "bfloat16",
+    }
+    assert [name for name, mode in modes.items() if mode.computes_fp32] == ["fp32", "avx-fp32"]
+    # bf16-pure's weights are bf16 with no autocast: its peak is a bf16 matmul's, not fp32's
+    assert {p().dtype for p in _paths(modes["bf16-pure"], 16).values()} == {torch.bfloat16}

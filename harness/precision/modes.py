@@ -63,7 +63,7 @@ class PrecisionMode:
 
     @property
     def computes_fp32(self) -> bool:
-        """Its GEMMs take fp32 in and compute in fp32 (no bf16 anywhere, bf32 included)."""
+        """Its GEMMs take fp32 data and compute in fp32: neither bf16 data nor bf32 math."""
         return self.gemm_dtype == "float32" and self.fp32_math == "ieee"
 
     @property

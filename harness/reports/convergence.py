@@ -120,7 +120,9 @@ def section(runs: pd.DataFrame, steps: pd.DataFrame, colors: dict[str, str], cri
         )
     else:
         judged = ""
-    targets = times_to_target(curves, criteria.target_accuracy)
+    # accuracy and loss: at a plateau of the accuracy (a model that predicts the commonest
+    # tokens) the loss still tells the precisions apart
+    targets = times_to_target(curves, criteria.target_accuracy) + times_to_target(curves, metric="eval_loss")
     target_html = "".join(f"<li>p{t.phase}: {esc(t.text())}</li>" for t in targets)
     return (
         f'<h2>Convergence against fp32\'s seeds</h2>{charts}<div id="judged">{judged}</div>'

@@ -238,10 +238,12 @@ def judge_precisions(curves: list[Curve], margin_sd: float = MARGIN_SD) -> list[
 
 @dataclass(frozen=True)
 class TimeToTarget:
-    """How long one precision's seeds took to reach an eval accuracy, in one phase."""
+    """How long one precision's seeds took to reach an eval accuracy or loss, in one phase."""
 
     phase: int
     precision: str
+    metric: str
+    """"eval_mlm_accuracy" (reached at or above the target) or "eval_loss" (at or below it)."""
     target: float
     seeds: int
     reached: int
@@ -254,39 +256,50 @@ class TimeToTarget:
     """Against fp32's medians."""
 
     def text(self) -> str:
+        name = _TARGET_NAMES[self.metric]
         if self.reached == 0:
-            return f"{self.precision} does not reach {self.target:.4f} within its budget"
+            return f"{self.precision} does not reach {name} {self.target:.4f} within its budget"
         seeds = "" if self.reached == self.seeds else f" ({self.reached} of {self.seeds} seeds)"
         if self.precision == "fp32" or self.time_ratio is None or self.step_ratio is None:
             took = f"{self.seconds:.1f} s ({self.steps:.0f} steps)"
-            return f"{self.precision} reaches {self.target:.4f} in {took}{seeds}"
+            return f"{self.precision} reaches {name} {self.target:.4f} in {took}{seeds}"
         return (
-            f"{self.precision} reaches fp32's final accuracy ({self.target:.4f}) in {self.time_ratio:.2f}x "
-            f"the time (steps {self.step_ratio:.2f}x){seeds}"
+            f"{self.precision} reaches fp32's final {name} ({self.target:.4f}) in "
+            f"{self.time_ratio:.2f}x the time (steps {self.step_ratio:.2f}x){seeds}"
         )
 
 
-def _reach(curve: Curve, target: float) -> tuple[int, float] | None:
-    hit = curve.evals[curve.evals["eval_mlm_accuracy"] >= target]
+_TARGET_NAMES = {"eval_mlm_accuracy": "accuracy", "eval_loss": "loss"}
+
+
+def _reach(curve: Curve, metric: str, target: float) -> tuple[int, float] | None:
+    values = curve.evals[metric]
+    hit = curve.evals[values >= target if metric == "eval_mlm_accuracy" else values <= target]
     return None if hit.empty else (int(hit["step"].iloc[0]), float(hit["train_time_s"].iloc[0]))
 
 
-def times_to_target(curves: list[Curve], target: float | None = None) -> list[TimeToTarget]:
-    """Per phase and precision; the target defaults to the lowest final accuracy of fp32's seeds."""
+def times_to_target(
+    curves: list[Curve], target: float | None = None, metric: str = "eval_mlm_accuracy"
+) -> list[TimeToTarget]:
+    """Per phase and precision; the target defaults to fp32's worst final value among its seeds
+    (the lowest accuracy, the highest loss): what every fp32 seed reached."""
+    worst = min if metric == "eval_mlm_accuracy" else max
     rows = []
     for phase in sorted({c.phase for c in curves}):
         ours = [c for c in curves if c.phase == phase]
-        finals = [c.evals["eval_mlm_accuracy"].iloc[-1] for c in ours if c.precision == "fp32"]
-        goal = target if target is not None else (float(min(finals)) if finals else None)
+        finals = [c.evals[metric].iloc[-1] for c in ours if c.precision == "fp32"]
+        goal = target if target is not None else (float(worst(finals)) if finals else None)
         if goal is None:
             continue
         phase_rows = []
         for precision in sorted({c.precision for c in ours}, key=lambda p: (p != "fp32", p)):
             seeds = [c for c in ours if c.precision == precision]
-            hits = [h for h in (_reach(c, goal) for c in seeds) if h is not None]
+            hits = [h for h in (_reach(c, metric, goal) for c in seeds) if h is not None]
             steps = float(np.median([h[0] for h in hits])) if hits else None
             seconds = float(np.median([h[1] for h in hits])) if hits else None
-            phase_rows.append(TimeToTarget(phase, precision, goal, len(seeds), len(hits), steps, seconds))
+            phase_rows.append(
+                TimeToTarget(phase, precision, metric, goal, len(seeds), len(hits), steps, seconds)
+            )
         base = next((r for r in phase_rows if r.precision == "fp32" and r.reached), None)
         for r in phase_rows:
             if base is not None and r.reached and r.precision != "fp32":

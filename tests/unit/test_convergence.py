@@ -73,6 +73,20 @@ def test_time_to_target_defaults_to_fp32s_lowest_final_and_compares_time_and_ste
     assert given["fp32"].steps == 20 and given["fp32"].reached == 3
 
 
+def test_time_to_target_on_the_loss_is_reached_downwards_from_fp32s_highest_final():
+    curves = [_curve("fp32", i, a) for i, a in enumerate(FP32)]
+    # the same accuracies, but a stalled loss: at an accuracy plateau only the loss tells
+    stalled = [_curve("bf16-pure", i, a) for i, a in enumerate(FP32)]
+    for c in stalled:
+        c.evals["eval_loss"] += 1.0
+    rows = {r.precision: r for r in times_to_target(curves + stalled, metric="eval_loss")}
+    assert rows["fp32"].target == pytest.approx(5.0 - 2 * 0.295) and rows["fp32"].steps == 30
+    assert rows["bf16-pure"].reached == 0
+    assert rows["bf16-pure"].text() == "bf16-pure does not reach loss 4.4100 within its budget"
+    accuracy = {r.precision: r for r in times_to_target(curves + stalled)}
+    assert accuracy["bf16-pure"].reached == 3 and accuracy["bf16-pure"].step_ratio == 1.0
+
+
 def test_criteria_refuse_what_cannot_judge():
     with pytest.raises(HarnessError, match="--equivalence-margin must be > 0"):
         Criteria(equivalence_margin=0).validate()
@@ -123,7 +137,8 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
     html = section(pd.DataFrame(runs), steps, {"fp32": "#111", "bf16-pure": "#c00"}, Criteria())
     assert "<polygon" in html  # the band
     assert 'id="equivalence"' in html and ">worse<" in html
-    assert "bf16-pure does not reach 0.2950 within its budget" in html
-    assert "fp32 reaches 0.2950 in 15.0 s (30 steps)" in html
+    assert "bf16-pure does not reach accuracy 0.2950 within its budget" in html
+    assert "bf16-pure does not reach loss 4.4100 within its budget" in html
+    assert "fp32 reaches accuracy 0.2950 in 15.0 s (30 steps)" in html
     one_seed = section(pd.DataFrame(runs[:1] + runs[3:4]), steps, {}, Criteria())
     assert "--seeds 3 or more" in one_seed

@@ -274,7 +274,7 @@ _TARGET_NAMES = {"eval_mlm_accuracy": "accuracy", "eval_loss": "loss"}
 
 def _reach(curve: Curve, metric: str, target: float) -> tuple[int, float] | None:
     values = curve.evals[metric]
-    hit = curve.evals[values >= target if metric == "eval_mlm_accuracy" else values <= target]
+    hit = curve.evals[values >= target if METRICS[metric] else values <= target]
     return None if hit.empty else (int(hit["step"].iloc[0]), float(hit["train_time_s"].iloc[0]))
 
 
@@ -283,7 +283,7 @@ def times_to_target(
 ) -> list[TimeToTarget]:
     """Per phase and precision; the target defaults to fp32's worst final value among its seeds
     (the lowest accuracy, the highest loss): what every fp32 seed reached."""
-    worst = min if metric == "eval_mlm_accuracy" else max
+    worst = min if METRICS[metric] else max
     rows = []
     for phase in sorted({c.phase for c in curves}):
         ours = [c for c in curves if c.phase == phase]

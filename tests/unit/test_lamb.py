@@ -138,3 +138,28 @@ def test_a_deep_copy_steps_like_the_original():
     copied.step()
     for w, c in zip(weights, copy_weights, strict=True):
         assert torch.equal(w, c)
+
+
+def _onednn_matmuls(capfd, run) -> int:
+    """oneDNN matmuls `run` executed, counted from its verbose lines on stdout."""
+    capfd.readouterr()
+    with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+        run()
+    return sum(",exec," in line and ",matmul," in line for line in capfd.readouterr().out.splitlines())
+
+
+def test_lamb_keeps_its_norms_out_of_onednn_under_the_fp32_route(capfd, monkeypatch):
+    """The oneDNN fp32 route (fp32_precision = "bf16") sends torch.dot to oneDNN, five times slower
+    than BLAS there and bf16 on AMX: the optimizer's norms run in IEEE fp32, and the route stays."""
+    matmul = torch.backends.mkldnn.matmul
+    monkeypatch.setattr(matmul, "fp32_precision", "bf16")
+    x = torch.randn(1 << 16)
+    if not _onednn_matmuls(capfd, lambda: torch.dot(x, x)):
+        pytest.skip("this CPU's oneDNN does not take fp32 dot products under the bf16 switch")
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(256, 256)), torch.nn.Parameter(torch.randn(256))]
+    optimizer = Lamb([{"params": params, "weight_decay": 0.01, "adaptive": True}], lr=1e-3)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    assert _onednn_matmuls(capfd, optimizer.step_if_finite) == 0
+    assert matmul.fp32_precision == "bf16"

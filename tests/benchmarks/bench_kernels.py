@@ -9,7 +9,8 @@ a round trip without work is measured and recorded beside it. Not part of the no
 
 Environment: BENCH_MODEL (default bert-large), BENCH_PRECISIONS (default: every built-in mode),
 BENCH_ALLOW_EMULATION=1 to also run modes this CPU lacks (their extra_info says emulated),
-BENCH_ROUNDS (default 10), BENCH_BATCH / BENCH_SEQ (default 8 / 128).
+BENCH_ROUNDS (default 10), BENCH_BATCH / BENCH_SEQ (default 8 / 128), BENCH_FP32_GEMM (auto, mkl or
+onednn, as `harness train --fp32-gemm`; default auto).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class KernelServer:
         if not ready.startswith("ready "):
             self.child.kill()
             raise RuntimeError(f"kernel server {kernel}/{precision} did not start: {ready!r}")
-        self.info = json.loads(ready[len("ready ") :])
+        # from here: the child's own affinity is its main thread's, which OpenMP binds to one core
+        self.info = {**json.loads(ready[len("ready ") :]), "cores": cores}
         self.kernel_seconds: list[float] = []
 
     def _ask(self, line: str) -> str:

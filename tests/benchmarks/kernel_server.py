@@ -20,9 +20,11 @@ from collections.abc import Callable
 import torch
 
 from harness.launch.environment import environment_problem
+from harness.machine.platform import as_dict, detect, fingerprint_key
 from harness.models import BertForPreTraining, Lamb, load_config
 from harness.models.bert import Layer
 from harness.models.lamb import parameter_groups
+from harness.precision import gemm_route
 from harness.precision.modes import get_precision
 
 
@@ -59,13 +61,21 @@ def main() -> None:
     if wrong := environment_problem(mode):
         raise SystemExit(f"kernel_server: not started with the environment of mode {precision}: {wrong}")
     mode.apply_math_mode()
+    platform = detect()
+    # the route `harness train` takes (--fp32-gemm): it decides where LAMB's dot products run too
+    route = gemm_route.in_worker(
+        os.environ.get("BENCH_FP32_GEMM", "auto"),
+        mode,
+        platform.amx_usable,
+        fingerprint_key(as_dict(platform)),
+    )
     run = KERNELS[kernel](model, int(batch), int(seq), mode.autocast_context)
     run()  # first touch: allocations and oneDNN's JIT happen here, outside every timed round
     info = {
         "threads": torch.get_num_threads(),
-        "cores": sorted(os.sched_getaffinity(0)),
         "emulated": emulated == "1",
         "env": mode.environment(),
+        "fp32_gemm": route.library,
         "torch": torch.__version__,
     }
     print("ready " + json.dumps(info), flush=True)

@@ -49,8 +49,12 @@ def test_smoke_comparison_of_three_precisions(capfd, monkeypatch, synth_dir, tmp
     assert runs["isa_verified"].notna().all()
     assert set(runs["isa_cap"]) == {"AVX512_CORE_AMX", "AVX512_CORE_BF16"}
     assert not runs.loc[runs.precision == "avx-fp32", "amx_used"].any()
-    # nothing else ran on the cores: no run is flagged contended, and each had nearly all of them
-    assert list(runs["contended"]) == [False] * 6 and (runs["cpu_available"] >= 0.9).all()
+    # the sentinel counts none of the harness's own processes (parent, worker, data loaders) as a
+    # neighbour. The hypervisor's steal is left out: it is the host's, and on a shared VM it once
+    # took 13% of a 1-second run here and flagged it contended
+    results = [json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json")]
+    assert len(results) == 6 and all(r["cpu_others_share"] < 0.1 for r in results)
+    assert runs["contended"].notna().all()
     # fp32 GEMMs always run in a library that reports them; the census names where
     fp32_like = runs[runs.precision != "bf16"]
     assert fp32_like["gemm_isa"].notna().all() and fp32_like["kernels"].str.len().gt(0).all()

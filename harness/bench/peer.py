@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.bench import gemm_time
 from harness.errors import HarnessError
 from harness.precision import gemm_route
 from harness.results.files import read_metrics, read_result
@@ -150,6 +151,9 @@ class PeerSpec:
     speed drifts (a neighbour, the host) then weighs on all of them alike."""
     system_malloc: bool = False
     """Every worker with glibc malloc's defaults instead of the harness's (harness.launch.environment)."""
+    gemms: bool = False
+    """One more step of each implementation, in the first round, with oneDNN's and MKL's verbose on:
+    its GEMM time by kernel and shape, their GFLOP/s, and the time outside them."""
 
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
@@ -195,6 +199,7 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
         # ru_maxrss is in KiB on Linux: the worker's peak resident memory
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "top_operators": _top_operators(step, spec.top) if spec.top else [],
+        "gemms": gemm_time.record_step(step) if spec.gemms else None,
     }
 
 
@@ -227,6 +232,7 @@ def merge(rounds: list[dict]) -> dict:
             for k in ("data_wait_fraction", "harness_time_fraction")
         },
         "top_operators": first["top_operators"],
+        "gemms": first.get("gemms"),
     }
 
 
@@ -306,7 +312,11 @@ def run_peer(
         runs: dict[str, list[dict]] = {}
         for round_ in range(spec.rounds):
             # operators are profiled once, in the first round
-            settings = {**asdict(spec), "top": spec.top if round_ == 0 else 0}
+            settings = {
+                **asdict(spec),
+                "top": spec.top if round_ == 0 else 0,
+                "gemms": spec.gemms and round_ == 0,
+            }
             for impl in IMPLEMENTATIONS:
                 print(
                     f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
@@ -323,6 +333,7 @@ def run_peer(
             row = merge(impl_rounds)
             row["emulated"] = context.emulated
             row["malloc"] = "glibc defaults" if spec.system_malloc else "freed memory kept (harness default)"
+            row["roofline_gflops"] = peak["gflops"] if peak else None
             row["mfu"] = row["model_tflops_per_s"] * 1e3 / peak["gflops"] if peak else None
             rows.append(row)
     return rows
@@ -388,4 +399,8 @@ def format_rows(rows: list[dict]) -> str:
                 f"  {o['self_ms']:>9.1f} ms {o['share']:>6.1%} {o['calls']:>6}x  {o['op']}"
                 for o in r["top_operators"]
             ]
+    for r in rows:
+        if r.get("gemms"):
+            label = f"{r['precision']} {r['impl']}"
+            lines += ["", *gemm_time.summary(label, r["gemms"], r.get("roofline_gflops"), 12)]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tm
         4,
         "--rounds",
         2,
+        "--gemms",
         "--dataset",
         synth_dir,
         "--json",
@@ -46,3 +47,9 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tm
     assert train["page_faults_per_step"] is None and "faults/step" in proc.stdout
     assert 0 < train["harness_time_fraction"] < 0.5 and 0 <= train["data_wait_fraction"] < 0.5
     assert "top operators, fp32 hugging-face" in proc.stdout
+    # --gemms: one verbose step of each bare implementation, its GEMMs by shape
+    for r in (ours, hf):
+        assert r["gemms"]["step_s"] > sum(g["seconds"] for g in r["gemms"]["groups"]) > 0
+        assert any(g["flops"] for g in r["gemms"]["groups"])
+    assert "GEMMs of one fp32 harness step, verbose on: " in proc.stdout
+    assert train["gemms"] is None

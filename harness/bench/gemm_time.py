@@ -43,8 +43,7 @@ def groups(text: str) -> list[GemmGroup]:
             found.setdefault(("onednn", e.implementation, e.problem), []).append((e.time_ms, e.flops))
     for call in mkl_verbose.parse(text)[1]:
         if call.is_gemm:
-            sizes = [a for a in call.args if a.isdigit()][:3]
-            shape = "x".join(sizes) if len(sizes) == 3 else "?"
+            shape = "x".join(map(str, call.sizes)) if call.sizes is not None else "?"
             found.setdefault(("mkl", call.function, shape), []).append((call.time_ms, call.flops))
     out = []
     for (library, kernel, shape), calls in found.items():

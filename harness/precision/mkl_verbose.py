@@ -12,6 +12,7 @@ their sizes by pointer, so their FLOPs are unknown.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -49,12 +50,15 @@ class Call:
         return "?"
 
     @property
+    def sizes(self) -> tuple[int, int, int] | None:
+        """M, N, K of a GEMM whose sizes are given as numbers (batched calls log pointers)."""
+        numbers = [int(a) for a in self.args if a.isdigit()]
+        return (numbers[0], numbers[1], numbers[2]) if self.is_gemm and len(numbers) >= 3 else None
+
+    @property
     def flops(self) -> float | None:
         """2 x M x N x K for a GEMM whose sizes are given as numbers (not for batched calls)."""
-        if not self.is_gemm:
-            return None
-        sizes = [int(a) for a in self.args if a.isdigit()]
-        return 2.0 * sizes[0] * sizes[1] * sizes[2] if len(sizes) >= 3 else None
+        return 2.0 * math.prod(self.sizes) if self.sizes is not None else None
 
 
 FLOAT_DTYPES = ("f32", "f64", "c64", "c128")

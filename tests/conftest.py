@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,3 +57,33 @@ def small_disk(tmp_path):
     yield make
     for point in mounts:
         subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+KERNELS_KEY = "tests"
+"""The machine key the test suite builds the fused kernels under (a cache of its own)."""
+
+
+@pytest.fixture(scope="session")
+def kernels_home(tmp_path_factory) -> Path:
+    """A HARNESS_HOME holding the fused kernels, built once per test session for this machine."""
+    from harness import kernels
+
+    home = tmp_path_factory.mktemp("harness-home")
+    before = os.environ.get("HARNESS_HOME")
+    os.environ["HARNESS_HOME"] = str(home)
+    try:
+        kernels.load(KERNELS_KEY)
+    finally:
+        if before is None:
+            del os.environ["HARNESS_HOME"]
+        else:
+            os.environ["HARNESS_HOME"] = before
+    return home
+
+
+@pytest.fixture(scope="session")
+def fused_ops(kernels_home):
+    """The compiled fused kernels (harness.kernels)."""
+    from harness import kernels
+
+    return kernels.load(KERNELS_KEY)

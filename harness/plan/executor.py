@@ -21,11 +21,12 @@ from harness.errors import HarnessError
 from harness.files import DISK_FULL_EXIT, folder_lock
 from harness.launch.launchers import LaunchOptions, start_training
 from harness.launch.runner import Log
-from harness.machine.platform import as_dict, detect
+from harness.machine.platform import as_dict, detect, fingerprint_key
 from harness.plan.plan import RunSpec
 from harness.plan.presets import Preset
 from harness.precision.modes import get_precision, same_computation_pairs
 from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_machine, write_plan
+from harness.train import backends
 from harness.train.metrics import clock
 
 DONE = ("ok", "invalid", "diverged")
@@ -74,6 +75,7 @@ class Comparison:
         (output / "runs").mkdir(parents=True, exist_ok=True)
         (output / "logs").mkdir(exist_ok=True)
         platform = detect()
+        self.machine_key = fingerprint_key(as_dict(platform))
         self.same_computation = same_computation_pairs(
             list(dict.fromkeys(s.precision for s in plan)), platform
         )
@@ -99,6 +101,7 @@ class Comparison:
         started = time.perf_counter()
         done_steps = 0
         self._save_plan()
+        backends.build({s.backend for s in self.plan}, self.machine_key)
         for a, b in self.same_computation:
             print(
                 f"note: {a} and {b} run the same kernels on this CPU (their caps differ only in what it "

@@ -20,7 +20,7 @@ class CompareConfig:
     phases: str = "1,2"
     """1, 2 or 1,2 (phase 2 starts from phase 1's model_save)."""
     backends: str = "stock"
-    """stock, ipex or stock,ipex: compared like precisions."""
+    """stock, fused, ipex, or several (stock,fused): compared like precisions."""
     preset: str = "default"
     """The workload: default (BERT-Large), smoke (bert-tiny, seconds a run), convergence."""
     model: str | None = None
@@ -79,7 +79,7 @@ class RunSpec:
     checkpoint_of: str | None
     """run_id of the phase-1 run whose model_save this phase-2 run starts from."""
     backend: str = "stock"
-    """stock PyTorch or ipex; compared like a precision."""
+    """stock PyTorch, fused or ipex; compared like a precision."""
 
     def train_config(self, dataset: Path, runs: Path, preset: Preset, **settings: object) -> TrainConfig:
         """The run's TrainConfig: the plan's choices, the preset's measuring settings, and the

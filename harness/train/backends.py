@@ -1,4 +1,9 @@
-"""How the model and optimizer are prepared: stock PyTorch, or Intel's extension (IPEX).
+"""How the model and optimizer are prepared: stock PyTorch, our fused kernels, or Intel's
+extension (IPEX).
+
+fused keeps the model and its GEMMs (oneDNN/MKL through ATen, so the kernel census still proves
+the ISA) and runs the work around them in kernels of our own (harness.kernels), compiled for this
+CPU on first use.
 
 intel-extension-for-pytorch is archived upstream and its last release (2.8) requires torch
 2.8.*, while the harness pins torch 2.13.0: IPEX is an option a user installs into its own
@@ -9,14 +14,18 @@ environment, never a requirement. Each run records the backend it used, and `com
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from harness import kernels
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # the parent checks a backend before any worker starts, without loading torch
     import torch
 
-BACKENDS = ("stock", "ipex")
+    from harness.models.lamb import Lamb
+
+BACKENDS = ("stock", "fused", "ipex")
 IPEX_MODULE = "intel_extension_for_pytorch"
 INSTALL_IPEX = (
     "pip install 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' in an environment of "
@@ -30,10 +39,19 @@ def check_available(backend: str) -> None:
         raise HarnessError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     if backend == "ipex" and importlib.util.find_spec(IPEX_MODULE) is None:
         raise HarnessError(f"--backend ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
+    if backend == "fused":
+        kernels.compiler()
+
+
+def build(backends: Iterable[str], machine_key: str) -> None:
+    """Before a plan's first run: compile the kernels the backends need, so that no run's steps
+    pay for the build (a worker then loads it from the cache)."""
+    if "fused" in backends:
+        kernels.load(machine_key)
 
 
 def prepare(
-    backend: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocast: str | None
+    backend: str, model: torch.nn.Module, optimizer: Lamb, autocast: str | None, machine_key: str
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
     """The model and optimizer to train with, and what to record about the backend."""
     import torch
@@ -43,9 +61,14 @@ def prepare(
     check_available(backend)
     if next(model.parameters()).dtype != torch.float32:
         raise HarnessError(
-            "--backend ipex: ipex.optimize keeps fp32 master weights, so a mode with bf16 weights "
+            f"--backend {backend}: it keeps fp32 master weights, so a mode with bf16 weights "
             "runs on the stock backend only"
         )
+    if backend == "fused":
+        from harness.kernels.lamb import FusedLamb
+
+        fused = FusedLamb.like(optimizer, kernels.load(machine_key))
+        return model, fused, {"backend": "fused", "backend_version": kernels.build_key(machine_key)}
     import intel_extension_for_pytorch as ipex
 
     # ipex.optimize re-lays the weights for its kernels and, for bf16, keeps fp32 master weights

@@ -73,7 +73,9 @@ class TrainConfig:
     """Where fp32 GEMMs go: mkl (stock PyTorch), onednn, or auto, the faster of the two in this
     machine's stored fp32 roofline (harness.precision.gemm_route; MKL wherever AMX is usable)."""
     backend: str = "stock"
-    """stock PyTorch, or ipex: intel-extension-for-pytorch's ipex.optimize on model and optimizer."""
+    """stock PyTorch; fused: the same model and GEMMs with the work around them in the harness's
+    own kernels, compiled for this CPU on first use (harness.kernels); or ipex:
+    intel-extension-for-pytorch's ipex.optimize on model and optimizer."""
     dist_backend: str = "auto"
     """Process-group backend when torchrun starts several ranks: auto (ccl if oneCCL's bindings
     import, else gloo), gloo or ccl."""

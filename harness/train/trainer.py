@@ -122,7 +122,7 @@ class Trainer:
             self.start_step = resume(cfg, ranks.world_size, self.data, model, optimizer)
         model.train()
         self.model, self.optimizer, self.backend = backends.prepare(
-            cfg.backend, model, optimizer, self.mode.autocast
+            cfg.backend, model, optimizer, self.mode.autocast, self.context.machine_key
         )
         self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
         if cfg.compile:  # dynamic: the MLM head's row count changes with every batch's masked tokens

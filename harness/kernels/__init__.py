@@ -1,0 +1,99 @@
+"""The fused backend's C++ kernels, compiled for this machine on first use and cached.
+
+The sources (csrc/) are built with torch.utils.cpp_extension and ninja, `-O3 -march=native` and
+OpenMP, so one source is vectorised for whatever the host has (AVX2, AVX-512, AMX hosts' AVX-512).
+The build lands in $HARNESS_HOME/kernels/<key>, the key a digest of the machine's fingerprint, the
+sources, torch's version and the compiler's: another CPU, a changed kernel or another torch builds
+afresh, and every later process of the same key loads the build in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+from harness.errors import HarnessError
+from harness.precision.roofline import store_path
+
+SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+FLAGS = ["-O3", "-march=native", "-fopenmp"]
+
+
+def compiler() -> str:
+    """The C++ compiler cpp_extension will call ($CXX, else c++), or a one-line refusal."""
+    name = os.environ.get("CXX", "c++")
+    path = shutil.which(name)
+    if path is None:
+        raise HarnessError(
+            f"--backend fused: no C++ compiler ({name}) on PATH; install g++ (apt-get install g++) "
+            "or set CXX, or run --backend stock"
+        )
+    return path
+
+
+def _ninja_on_path() -> None:
+    """cpp_extension runs `ninja` from PATH: the ninja wheel's binary, which a venv's python
+    run without activating the venv would not find."""
+    try:
+        import ninja
+    except ImportError:
+        raise HarnessError(
+            "--backend fused: the ninja package is missing (pip install ninja, or pip install -e .)"
+        ) from None
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def build_key(machine_key: str) -> str:
+    """What the build depends on, as a short digest: the machine, torch, the compiler, the flags
+    and the sources."""
+    import torch
+
+    version = subprocess.run([compiler(), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    digest = hashlib.sha256()
+    for part in (machine_key, torch.__version__, version, *FLAGS):
+        digest.update(part.encode() + b"\0")
+    for source in SOURCES:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@cache
+def load(machine_key: str) -> ModuleType:
+    """The compiled kernels for this machine: built (about a minute) unless cached."""
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    where = store_path().parent / "kernels" / build_key(machine_key)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(
+            f"--backend fused: cannot write the kernel cache {where} ({exc.strerror})"
+        ) from None
+    fresh = not any(where.glob("*.so"))
+    if fresh:
+        print(f"building the fused kernels for this CPU in {where} (once)", file=sys.stderr, flush=True)
+    log = io.StringIO()
+    try:
+        # cpp_extension prints ninja's output; kept, and shown only when the build fails
+        with contextlib.redirect_stdout(log):
+            return cpp_extension.load(
+                name="harness_kernels",
+                sources=[str(s) for s in SOURCES],
+                extra_cflags=FLAGS,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(where),
+                verbose=False,
+            )
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        raise HarnessError(
+            f"--backend fused: building the kernels in {where} failed ({exc}); {log.getvalue()[-2000:]}"
+        ) from None

@@ -1,0 +1,228 @@
+// LAMB in two fused, multithreaded passes over all of a model's tensors (harness.kernels.lamb).
+//
+// Pass 1 (lamb_moments) reads each gradient once: it updates both Adam moments in place and
+// returns, per segment (a tensor, or one of a fused tensor's chunks), the squared norms of the
+// weight and of the update u = m_hat / (sqrt(v_hat) + eps) + wd * w. Pass 2 (lamb_apply)
+// recomputes u from the moments it left and steps the weight by lr * trust ratio; it writes a
+// bf16 copy of the weight in the same pass where one is given. Recomputing u costs a few
+// flops per element and saves writing and re-reading a model-sized fp32 buffer.
+//
+// Work is cut into blocks of a fixed size, whatever the thread count, and each block's partial
+// sums are added in block order: the norms, so the trust ratios and the weights, are the same
+// bits on 1 or 64 threads.
+#include <torch/extension.h>
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kBlock = 1 << 15;  // elements per work item: 128 KiB of fp32, in L2
+
+struct Block {
+  int64_t segment, begin, end;
+};
+
+std::vector<Block> blocks_of(const std::vector<int64_t>& sizes) {
+  std::vector<Block> blocks;
+  for (int64_t s = 0; s < static_cast<int64_t>(sizes.size()); ++s)
+    for (int64_t b = 0; b < sizes[s]; b += kBlock) blocks.push_back({s, b, std::min(sizes[s], b + kBlock)});
+  return blocks;
+}
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+
+inline float load(const at::BFloat16* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Round to nearest even, as torch's .to(torch.bfloat16); NaN stays a (quiet) NaN.
+inline uint16_t to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  return f != f ? static_cast<uint16_t>(0x7FC0u) : static_cast<uint16_t>(rounded);
+}
+
+void check_segment(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), what, " must be contiguous CPU tensors");
+}
+
+// The per-block partial sums of one or two quantities, added per segment in block order.
+at::Tensor per_segment(const std::vector<Block>& blocks, const std::vector<double>& partial, int64_t n,
+                       int64_t width) {
+  auto out = at::zeros({n, width}, at::kDouble);
+  double* o = out.data_ptr<double>();
+  for (size_t b = 0; b < blocks.size(); ++b)
+    for (int64_t k = 0; k < width; ++k) o[blocks[b].segment * width + k] += partial[b * width + k];
+  return out;
+}
+
+template <typename T>
+double sum_squares_block(const T* x, int64_t begin, int64_t end) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = begin; i < end; ++i) {
+    double v = load(x, i);
+    acc += v * v;
+  }
+  return acc;
+}
+
+}  // namespace
+
+// Squared L2 norm of each tensor (fp32 or bf16), accumulated in fp64: [n] float64. Summed in
+// fp32, BERT-Large's 336 M squares would lose digits to the order they are added in.
+at::Tensor sum_squares(const std::vector<at::Tensor>& xs) {
+  std::vector<int64_t> sizes;
+  for (const auto& x : xs) {
+    check_segment(x, "tensors");
+    TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+                "sum_squares takes float32 or bfloat16 tensors");
+    sizes.push_back(x.numel());
+  }
+  auto blocks = blocks_of(sizes);
+  std::vector<double> partial(blocks.size());
+#pragma omp parallel for schedule(dynamic)
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const auto& x = xs[blocks[b].segment];
+    partial[b] = x.scalar_type() == at::kFloat
+                     ? sum_squares_block(x.data_ptr<float>(), blocks[b].begin, blocks[b].end)
+                     : sum_squares_block(x.data_ptr<at::BFloat16>(), blocks[b].begin, blocks[b].end);
+  }
+  return per_segment(blocks, partial, xs.size(), 1).view({-1});
+}
+
+namespace {
+
+struct Adam {
+  float beta1, beta2, eps, inv_bc1, inv_sqrt_bc2;
+};
+
+template <typename G>
+void moments_block(float* w, const G* g, float* m, float* v, float wd, float grad_scale, const Adam& a,
+                   int64_t begin, int64_t end, double* sums) {
+  double w_sq = 0.0, u_sq = 0.0;
+#pragma omp simd reduction(+ : w_sq, u_sq)
+  for (int64_t i = begin; i < end; ++i) {
+    float grad = load(g, i) * grad_scale;
+    float mi = a.beta1 * m[i] + (1.f - a.beta1) * grad;
+    float vi = a.beta2 * v[i] + (1.f - a.beta2) * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    float u = (mi * a.inv_bc1) / (std::sqrt(vi) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
+    w_sq += static_cast<double>(w[i]) * w[i];
+    u_sq += static_cast<double>(u) * u;
+  }
+  sums[0] = w_sq;
+  sums[1] = u_sq;
+}
+
+}  // namespace
+
+// Pass 1: both moments in place from the gradients times grad_scale (the clipping factor);
+// returns [n, 2] float64: per segment ||w||^2 and ||u||^2. Gradients are float32 or bfloat16;
+// weights and moments float32.
+at::Tensor lamb_moments(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
+                        const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+                        const std::vector<double>& weight_decays, double beta1, double beta2, double eps,
+                        int64_t step, double grad_scale) {
+  const size_t n = weights.size();
+  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && weight_decays.size() == n,
+              "lamb_moments: one gradient, moment pair and weight decay per weight");
+  std::vector<int64_t> sizes;
+  for (size_t s = 0; s < n; ++s) {
+    for (const auto* t : {&weights[s], &grads[s], &exp_avgs[s], &exp_avg_sqs[s]}) check_segment(*t, "lamb_moments' tensors");
+    TORCH_CHECK(weights[s].scalar_type() == at::kFloat && exp_avgs[s].scalar_type() == at::kFloat &&
+                    exp_avg_sqs[s].scalar_type() == at::kFloat,
+                "lamb_moments: weights and moments must be float32");
+    TORCH_CHECK(grads[s].scalar_type() == at::kFloat || grads[s].scalar_type() == at::kBFloat16,
+                "lamb_moments: gradients must be float32 or bfloat16");
+    TORCH_CHECK(grads[s].numel() == weights[s].numel() && exp_avgs[s].numel() == weights[s].numel() &&
+                    exp_avg_sqs[s].numel() == weights[s].numel(),
+                "lamb_moments: a weight's gradient and moments must have its size");
+    sizes.push_back(weights[s].numel());
+  }
+  const Adam a{static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
+               static_cast<float>(1.0 / (1.0 - std::pow(beta1, step))),
+               static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)))};
+  auto blocks = blocks_of(sizes);
+  std::vector<double> partial(2 * blocks.size());
+#pragma omp parallel for schedule(dynamic)
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const int64_t s = blocks[b].segment;
+    float* w = weights[s].data_ptr<float>();
+    float* m = exp_avgs[s].data_ptr<float>();
+    float* v = exp_avg_sqs[s].data_ptr<float>();
+    const float wd = static_cast<float>(weight_decays[s]), scale = static_cast<float>(grad_scale);
+    if (grads[s].scalar_type() == at::kFloat)
+      moments_block(w, grads[s].data_ptr<float>(), m, v, wd, scale, a, blocks[b].begin, blocks[b].end, &partial[2 * b]);
+    else
+      moments_block(w, grads[s].data_ptr<at::BFloat16>(), m, v, wd, scale, a, blocks[b].begin, blocks[b].end,
+                    &partial[2 * b]);
+  }
+  return per_segment(blocks, partial, n, 2);
+}
+
+// Pass 2: w <- w - step_sizes[s] * u, u recomputed from the moments pass 1 left (same step, so
+// the same bias corrections); where bf16_copies[s] is defined, it receives the new weight
+// rounded to bfloat16 in the same pass.
+void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& exp_avgs,
+                const std::vector<at::Tensor>& exp_avg_sqs, const std::vector<std::optional<at::Tensor>>& bf16_copies,
+                const std::vector<double>& weight_decays, const std::vector<double>& step_sizes, double beta1,
+                double beta2, double eps, int64_t step) {
+  const size_t n = weights.size();
+  TORCH_CHECK(exp_avgs.size() == n && exp_avg_sqs.size() == n && bf16_copies.size() == n &&
+                  weight_decays.size() == n && step_sizes.size() == n,
+              "lamb_apply: one moment pair, copy, weight decay and step size per weight");
+  std::vector<int64_t> sizes;
+  for (size_t s = 0; s < n; ++s) {
+    if (bf16_copies[s]) {
+      check_segment(*bf16_copies[s], "lamb_apply's bf16 copies");
+      TORCH_CHECK(bf16_copies[s]->scalar_type() == at::kBFloat16 && bf16_copies[s]->numel() == weights[s].numel(),
+                  "lamb_apply: a bf16 copy must be bfloat16 and have its weight's size");
+    }
+    sizes.push_back(weights[s].numel());
+  }
+  const Adam a{static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
+               static_cast<float>(1.0 / (1.0 - std::pow(beta1, step))),
+               static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)))};
+  auto blocks = blocks_of(sizes);
+#pragma omp parallel for schedule(dynamic)
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const int64_t s = blocks[b].segment;
+    float* w = weights[s].data_ptr<float>();
+    const float* m = exp_avgs[s].data_ptr<float>();
+    const float* v = exp_avg_sqs[s].data_ptr<float>();
+    uint16_t* copy = bf16_copies[s] ? reinterpret_cast<uint16_t*>(bf16_copies[s]->data_ptr<at::BFloat16>()) : nullptr;
+    const float wd = static_cast<float>(weight_decays[s]), lr = static_cast<float>(step_sizes[s]);
+    const int64_t begin = blocks[b].begin, end = blocks[b].end;
+    if (copy) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) {
+        float u = (m[i] * a.inv_bc1) / (std::sqrt(v[i]) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
+        w[i] -= lr * u;
+        copy[i] = to_bf16(w[i]);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) {
+        float u = (m[i] * a.inv_bc1) / (std::sqrt(v[i]) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
+        w[i] -= lr * u;
+      }
+    }
+  }
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
+  m.def("lamb_moments", &lamb_moments, "LAMB pass 1: moments in place; per segment ||w||^2, ||u||^2");
+  m.def("lamb_apply", &lamb_apply, "LAMB pass 2: w -= step_size * u, optionally a bf16 copy");
+}

@@ -1,0 +1,147 @@
+"""The fused LAMB kernels (harness/kernels/csrc/lamb.cpp) against Lamb, the eager reference."""
+
+import copy
+
+import pytest
+import torch
+
+from harness.kernels.lamb import FusedLamb
+from harness.models import NAMED_CONFIGS, BertForPreTraining, Lamb
+from harness.models.lamb import parameter_groups
+
+
+def _problem(seed: int, grad_scale: float):
+    """Odd sizes (a tail shorter than a vector, one tensor larger than a kernel block), a fused
+    Q/K/V-like weight in three chunks, a zero weight, both groups."""
+    torch.manual_seed(seed)
+    shapes = [(18, 8), (8,), (4, 4, 3), (5,), (7,), (3, 40000)]
+    params = [torch.randn(s) for s in shapes]
+    params[4].zero_()  # zero weights: trust ratio falls back to 1
+    decays = [True, False, True, False, True, True]
+    grads = [[torch.randn(s) * grad_scale for s in shapes] for _ in range(4)]
+    return params, decays, grads
+
+
+def _optimizer(cls, params, decays, **kwargs):
+    live = [torch.nn.Parameter(p.clone()) for p in params]
+    live[0].lamb_chunks = live[5].lamb_chunks = 3
+    groups = [
+        {
+            "params": [p for p, d in zip(live, decays, strict=True) if d],
+            "weight_decay": 0.01,
+            "adaptive": True,
+        },
+        {
+            "params": [p for p, d in zip(live, decays, strict=True) if not d],
+            "weight_decay": 0.0,
+            "adaptive": False,
+        },
+    ]
+    return live, cls(groups, lr=0.05, max_grad_norm=1.0, **kwargs)
+
+
+@pytest.mark.parametrize("grad_scale", [0.001, 10.0])  # below and above the clipping norm
+def test_fused_lamb_steps_like_lamb(fused_ops, grad_scale):
+    params, decays, grads = _problem(0, grad_scale)
+    eager, reference = _optimizer(Lamb, params, decays)
+    fused, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    for step_grads in grads:
+        for ps in (eager, fused):
+            for p, g in zip(ps, step_grads, strict=True):
+                p.grad = g.clone()
+        want, got = reference.step_if_finite(), optimizer.step_if_finite()
+        assert got == pytest.approx(want, rel=1e-6)
+        for e, f in zip(eager, fused, strict=True):
+            # both in fp32, in another order: a step of lr = 0.05 agrees to a few ulps of 0.05
+            torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-6)
+    for e, f in zip(eager, fused, strict=True):
+        for key in ("exp_avg", "exp_avg_sq"):
+            want = reference.state[e][key]
+            # a moment near zero is a difference of two terms: its error is relative to the others
+            torch.testing.assert_close(
+                optimizer.state[f][key], want, rtol=1e-5, atol=1e-5 * float(want.abs().max())
+            )
+
+
+def test_a_non_finite_gradient_is_not_applied(fused_ops):
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.tensor([1.0, float("inf"), 0.0])
+    optimizer = FusedLamb([p], ops=fused_ops)
+    assert optimizer.step_if_finite() is None
+    assert torch.equal(p.detach(), torch.ones(3)) and not optimizer.state
+
+
+def test_state_resumes_across_the_two_implementations(fused_ops):
+    """A checkpoint of either optimizer loads into the other: the state has the same keys."""
+    params, decays, grads = _problem(1, 1.0)
+    eager, reference = _optimizer(Lamb, params, decays)
+    for p, g in zip(eager, grads[0], strict=True):
+        p.grad = g.clone()
+    reference.step()
+    fused, optimizer = _optimizer(FusedLamb, [p.detach() for p in eager], decays, ops=fused_ops)
+    # a copy: load_state_dict would otherwise share the reference's moment tensors
+    optimizer.load_state_dict(copy.deepcopy(reference.state_dict()))
+    for ps in (eager, fused):
+        for p, g in zip(ps, grads[1], strict=True):
+            p.grad = g.clone()
+    reference.step()
+    optimizer.step()
+    for e, f in zip(eager, fused, strict=True):
+        torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-6)
+
+
+def _one_pass(ops, grads, threads: int, copies: bool):
+    torch.manual_seed(3)
+    weights = [torch.randn(g.shape) for g in grads]
+    m = [torch.randn(g.shape) * 0.01 for g in grads]
+    v = [torch.rand(g.shape) * 0.01 for g in grads]
+    out = [torch.empty(g.shape, dtype=torch.bfloat16) for g in grads] if copies else [None] * len(grads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        norms = ops.lamb_moments(weights, grads, m, v, [0.01] * len(grads), 0.9, 0.999, 1e-6, 3, 0.5)
+        ops.lamb_apply(weights, m, v, out, [0.01] * len(grads), [0.1] * len(grads), 0.9, 0.999, 1e-6, 3)
+    finally:
+        torch.set_num_threads(before)
+    return norms, weights, m, v, out
+
+
+def test_bf16_gradients_are_read_exactly_and_the_bf16_copy_is_rounded_to_nearest_even(fused_ops):
+    torch.manual_seed(2)
+    grads = [torch.randn(100003).bfloat16(), torch.randn(33).bfloat16()]
+    from_bf16 = _one_pass(fused_ops, grads, 2, copies=True)
+    from_fp32 = _one_pass(fused_ops, [g.float() for g in grads], 2, copies=True)
+    assert torch.equal(from_bf16[0], from_fp32[0])
+    for a, b in zip(from_bf16[1:], from_fp32[1:], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    for weight, rounded in zip(from_bf16[1], from_bf16[4], strict=True):
+        assert torch.equal(rounded, weight.to(torch.bfloat16))
+
+
+def test_the_same_bits_on_any_thread_count(fused_ops):
+    """Fixed blocks, summed in block order: the norms and weights do not depend on the threads."""
+    torch.manual_seed(4)
+    grads = [torch.randn(300001), torch.randn(5)]
+    one, two = _one_pass(fused_ops, grads, 1, False), _one_pass(fused_ops, grads, 2, False)
+    assert torch.equal(one[0], two[0])
+    assert all(torch.equal(a, b) for a, b in zip(one[1], two[1], strict=True))
+
+
+def test_bert_tiny_steps_like_lamb(fused_ops):
+    """Every parameter of a model, its real gradients: one step each way."""
+    cfg = NAMED_CONFIGS["bert-tiny"]
+    torch.manual_seed(0)
+    eager_model = BertForPreTraining(cfg)
+    fused_model = BertForPreTraining(cfg)
+    fused_model.load_state_dict(eager_model.state_dict())
+    reference = Lamb(parameter_groups(eager_model, 0.01), lr=1e-3)
+    optimizer = FusedLamb(parameter_groups(fused_model, 0.01), ops=fused_ops, lr=1e-3)
+    for e, f in zip(eager_model.parameters(), fused_model.parameters(), strict=True):
+        e.grad = torch.randn_like(e) * 0.1
+        f.grad = e.grad.clone()
+    exact = sum(float((p.grad.double() ** 2).sum()) for p in eager_model.parameters()) ** 0.5
+    # the kernels sum the squares in fp64, the eager norm in fp32 BLAS dots
+    assert float(optimizer.step()) == pytest.approx(exact, rel=1e-7)
+    assert float(reference.step()) == pytest.approx(exact, rel=1e-4)
+    for (name, e), f in zip(eager_model.named_parameters(), fused_model.parameters(), strict=True):
+        torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-7, msg=name)

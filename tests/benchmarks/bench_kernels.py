@@ -1,4 +1,5 @@
-"""pytest-benchmark suites: the BERT encoder-layer training step and the LAMB step, per precision.
+"""pytest-benchmark suites: the BERT encoder-layer training step and the LAMB step (eager and on
+the fused backend's kernels), per precision.
 
 Each (kernel, mode) runs in its own process started with the mode's environment (see
 kernel_server.py); pytest-benchmark times the round trip of one kernel call, and the IPC cost of
@@ -120,3 +121,9 @@ def test_encoder_layer_step(benchmark, precision):
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_lamb_step(benchmark, precision):
     _bench(benchmark, "lamb", precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fused_lamb_step(benchmark, precision):
+    """The same update in the fused backend's kernels (harness.kernels.lamb)."""
+    _bench(benchmark, "fused-lamb", precision)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import torch
 
+from harness import kernels
+from harness.kernels.lamb import FusedLamb
 from harness.launch.environment import environment_problem
 from harness.machine.platform import as_dict, detect, fingerprint_key
 from harness.models import BertForPreTraining, Lamb, load_config
@@ -52,7 +54,17 @@ def lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[
     return optimizer.step_if_finite  # type: ignore[return-value]
 
 
-KERNELS = {"encoder-layer": encoder_layer_step, "lamb": lamb_step}
+def fused_lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
+    """lamb_step on the fused backend's kernels (built for this machine, or loaded from the cache)."""
+    net = BertForPreTraining(load_config(model))
+    for p in net.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    ops = kernels.load(fingerprint_key(as_dict(detect())))
+    optimizer = FusedLamb(parameter_groups(net, 0.01), ops, lr=1e-4)
+    return optimizer.step_if_finite  # type: ignore[return-value]
+
+
+KERNELS = {"encoder-layer": encoder_layer_step, "lamb": lamb_step, "fused-lamb": fused_lamb_step}
 
 
 def main() -> None:

@@ -23,6 +23,29 @@ if TYPE_CHECKING:
 
 AMX_CAP, AVX512_BF16_CAP = "AVX512_CORE_AMX", "AVX512_CORE_BF16"
 
+ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512",
+    AMX_CAP,
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512_AMX_FP16",
+    "DEFAULT",
+)
+"""The values oneDNN (3.x) takes for ONEDNN_MAX_CPU_ISA: it ignores any other, so a mode capped
+by a misspelt name would run uncapped, and fail its census only in the worker."""
+
+MKL_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX2_E1", "AVX512", "AVX512_E1", "AVX512_E2", "AVX512_E3", "AVX512_E4")
+"""The values MKL takes for MKL_ENABLE_INSTRUCTIONS; it ignores any other, as oneDNN does."""
+
 
 @dataclass(frozen=True)
 class PrecisionMode:
@@ -107,6 +130,16 @@ class PrecisionMode:
             raise HarnessError(f"{source}: mode {self.name}: fp32_math must be ieee, bf16 or tf32")
         if self.gemm_unit not in (None, "bf16", "amx"):
             raise HarnessError(f"{source}: mode {self.name}: gemm_unit must be bf16 or amx")
+        if self.isa_cap not in ONEDNN_ISAS:
+            raise HarnessError(
+                f"{source}: mode {self.name}: isa_cap {self.isa_cap!r}, expected one of "
+                f"oneDNN's {', '.join(ONEDNN_ISAS)}"
+            )
+        if self.mkl_instructions is not None and self.mkl_instructions not in MKL_ISAS:
+            raise HarnessError(
+                f"{source}: mode {self.name}: mkl_instructions {self.mkl_instructions!r}, expected one "
+                f"of MKL's {', '.join(MKL_ISAS)}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+.-]*", self.name):
             raise HarnessError(
                 f"{source}: mode {self.name!r}: a name is letters, digits and -_+. (it names files)"
@@ -271,20 +304,46 @@ def load_modes(path: Path | None = None) -> dict[str, PrecisionMode]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HarnessError(f"{path}: not a readable TOML file of precision modes ({exc})") from None
-    known = {f.name for f in fields(PrecisionMode)} - {"name"}
-    for name, table in data.get("modes", {}).items():
-        unknown = set(table) - known
-        if unknown or "description" not in table:
-            got = ", ".join(sorted(unknown)) or "no description"
+    tables = data.get("modes", {})
+    if set(data) - {"modes"} or not isinstance(tables, dict):
+        raise HarnessError(f"{path}: expected only [modes.NAME] tables")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise HarnessError(f"{path}: modes.{name}: expected a [modes.{name}] table")
+        if name in modes:
+            # Every speed-up is measured against the built-in modes: a file must not change them.
             raise HarnessError(
-                f"{path}: [modes.{name}] needs a description and takes only "
-                f"{', '.join(sorted(known))} (got {got})"
+                f"{path}: [modes.{name}] redefines the built-in mode {name}; give it another name"
             )
-        table = {**table, "requires": tuple(table.get("requires", ()))}
-        mode = PrecisionMode(name=name, **table)
+        _check_types(path, name, table)
+        mode = PrecisionMode(name=name, **{**table, "requires": tuple(table.get("requires", ()))})
         mode.validate(str(path))
         modes[name] = mode
     return modes
+
+
+def _check_types(path: Path, name: str, table: dict) -> None:
+    """Each key of a [modes.NAME] table is a PrecisionMode field, of its type: a string where the
+    field is one, a list of strings for a tuple, a boolean for a bool (TOML has no None)."""
+    known = {f.name: str(f.type) for f in fields(PrecisionMode) if f.name != "name"}
+    unknown = set(table) - set(known)
+    if unknown or "description" not in table:
+        got = ", ".join(sorted(unknown)) or "no description"
+        raise HarnessError(
+            f"{path}: [modes.{name}] needs a description and takes only "
+            f"{', '.join(sorted(known))} (got {got})"
+        )
+    for key, value in table.items():
+        kind = known[key]
+        if kind == "bool":
+            ok, expected = isinstance(value, bool), "true or false"
+        elif kind.startswith("tuple"):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            expected = 'a list of strings, e.g. ["bf16"]'
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok:
+            raise HarnessError(f"{path}: [modes.{name}] {key} = {value!r}, expected {expected}")
 
 
 def get_precision(name: str) -> PrecisionMode:

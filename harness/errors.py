@@ -1,4 +1,10 @@
-"""The one exception type that reaches the user as a single line."""
+"""The one exception type that reaches the user as a single line, and the exit code of one that
+was not foreseen."""
+
+INTERNAL_ERROR_EXIT = 70
+"""An exception the harness did not foresee: a bug, never a verdict. Distinct from every code a
+command gives on purpose (the gate's 1 says a check failed), so that CI cannot read a crash as a
+regression; 70 is sysexits.h's EX_SOFTWARE."""
 
 
 class HarnessError(Exception):

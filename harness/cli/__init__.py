@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from harness.cli import bench, compare, data, detect, gate, report, roofline, train
-from harness.errors import HarnessError
+from harness.errors import INTERNAL_ERROR_EXIT, HarnessError
 
 COMMANDS = {
     "detect": detect,
@@ -41,3 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception:  # Python's own exit code, 1, is the gate's "a check failed"
+        traceback.print_exc()
+        print(
+            f"harness: internal error in `{args.command}` (traceback above): a bug in the harness, "
+            f"no verdict (exit {INTERNAL_ERROR_EXIT})",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR_EXIT

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fail on a real throughput or convergence regression against a baseline",
         description="Compare a run set with a baseline. Exit 0: every check passed; 1: a check "
         "failed; 2: bad input or usage, or the machines differ; 3: nothing failed, but a contended "
-        "run's throughput was not judged.",
+        "run's throughput was not judged; 70: the harness itself failed (a bug; traceback), no verdict.",
     )
     g.add_argument(
         "--current",
@@ -75,13 +75,20 @@ def run(args: argparse.Namespace) -> int:
     from harness.gate.config import SpeedupFloor, parse_fraction
     from harness.gate.judge import GateRequest, gate
 
-    cfg: GateConfig = from_args(
-        GateConfig, args, min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup]
-    )
+    general, per_mode = GateConfig.max_regression, {}
     for spec in args.max_regression:
         mode, _, share = spec.rpartition("=")
         if mode:
-            cfg.max_regression_for[mode] = parse_fraction("--max-regression", share)
+            per_mode[mode] = parse_fraction("--max-regression", share)
         else:
-            cfg.max_regression = parse_fraction("--max-regression", share)
+            general = parse_fraction("--max-regression", share)
+    # Every field the flags fill by hand is given here: from_args would otherwise copy the raw
+    # --max-regression list into the float field of the same name.
+    cfg: GateConfig = from_args(
+        GateConfig,
+        args,
+        max_regression=general,
+        max_regression_for=per_mode,
+        min_speedup=[SpeedupFloor.parse(s) for s in args.min_speedup],
+    )
     return gate(from_args(GateRequest, args), cfg)

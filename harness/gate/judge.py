@@ -3,7 +3,8 @@
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage (including comparing
 run sets from different machines without --allow-machine-mismatch), 3 no check failed but the
 throughput of a configuration was not judged because its runs shared their cores (contended):
-run again on a quiet machine.
+run again on a quiet machine, 70 (harness.errors.INTERNAL_ERROR_EXIT) the harness itself failed:
+no verdict.
 """
 
 from __future__ import annotations

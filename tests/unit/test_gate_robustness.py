@@ -1,0 +1,80 @@
+"""`harness gate` on hostile input (issue 35): flags in every combination a user may give, the
+README's own recipes, and a crash that must never read as a regression. In process, on the
+checked-in run sets (tests/fixtures/runsets/README.md)."""
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from harness_cli import call
+
+from harness.errors import INTERNAL_ERROR_EXIT
+from harness.gate import judge
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def checks(runsets: Path, current: str) -> dict[str, dict]:
+    """The gate.json's throughput checks of `current`, by configuration."""
+    report = json.loads((runsets / current / "gate.json").read_text())
+    return {c["run"]: c for c in report["checks"] if c["kind"] == "throughput"}
+
+
+def test_without_max_regression_the_default_judges(capsys, runsets):
+    proc = call(capsys, "gate", "--baseline", runsets / "baseline", "--current", runsets / "slowed")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fp32 = checks(runsets, "slowed")["p1 fp32 bert-tiny 8x128"]
+    assert not fp32["passed"] and fp32["figures"]["max_regression"] == 0.05
+
+
+def test_a_per_mode_max_regression_alone_keeps_the_default_for_the_others(capsys, runsets):
+    proc = call(
+        capsys,
+        "gate",
+        "--baseline",
+        runsets / "baseline",
+        "--current",
+        runsets / "slowed",
+        "--max-regression",
+        "fp32=60%",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    limits = {run: c["figures"]["max_regression"] for run, c in checks(runsets, "slowed").items()}
+    assert limits == {"p1 fp32 bert-tiny 8x128": 0.6, "p1 avx-fp32 bert-tiny 8x128": 0.05}
+
+
+def readme_ci_recipe() -> list[str]:
+    """The gate command of the README's CI recipe, the one that judges `runs/head`."""
+    lines = [line for line in README.read_text().splitlines() if line.startswith("python -m harness gate")]
+    (recipe,) = [line for line in lines if "runs/head" in line]
+    words = shlex.split(recipe)
+    assert words[:3] == ["python", "-m", "harness"]
+    return words[3:]
+
+
+@pytest.mark.parametrize("head, code", [("again", 0), ("slowed", 1)])
+def test_the_readme_ci_recipe_runs_as_written(capsys, runsets, head, code):
+    """Its flags exactly, its run sets the fixtures: base-1 and base-2 an A/A pair, head one of them
+    again (passes) or slowed (the regression is caught)."""
+    shutil.copytree(runsets / head, runsets / "head")
+    folders = {"runs/base-1": "baseline", "runs/base-2": "again", "runs/head": "head"}
+    args = [str(runsets / folders[w]) if w.startswith("runs/") else w for w in readme_ci_recipe()]
+    proc = call(capsys, *args)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert (runsets / "head" / "gate.json").is_file()
+
+
+def test_a_crash_is_no_verdict(capsys, runsets, monkeypatch):
+    """An exception the gate did not foresee exits 70, never 1 ("a check failed")."""
+
+    def crash(*_):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(judge, "run_checks", crash)
+    proc = call(capsys, "gate", "--baseline", runsets / "baseline", "--current", runsets / "again")
+    assert proc.returncode == INTERNAL_ERROR_EXIT != judge.EXIT_FAILED
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("harness: internal error in `gate`") and "no verdict" in last
+    assert "TypeError: a bug" in proc.stderr  # the traceback, for the bug report

@@ -72,16 +72,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.cli.flags import from_args
-    from harness.gate.config import SpeedupFloor, parse_fraction
+    from harness.gate.config import SpeedupFloor, parse_max_regression
     from harness.gate.judge import GateRequest, gate
 
     general, per_mode = GateConfig.max_regression, {}
     for spec in args.max_regression:
-        mode, _, share = spec.rpartition("=")
+        mode, share = parse_max_regression(spec)
         if mode:
-            per_mode[mode] = parse_fraction("--max-regression", share)
+            per_mode[mode] = share
         else:
-            general = parse_fraction("--max-regression", share)
+            general = share
     # Every field the flags fill by hand is given here: from_args would otherwise copy the raw
     # --max-regression list into the float field of the same name.
     cfg: GateConfig = from_args(

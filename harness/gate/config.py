@@ -6,6 +6,7 @@ its flags from GateConfig without loading them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
@@ -29,20 +30,31 @@ class SpeedupFloor:
             raise HarnessError(
                 f"--min-speedup {spec}: expected MODE/MODE=FACTOR, e.g. bf16/fp32=1.5"
             ) from None
-        if floor <= 0 or not numerator or not denominator:
-            raise HarnessError(f"--min-speedup {spec}: expected MODE/MODE=FACTOR with FACTOR > 0")
+        # nan and inf parse as floats, but no run could pass such a floor
+        if not math.isfinite(floor) or floor <= 0 or not numerator or not denominator:
+            raise HarnessError(f"--min-speedup {spec}: expected MODE/MODE=FACTOR with FACTOR a number > 0")
+        if numerator == denominator:
+            raise HarnessError(f"--min-speedup {spec}: expected two different modes, e.g. bf16/fp32=1.5")
         return cls(numerator, denominator, floor)
 
 
-def parse_fraction(flag: str, text: str) -> float:
-    """'5%' or '0.05' as 0.05."""
+def parse_max_regression(spec: str) -> tuple[str, float]:
+    """'5%' or '0.05' as ('', 0.05), every mode's limit; 'bf16=8%' as ('bf16', 0.08), bf16's own.
+    A message names the whole spec: the mode alone would not say which flag was wrong."""
+    mode, equals, text = spec.partition("=")
+    if not equals:
+        mode, text = "", spec
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise HarnessError(f"{flag} {text}: expected a share such as 5% or 0.05") from None
+        value = None
+    if value is None or (equals and not mode):
+        raise HarnessError(
+            f"--max-regression {spec}: expected a share such as 5% or 0.05, or MODE=SHARE such as bf16=8%"
+        )
     if not 0 <= value < 1:
-        raise HarnessError(f"{flag} {text}: expected a share in [0%, 100%)")
-    return value
+        raise HarnessError(f"--max-regression {spec}: expected a share in [0%, 100%)")
+    return mode, value
 
 
 @dataclass
@@ -67,10 +79,14 @@ class GateConfig:
     failing: nothing can be said of its throughput."""
 
     def validate(self) -> None:
-        if not 0 < self.alpha < 1 or not 0 <= self.loss_tolerance < 1 or not 0 <= self.accuracy_tolerance < 1:
-            raise HarnessError(
-                "--alpha must be in (0, 1), --loss-tolerance and --accuracy-tolerance in [0, 1)"
-            )
+        if not 0 < self.alpha < 1:
+            raise HarnessError(f"--alpha {self.alpha}: expected a p-value in (0, 1), e.g. 0.01")
+        for flag, value in (
+            ("--loss-tolerance", self.loss_tolerance),
+            ("--accuracy-tolerance", self.accuracy_tolerance),
+        ):
+            if not 0 <= value < 1:
+                raise HarnessError(f"{flag} {value}: expected a share in [0, 1), e.g. 0.02")
 
     def threshold(self, precision: str, backend: str = "stock") -> float:
         """The mode's own limit (bf16+ipex, then bf16), else the general one."""

@@ -78,3 +78,40 @@ def test_a_crash_is_no_verdict(capsys, runsets, monkeypatch):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("harness: internal error in `gate`") and "no verdict" in last
     assert "TypeError: a bug" in proc.stderr  # the traceback, for the bug report
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--max-regression", "bf16="],
+            "--max-regression bf16=: expected a share such as 5% or 0.05, or MODE=SHARE",
+        ),
+        (
+            ["--max-regression", "=5%"],
+            "--max-regression =5%: expected a share such as 5% or 0.05, or MODE=SHARE",
+        ),
+        (["--max-regression", "bf16=8%=9"], "--max-regression bf16=8%=9: expected a share such as 5%"),
+        (["--max-regression", "bf16=150%"], "--max-regression bf16=150%: expected a share in [0%, 100%)"),
+        (["--max-regression", "nan"], "--max-regression nan: expected a share in [0%, 100%)"),
+        (["--min-speedup", "bf16/fp32="], "--min-speedup bf16/fp32=: expected MODE/MODE=FACTOR"),
+        (
+            ["--min-speedup", "bf16/fp32=nan"],
+            "--min-speedup bf16/fp32=nan: expected MODE/MODE=FACTOR with FACTOR a",
+        ),
+        (
+            ["--min-speedup", "bf16/fp32=inf"],
+            "--min-speedup bf16/fp32=inf: expected MODE/MODE=FACTOR with FACTOR a",
+        ),
+        (["--min-speedup", "fp32/fp32=2"], "--min-speedup fp32/fp32=2: expected two different modes"),
+        (["--alpha", "1.5"], "--alpha 1.5: expected a p-value in (0, 1)"),
+        (["--loss-tolerance", "nan"], "--loss-tolerance nan: expected a share in [0, 1)"),
+        (["--accuracy-tolerance", "-0.1"], "--accuracy-tolerance -0.1: expected a share in [0, 1)"),
+    ],
+)
+def test_a_bad_threshold_is_named_whole(capsys, runsets, args, message):
+    proc = call(capsys, "gate", "--baseline", runsets / "baseline", "--current", runsets / "again", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harness: {message}"), proc.stderr
+    assert not (runsets / "again" / "gate.json").exists()

@@ -208,8 +208,15 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
     With `reuse`, a data set already at `output` that was written with the same spec is kept."""
     spec.validate()
     if reuse and (output / "synth.json").is_file():
-        info = json.loads((output / "synth.json").read_text())
-        if all(info.get(k) == v for k, v in {**spec.__dict__, **_process()}.items()):
+        try:
+            info = json.loads((output / "synth.json").read_text())
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not text
+            raise HarnessError(
+                f"{output / 'synth.json'}: unreadable ({exc}); remove {output} to have it written again"
+            ) from None
+        if isinstance(info, dict) and all(
+            info.get(k) == v for k, v in {**spec.__dict__, **_process()}.items()
+        ):
             return info
         raise HarnessError(
             f"--output {output}: holds synthetic data written with other settings "

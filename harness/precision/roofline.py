@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import write_atomic
+from harness.files import write_atomic, write_error
 from harness.precision.modes import PrecisionMode
 from harness.results.stats import Spread
 
@@ -109,22 +109,67 @@ def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
     }
 
 
+def _read(path: Path) -> dict[str, dict[str, dict]]:
+    """The store's peaks by store key and mode ({} where there is none); HarnessError naming the
+    file where it is not a store this harness wrote (truncated by a crash, edited, another file)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not text
+        raise HarnessError(f"{path}: not a roofline store ({exc})") from None
+    if not (
+        isinstance(data, dict)
+        and all(isinstance(peaks, dict) for peaks in data.values())
+        and all(
+            isinstance(peak, dict) and isinstance(peak.get("gflops"), int | float)
+            for peaks in data.values()
+            for peak in peaks.values()
+        )
+    ):
+        raise HarnessError(f"{path}: not a roofline store (expected an object of peaks by machine and mode)")
+    return data
+
+
 def save(machine_key: str, peaks: dict[str, dict]) -> Path:
+    """Add the peaks to the store. One that cannot be read is moved aside, not overwritten: the
+    figures just measured are kept either way."""
     path = store_path()
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        data = _read(path)
+    except HarnessError as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            path.replace(aside)
+        except OSError as err:
+            raise write_error(path, err) from None
+        print(f"warning: {exc}; moved to {aside.name}, a new store started", file=sys.stderr, flush=True)
+        data = {}
     for name, peak in peaks.items():
         data.setdefault(store_key(machine_key, peak["threads"]), {})[name] = peak
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # $HARNESS_HOME a file, or on a read-only file system
+        raise HarnessError(f"{STORE_ENV} {path.parent}: cannot hold {path.name} ({exc.strerror})") from None
     write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 
 
+_WARNED: set[Path] = set()
+
+
 def lookup(mode_name: str, machine_key: str, threads: int) -> dict | None:
-    """The stored peak of a mode on this machine and thread count, if `harness roofline` ran."""
+    """The stored peak of a mode on this machine and thread count, if `harness roofline` ran. An
+    unreadable store counts as none stored (said once per process): a run needs no roofline."""
     path = store_path()
-    if not path.is_file():
+    try:
+        data = _read(path)
+    except HarnessError as exc:
+        if path not in _WARNED:
+            _WARNED.add(path)
+            print(f"warning: {exc}; no roofline used (harness roofline replaces it)", file=sys.stderr)
         return None
-    return json.loads(path.read_text()).get(store_key(machine_key, threads), {}).get(mode_name)
+    return data.get(store_key(machine_key, threads), {}).get(mode_name)
 
 
 def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, cores_spec: str | None) -> int:
@@ -154,7 +199,6 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
         )
     if not peaks:
         raise HarnessError(f"no mode could run here: {'; '.join(skipped)}")
-    path = save(fingerprint_key(as_dict(platform)), peaks)
     print(
         f"\nmatmul roofline, {size}x{size}x{size}, median of {repeats}, {len(cores)} threads, "
         f"{platform.cpu_model} (family {platform.family} model {platform.model})"
@@ -179,5 +223,6 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
         )
     for line in skipped:
         print(f"skipped: {line}")
-    print(f"stored in {path}")
+    # Saved after the table is printed: a store that cannot be written loses no figures.
+    print(f"stored in {save(fingerprint_key(as_dict(platform)), peaks)}")
     return 0

@@ -1,10 +1,15 @@
 """Hostile input to the precision machinery (issue 35): a TOML file of modes that would redefine,
-mistype or misspell what a mode is; each refused in one line naming the file, the mode and the key."""
+mistype or misspell what a mode is, each refused in one line naming the file, the mode and the key;
+caches under $HARNESS_HOME that cannot be read."""
+
+import json
 
 import pytest
 
 from harness import cli
+from harness.datasets.synth import GENERATOR_VERSION, cached_default
 from harness.errors import HarnessError
+from harness.precision import roofline
 from harness.precision.modes import get_precision, load_modes
 
 
@@ -84,3 +89,89 @@ def test_a_valid_mode_file_still_loads(tmp_path, monkeypatch):
     mode = get_precision("avx2-fp32")
     assert (mode.isa_cap, mode.requires, mode.emulable) == ("AVX2", ("avx512",), False)
     assert get_precision("fp32").isa_cap == "AVX512_CORE_AMX"
+
+
+# The roofline store ($HARNESS_HOME/roofline.json): one that cannot be read is no roofline to a
+# run, and is moved aside, never overwritten, by the `harness roofline` that replaces it.
+
+PEAK = {
+    "path": "torch.mm",
+    "library": "mkl",
+    "kernel": "k",
+    "gflops": 100.0,
+    "gflops_p10": 99.0,
+    "gflops_p90": 101.0,
+    "paths": [
+        {
+            "path": "torch.mm",
+            "library": "mkl",
+            "kernel": "k",
+            "gflops": 100.0,
+            "gflops_p10": 99.0,
+            "gflops_p90": 101.0,
+        }
+    ],
+    "size": 64,
+    "repeats": 1,
+    "dtype": "float32",
+    "threads": 1,
+}
+UNREADABLE = {
+    "truncated": '{\n  "machine | 4 threads | torch 2.13": {\n    "fp32": {"gfl',
+    "a list": "[1, 2]\n",
+}
+
+
+@pytest.mark.parametrize("content", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_a_run_treats_an_unreadable_roofline_store_as_none_stored_and_says_so_once(
+    tmp_path, monkeypatch, capsys, content
+):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path))
+    (tmp_path / "roofline.json").write_text(content)
+    assert roofline.lookup("fp32", "machine", 4) is None
+    assert roofline.lookup("bf16", "machine", 4) is None  # gemm_route and the trainer both look
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: {tmp_path / 'roofline.json'}: not a roofline store")
+    assert (tmp_path / "roofline.json").read_text() == content
+
+
+@pytest.mark.parametrize("content", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_harness_roofline_moves_an_unreadable_store_aside_and_keeps_its_figures(
+    tmp_path, monkeypatch, capsys, content
+):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path))
+    monkeypatch.setattr("harness.launch.launchers.run_task", lambda *args: dict(PEAK))
+    (tmp_path / "roofline.json").write_text(content)
+    assert cli.main(["roofline", "--precisions", "fp32", "--size", "64", "--repeats", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert f"stored in {tmp_path / 'roofline.json'}" in out
+    (aside,) = tmp_path.glob("roofline.json.unreadable-*")
+    assert aside.read_text() == content  # not ours to delete
+    assert "not a roofline store" in err and f"moved to {aside.name}, a new store started" in err
+    (peaks,) = json.loads((tmp_path / "roofline.json").read_text()).values()
+    assert peaks["fp32"]["gflops"] == 100.0
+
+
+def test_harness_roofline_prints_its_figures_before_a_store_that_cannot_be_written(
+    tmp_path, monkeypatch, capsys
+):
+    home = tmp_path / "home"
+    home.write_text("a file where the folder should be")
+    monkeypatch.setenv("HARNESS_HOME", str(home))
+    monkeypatch.setattr("harness.launch.launchers.run_task", lambda *args: dict(PEAK))
+    assert cli.main(["roofline", "--precisions", "fp32", "--size", "64", "--repeats", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert "fp32: MFU divides by 100.0 GFLOP/s" in out
+    assert err.splitlines()[-1] == f"harness: HARNESS_HOME {home}: cannot hold roofline.json (File exists)"
+
+
+def test_an_unreadable_synth_json_in_the_data_cache_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path))
+    cached = tmp_path / "data" / f"synth-v{GENERATOR_VERSION}-64"
+    cached.mkdir(parents=True)
+    (cached / "synth.json").write_text('{"generator": "harness synth')
+    with pytest.raises(
+        HarnessError, match=rf"{cached / 'synth.json'}: unreadable \(.*\); remove {cached} to"
+    ):
+        cached_default(64)
+    assert (cached / "synth.json").read_text() == '{"generator": "harness synth'

@@ -7,6 +7,7 @@ worker's oneDNN initialises, which only a fresh process guarantees.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from harness.precision.modes import PrecisionMode
 
@@ -34,6 +35,38 @@ tcmalloc."""
 
 MALLOC_ENV_VARS = (*RETAINED_MALLOC, "GLIBC_TUNABLES", "LD_PRELOAD")
 """What decides the worker's allocator; the run's result records them."""
+
+
+def preloaded(maps: Path = Path("/proc/self/maps")) -> list[dict[str, str | bool | None]]:
+    """Each library LD_PRELOAD names and whether this process has it mapped (`maps`: the process's
+    memory map). ld.so skips a library it cannot load, saying so only on stderr: the variable
+    alone would record jemalloc for a run that ran glibc malloc."""
+    names = os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+    if not names:
+        return []
+    # "address perms offset dev inode path": the path, if any, is the sixth field
+    mapped = {
+        Path(f[5]) for f in (line.split(maxsplit=5) for line in maps.read_text().splitlines()) if len(f) > 5
+    }
+    entries: list[dict[str, str | bool | None]] = []
+    for name in names:
+        # a path is mapped under its real path; a bare name is found by ld.so on its search path,
+        # often as a versioned file (libjemalloc.so -> libjemalloc.so.2)
+        if "/" in name:
+            real = Path(os.path.realpath(name))
+            found = real if real in mapped else None
+        else:
+            found = next((m for m in sorted(mapped) if m.name == name or m.name.startswith(f"{name}.")), None)
+        note = None if found else "not mapped in the worker: ld.so ignored it (missing, or not loadable)"
+        entries.append(
+            {
+                "library": name,
+                "loaded": found is not None,
+                "mapped": str(found) if found else None,
+                "note": note,
+            }
+        )
+    return entries
 
 
 def worker_environment(mode: PrecisionMode, threads: int, system_malloc: bool = False) -> dict[str, str]:

@@ -46,6 +46,9 @@ class RunRecord:
     versions: dict[str, str]
     config: dict[str, Any]
     """The TrainConfig's fields."""
+    preload: list[dict[str, Any]] = field(default_factory=list)
+    """Each library in malloc_env's LD_PRELOAD and whether the worker had it mapped: `loaded`, the
+    `mapped` path, or a `note` why not (harness.launch.environment.preloaded)."""
 
     # The ISA, known before the first step (harness.train.hooks.KernelCensus)
     isa_cap: str | None = None

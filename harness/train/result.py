@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import torch
 
-from harness.launch.environment import ISA_ENV_VARS, MALLOC_ENV_VARS
+from harness.launch.environment import ISA_ENV_VARS, MALLOC_ENV_VARS, preloaded
 from harness.launch.job import WorkerContext
 from harness.machine.versions import library_versions
 from harness.precision.modes import PrecisionMode
@@ -43,6 +43,7 @@ class RunResult:
             precision_mode=asdict(self.mode),
             isa_env={k: os.environ.get(k) for k in ISA_ENV_VARS},
             malloc_env={k: os.environ[k] for k in MALLOC_ENV_VARS if k in os.environ},
+            preload=preloaded(),
             cores=list(context.cores),
             threads=torch.get_num_threads(),
             world_size=self.ranks.world_size,

@@ -3,14 +3,23 @@ mistype or misspell what a mode is, each refused in one line naming the file, th
 caches under $HARNESS_HOME that cannot be read."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from harness import cli
 from harness.datasets.synth import GENERATOR_VERSION, cached_default
 from harness.errors import HarnessError
+from harness.launch.job import WorkerContext
 from harness.precision import roofline
 from harness.precision.modes import get_precision, load_modes
+from harness.results.records import Status
+from harness.train.config import TrainConfig
+from harness.train.distributed import Ranks
+from harness.train.result import RunResult
 
 
 @pytest.mark.parametrize(
@@ -175,3 +184,39 @@ def test_an_unreadable_synth_json_in_the_data_cache_is_named(tmp_path, monkeypat
     ):
         cached_default(64)
     assert (cached / "synth.json").read_text() == '{"generator": "harness synth'
+
+
+# LD_PRELOAD: ld.so ignores a library it cannot load (a warning on stderr only), so the result
+# records what the worker has mapped, not what the variable names.
+
+
+def test_a_preload_that_did_not_load_is_recorded_as_not_loaded(tmp_path):
+    libc = next(
+        line.split()[5] for line in Path("/proc/self/maps").read_text().splitlines() if "/libc.so" in line
+    )
+    (tmp_path / "libmine.so").symlink_to(libc)  # mapped under its real path
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from harness.launch.environment import preloaded; print(json.dumps(preloaded()))",
+        ],
+        env={**os.environ, "LD_PRELOAD": f"/nonexistent/libjemalloc.so:{tmp_path / 'libmine.so'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "ignored" in done.stderr  # ld.so's own word, on stderr only
+    missing, present = json.loads(done.stdout)
+    assert missing["library"] == "/nonexistent/libjemalloc.so" and missing["loaded"] is False
+    assert missing["mapped"] is None and "not mapped in the worker" in missing["note"]
+    assert present == {"library": str(tmp_path / "libmine.so"), "loaded": True, "mapped": libc, "note": None}
+
+
+def test_a_run_result_records_the_preload_it_has_mapped(tmp_path, monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/nonexistent/libjemalloc.so")
+    cfg = TrainConfig(phase=1, precision="fp32", dataset=tmp_path, output=tmp_path / "run")
+    context = WorkerContext(False, (), None, False, "cpu", "k", (0,))
+    record = RunResult(cfg, get_precision("fp32"), context, Ranks()).build(Status.FAILED, "x", {})
+    assert record.malloc_env["LD_PRELOAD"] == "/nonexistent/libjemalloc.so"  # what was asked for
+    assert [(p["library"], p["loaded"]) for p in record.preload] == [("/nonexistent/libjemalloc.so", False)]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.gate.figures import load_judged
 from harness.machine.platform import fingerprint
 from harness.results.files import read_machine
 
@@ -42,6 +43,7 @@ def save(name: str, current: Path, baselines_dir: Path) -> Path:
     for needed in ("runs.csv", "steps.csv", "machine.json"):
         if not (folder / needed).is_file():
             raise HarnessError(f"--save-baseline: {folder} has no {needed}; save a `harness compare` output")
+    load_judged(folder / "runs.csv")  # the tables kept: a run set that cannot be read is no baseline
     machine = read_machine(folder)
     target = baselines_dir / name
     staging = baselines_dir / f".{name}.tmp"

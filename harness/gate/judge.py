@@ -25,7 +25,8 @@ from harness.gate.checks import (
     validity,
 )
 from harness.gate.config import GateConfig
-from harness.results.runsets import RunSet, load_runset, merge_runsets, mismatches, name_sets
+from harness.gate.figures import load_judged
+from harness.results.runsets import RunSet, merge_runsets, mismatches, name_sets
 
 EXIT_FAILED, EXIT_CONTENDED = 1, 3
 
@@ -150,13 +151,12 @@ def gate(args: GateRequest, cfg: GateConfig) -> int:
     if args.save_baseline and len(args.current) > 1:
         raise HarnessError("--save-baseline keeps one run set: give a single --current")
     if args.baseline is None:
-        load_runset(args.current[0])  # a run set that cannot be read is no baseline
         print(f"saved baseline {save(args.save_baseline, args.current[0], args.baselines_dir)}")
         return 0
     baseline, current = name_sets(
         [
-            merge_runsets("--baseline", [load_runset(resolve(b, args.baselines_dir)) for b in args.baseline]),
-            merge_runsets("--current", [load_runset(c) for c in args.current]),
+            merge_runsets("--baseline", [load_judged(resolve(b, args.baselines_dir)) for b in args.baseline]),
+            merge_runsets("--current", [load_judged(c) for c in args.current]),
         ]
     )
     checks, differences = run_checks(baseline, current, cfg, args.allow_machine_mismatch)

@@ -2,6 +2,7 @@
 README's own recipes, and a crash that must never read as a regression. In process, on the
 checked-in run sets (tests/fixtures/runsets/README.md)."""
 
+import csv
 import json
 import shlex
 import shutil
@@ -115,3 +116,88 @@ def test_a_bad_threshold_is_named_whole(capsys, runsets, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"harness: {message}"), proc.stderr
     assert not (runsets / "again" / "gate.json").exists()
+
+
+def set_field(table: Path, row: int, column: str, value: str) -> None:
+    """Overwrite one field of a harness table; `row` counts the header as row 1."""
+    rows = list(csv.reader(table.open()))
+    rows[row - 1][rows[0].index(column)] = value
+    with table.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def repeat_row(table: Path, row: int) -> None:
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join([*lines, lines[row - 1]]))
+
+
+RATE = "expected a throughput in (0, 1e+06] sequences/s, or empty"
+
+
+@pytest.mark.parametrize(
+    "side, table, edit, message",
+    [
+        ("again", "runs.csv", ("throughput_seq_per_s", "inf"), f"row 2: throughput_seq_per_s inf: {RATE}"),
+        (
+            "again",
+            "runs.csv",
+            ("throughput_seq_per_s", "1e308"),
+            f"row 2: throughput_seq_per_s 1e+308: {RATE}",
+        ),
+        ("again", "runs.csv", ("throughput_seq_per_s", "-50"), f"row 2: throughput_seq_per_s -50.0: {RATE}"),
+        ("again", "runs.csv", ("throughput_seq_per_s", "0"), f"row 2: throughput_seq_per_s 0.0: {RATE}"),
+        ("again", "runs.csv", None, "row 4: run_id p1-fp32-r0 listed twice"),
+        ("again", "runs.csv", ("final_loss", "-1"), "row 2: final_loss -1.0: expected a loss >= 0, or empty"),
+        (
+            "again",
+            "runs.csv",
+            ("eval_mlm_accuracy", "5"),
+            "row 2: eval_mlm_accuracy 5.0: expected an accuracy",
+        ),
+        ("baseline", "runs.csv", ("throughput_seq_per_s", "inf"), f"row 2: throughput_seq_per_s inf: {RATE}"),
+        ("baseline", "runs.csv", None, "row 4: run_id p1-fp32-r0 listed twice"),
+        ("again", "steps.csv", ("seq_per_s", "inf"), f"row 2: seq_per_s inf: {RATE}"),
+        ("baseline", "steps.csv", ("seq_per_s", "-3"), f"row 2: seq_per_s -3.0: {RATE}"),
+        ("again", "steps.csv", None, "run_id p1-fp32-r0, step 1 listed twice"),
+    ],
+)
+def test_a_figure_no_run_could_measure_is_refused(capsys, runsets, side, table, edit, message):
+    """On either side, in runs.csv or in steps.csv: one line naming the file and row, exit 2,
+    nothing judged or written."""
+    path = runsets / side / table
+    if edit is None:  # the first run, or its first step, listed again at the end
+        repeat_row(path, 2)
+    else:
+        set_field(path, 2, *edit)
+    proc = call(
+        capsys,
+        "gate",
+        "--baseline",
+        runsets / "baseline" / "runs.csv",
+        "--current",
+        runsets / "again" / "runs.csv",
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harness: {path}") and message in lines[0], proc.stderr
+    assert not (runsets / "again" / "gate.json").exists()
+
+
+def test_a_compare_folder_names_the_run_file(capsys, runsets):
+    """Given a compare folder, the gate reads each run's result.json: the message names that file."""
+    result = runsets / "again" / "runs" / "p1-fp32-r0" / "result.json"
+    data = json.loads(result.read_text())
+    result.write_text(json.dumps({**data, "throughput_seq_per_s": -50}))
+    proc = call(capsys, "gate", "--baseline", runsets / "baseline", "--current", runsets / "again")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"harness: {result}: throughput_seq_per_s -50.0: {RATE}"
+
+
+def test_a_run_set_with_absurd_figures_is_not_saved(capsys, runsets):
+    set_field(runsets / "again" / "runs.csv", 3, "throughput_seq_per_s", "1e308")
+    saved = runsets / "saved"
+    proc = call(
+        capsys, "gate", "--current", runsets / "again", "--save-baseline", "main", "--baselines-dir", saved
+    )
+    assert proc.returncode == 2 and "row 3: throughput_seq_per_s 1e+308" in proc.stderr, proc.stderr
+    assert not saved.exists()

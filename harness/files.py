@@ -22,10 +22,11 @@ DISK_FULL_EXIT = 5
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, flag: str) -> Iterator[None]:
+def folder_lock(folder: Path, flag: str, wait: bool = False) -> Iterator[None]:
     """FOLDER held by this process while the block runs: a second process that would write it
-    refuses while the first is alive. The lock is the kernel's flock on the folder itself, so it
-    goes with its process however that ends (SIGKILL included) and leaves no file behind."""
+    refuses while the first is alive (waits for it, with `wait`, where the block is short). The lock
+    is the kernel's flock on the folder itself, so it goes with its process however that ends
+    (SIGKILL included) and leaves no file behind."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -33,7 +34,7 @@ def folder_lock(folder: Path, flag: str) -> Iterator[None]:
         raise HarnessError(f"{flag} {folder}: cannot be written ({exc.strerror})") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise HarnessError(f"{flag} {folder}: {_holder(folder)}; wait until it ends") from None
         _HELD.add(fd)

@@ -201,3 +201,41 @@ def test_a_run_set_with_absurd_figures_is_not_saved(capsys, runsets):
     )
     assert proc.returncode == 2 and "row 3: throughput_seq_per_s 1e+308" in proc.stderr, proc.stderr
     assert not saved.exists()
+
+
+def test_save_baseline_never_replaces_a_folder_it_did_not_save(capsys, runsets):
+    mine = runsets / "saved" / "main"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine\n")
+    proc = call(
+        capsys,
+        "gate",
+        "--current",
+        runsets / "again",
+        "--save-baseline",
+        "main",
+        "--baselines-dir",
+        runsets / "saved",
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"harness: --save-baseline main: {mine} exists and is no saved baseline (no baseline.json); "
+        "left as it is: choose another name or --baselines-dir"
+    )
+    assert [p.name for p in (runsets / "saved").iterdir()] == ["main"]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_save_replaces_its_own_baseline_and_lists_no_staging_folder(capsys, runsets):
+    saved = runsets / "saved"
+    for source in ("baseline", "again"):
+        proc = call(
+            capsys, "gate", "--current", runsets / source, "--save-baseline", "main", "--baselines-dir", saved
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert (saved / "main" / "runs.csv").read_text() == (runsets / "again" / "runs.csv").read_text()
+    (saved / ".main.x1y2.tmp").mkdir()  # as a save under way leaves it
+    proc = call(
+        capsys, "gate", "--baseline", "nightly", "--current", runsets / "again", "--baselines-dir", saved
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(f"in {saved} (saved: main)"), proc.stderr

@@ -54,6 +54,12 @@ class CompareConfig:
             preset = replace(preset, timeout_s=self.timeout)
         if self.steps is not None and self.steps < 1:
             raise HarnessError(f"--steps must be >= 1, got {self.steps}")
+        if self.steps is not None and self.steps <= preset.timing_warmup:
+            # Every step would be cold: the tables, report and gate would compare warm-up.
+            raise HarnessError(
+                f"--steps {self.steps} leaves no timed step: preset {self.preset} leaves each run's "
+                f"first {preset.timing_warmup} steps out of the statistics; give --steps above it"
+            )
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise HarnessError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.dataset is not None and not self.dataset.is_dir():

@@ -79,17 +79,28 @@ class MetricsProcessor:
             *range(resumed_at + 1, resumed_at + 1 + timing_warmup),
             *also_cold,
         }
-        measured = [s for s in self.steps if s.step not in cold] or self.steps
+        measured = [s for s in self.steps if s.step not in cold]
+        note = None
+        if not measured:
+            # A run too short for its warm-up (or resumed into its last few steps) still gets
+            # figures, from its cold steps, and says so rather than passing them off as timed.
+            measured = self.steps
+            note = (
+                f"every step fell in the timing warm-up ({timing_warmup} steps, the census step, "
+                "after a resume): these figures are of cold steps; give more --steps than "
+                "--timing-warmup for timed ones"
+            )
         rates = Spread.of([s.seq_per_s for s in measured])
         times = np.array([s.step_time_s for s in measured])
         flops = np.array([s.model_flops for s in measured], dtype=np.float64)
         tail = [s.loss for s in self.steps[-20:]]
         out = {
             "steps_completed": self.steps[-1].step,
-            "steps_measured": len(measured),
+            "steps_measured": 0 if note else len(measured),
             # Which steps the statistics left out, so that readers of the step records (steps.csv,
             # the gate's per-step tests) pick the same samples.
-            "cold_steps": sorted({s.step for s in self.steps} - {s.step for s in measured}),
+            "cold_steps": sorted({s.step for s in self.steps} & cold),
+            "throughput_note": note,
             "throughput_seq_per_s": rates.median,
             "throughput_p10": rates.p10,
             "throughput_p90": rates.p90,

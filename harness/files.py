@@ -69,6 +69,25 @@ def _holder(folder: Path) -> str:
     return "in use by another process"
 
 
+NAME_MAX = 255
+"""Longest file name, in bytes, that Linux's file systems take."""
+
+
+def check_folder(folder: Path, what: str) -> None:
+    """Refuse, in one line, a folder to write that no write could make: a name longer than
+    NAME_MAX, or a file at it or on the way to it. Checked up front, so that nothing is half
+    written when the first write fails."""
+    for part in folder.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise HarnessError(
+                f"{what} {folder}: the name {part[:16]}... is {len(os.fsencode(part))} bytes long; "
+                f"file names take at most {NAME_MAX}"
+            )
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise HarnessError(f"{what} {folder}: {existing} is a file; expected a directory")
+
+
 def write_error(path: Path, exc: OSError, needed: int | None = None) -> HarnessError:
     """The one line for a file that could not be written; `needed`: its size in bytes, if known."""
     if exc.errno == errno.ENOSPC:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from harness.cli.flags import add_fields, from_args
 from harness.launch.launchers import LaunchOptions
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     settings = {k: getattr(args, k) for k in TRAIN_FIELDS}
     if criteria.target_accuracy is not None:
         settings["target_accuracy"] = criteria.target_accuracy
+    # Every run checks its settings again; checked here, a bad one is refused before any data
+    # is made or run started (the data set is not among them).
+    plan[0].train_config(cfg.dataset or Path(), cfg.output / "runs", preset, **settings).validate()
     dataset = cfg.dataset or cached_default(preset.synth_examples)
     with folder_lock(cfg.output, "--output"):  # one compare at a time in a folder
         comparison = Comparison(

@@ -8,12 +8,15 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import math
 import textwrap
 import types
 import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from harness.errors import HarnessError
 
 FLAG_TYPES = (int, float, str, Path)
 
@@ -76,4 +79,13 @@ def add_fields(
 def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     """An instance of `cls` from the parsed flags of its fields, and `overrides`."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    check_finite(values)
     return cls(**{**values, **overrides})
+
+
+def check_finite(values: dict[str, Any]) -> None:
+    """Refuse a float flag given as inf or nan: float() parses both, and no setting means either
+    (an inf learning rate or a nan weight decay would only diverge)."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HarnessError(f"--{name.replace('_', '-')} must be a finite number, got {value}")

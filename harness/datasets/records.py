@@ -188,9 +188,11 @@ def decode_example(
         values = out[name]
         if values.min() < low or (high is not None and values.max() >= high):
             bad = values[(values < low) | (values >= (high if high is not None else np.inf))][0]
+            # A token id past the vocabulary may as well be the model config's fault: say whose.
+            whose = " (the model's vocab_size)" if high is not None and high == vocab_size else ""
             raise DataError(
                 f"{where}: feature {name} holds {bad}, expected values in "
-                f"[{low}, {high if high is not None else 'inf'})"
+                f"[{low}, {high if high is not None else 'inf'}){whose}"
             )
     weights = out[WEIGHT_FEATURE]
     if not np.isfinite(weights).all():

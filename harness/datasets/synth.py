@@ -27,6 +27,7 @@ import numpy as np
 
 from harness.datasets.schema import CLS_ID, EVAL_DIR, FIRST_WORDPIECE_ID, MASK_ID, PHASE_DIRS, SEP_ID
 from harness.errors import HarnessError
+from harness.files import check_folder
 
 VOCAB_SIZE = 30522
 TOPICS = 4
@@ -207,6 +208,7 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
     """Write the layout into `output` (which must not hold files) and return its description.
     With `reuse`, a data set already at `output` that was written with the same spec is kept."""
     spec.validate()
+    check_folder(output, "--output")
     if reuse and (output / "synth.json").is_file():
         try:
             info = json.loads((output / "synth.json").read_text())
@@ -284,8 +286,8 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
 def cached_default(examples: int) -> Path:
     """The embedded default data set: synthetic, written once per size under $HARNESS_HOME/data
     (keyed by generator version, so data an older generator made is never reused) and reused."""
-    from harness.precision.roofline import store_path
+    from harness.precision.roofline import writable_store
 
-    path = store_path().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
+    path = writable_store().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
     synthesize(path, SynthSpec(examples=examples), reuse=True)
     return path

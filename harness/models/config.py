@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -39,19 +40,7 @@ class BertConfig:
     """LayerNorm epsilon; BERT's original value, kept for checkpoint compatibility."""
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise HarnessError(
-                f"model config: hidden_size {self.hidden_size} is not divisible by "
-                f"num_attention_heads {self.num_attention_heads}"
-            )
-        if self.hidden_act not in ACTIVATIONS:
-            raise HarnessError(
-                f"model config: hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}"
-            )
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and value < 0:
-                raise HarnessError(f"model config: {f.name} must be >= 0, got {value}")
+        check_fields(asdict(self), "model config")
 
     @property
     def head_dim(self) -> int:
@@ -80,14 +69,44 @@ class BertConfig:
         values = {k: v for k, v in data.items() if k in known}
         if values.get("hidden_act") == "gelu_new":
             values["hidden_act"] = "gelu_tanh"
-        for f in fields(cls):
-            if f.name in values and not isinstance(values[f.name], int | float | str):
-                raise HarnessError(f"{source}: {f.name} must be a number or string")
+        check_fields(values, source)
         return cls(**values)
 
 
 ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}
 """Activation name -> the `approximate` argument of torch.nn.functional.gelu."""
+
+PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def check_fields(values: dict, source: str) -> None:
+    """Refuse, naming `source` and the key, a value of the wrong JSON type or out of its range
+    (sizes positive integers, dropout probabilities in [0, 1), the rest finite and positive):
+    checked before any of them is used, so a bad one is never met as a torch error."""
+    for f in fields(BertConfig):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if f.type == "str":
+            if not isinstance(value, str):
+                raise HarnessError(f"{source}: {f.name} must be a string, got {value!r}")
+        elif f.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HarnessError(f"{source}: {f.name} must be an integer >= 1, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise HarnessError(f"{source}: {f.name} must be a finite number, got {value!r}")
+        elif f.name in PROBABILITIES and not 0 <= value < 1:
+            raise HarnessError(f"{source}: {f.name} must be a probability in [0, 1), got {value!r}")
+        elif f.name not in PROBABILITIES and not value > 0:
+            raise HarnessError(f"{source}: {f.name} must be > 0, got {value!r}")
+    hidden, heads = values.get("hidden_size"), values.get("num_attention_heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise HarnessError(f"{source}: hidden_size {hidden} is not divisible by num_attention_heads {heads}")
+    if "hidden_act" in values and values["hidden_act"] not in ACTIVATIONS:
+        raise HarnessError(
+            f"{source}: hidden_act {values['hidden_act']!r} is not one of {sorted(ACTIVATIONS)}"
+        )
+
 
 NAMED_CONFIGS: dict[str, BertConfig] = {
     # MLCommons BERT-Large (the reference bert_config.json).

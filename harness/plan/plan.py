@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import check_folder
 from harness.plan.presets import Preset, get_preset
 from harness.precision.modes import load_modes
 from harness.train.config import TrainConfig
@@ -62,6 +63,7 @@ class CompareConfig:
             )
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise HarnessError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        check_folder(self.output, "--output")
         if self.dataset is not None and not self.dataset.is_dir():
             raise HarnessError(f"--dataset {self.dataset}: no such directory")
         known = load_modes()

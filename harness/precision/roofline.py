@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import write_atomic, write_error
+from harness.files import check_folder, write_atomic, write_error
 from harness.precision.modes import PrecisionMode
 from harness.results.stats import Spread
 
@@ -30,6 +30,13 @@ def store_path() -> Path:
     """$HARNESS_HOME/roofline.json, default ~/.cache/harness/roofline.json."""
     home = os.environ.get(STORE_ENV) or str(Path.home() / ".cache" / "harness")
     return Path(home) / "roofline.json"
+
+
+def writable_store() -> Path:
+    """store_path(), refused in one line where no write could make it (a file on the way)."""
+    path = store_path()
+    check_folder(path.parent, f"${STORE_ENV}" if os.environ.get(STORE_ENV) else "the harness's cache")
+    return path
 
 
 def store_key(machine_key: str, threads: int) -> str:
@@ -134,7 +141,7 @@ def _read(path: Path) -> dict[str, dict[str, dict]]:
 def save(machine_key: str, peaks: dict[str, dict]) -> Path:
     """Add the peaks to the store. One that cannot be read is moved aside, not overwritten: the
     figures just measured are kept either way."""
-    path = store_path()
+    path = writable_store()
     try:
         data = _read(path)
     except HarnessError as exc:
@@ -161,7 +168,7 @@ _WARNED: set[Path] = set()
 def lookup(mode_name: str, machine_key: str, threads: int) -> dict | None:
     """The stored peak of a mode on this machine and thread count, if `harness roofline` ran. An
     unreadable store counts as none stored (said once per process): a run needs no roofline."""
-    path = store_path()
+    path = writable_store()
     try:
         data = _read(path)
     except HarnessError as exc:
@@ -180,6 +187,7 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
     from harness.machine.platform import as_dict, detect, fingerprint_key
     from harness.precision.modes import admit, get_precision
 
+    writable_store()  # before measuring: a store that cannot be written would lose the peaks
     platform = detect()
     cores = resolve_cores(cores_spec)
     peaks, skipped = {}, []

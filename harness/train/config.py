@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.files import check_folder
 from harness.precision import gemm_route
 
 PHASE_DEFAULTS = {
@@ -160,6 +161,11 @@ class TrainConfig:
             raise HarnessError("--submission-org and --submission-platform must not be empty")
         if not self.learning_rate > 0:
             raise HarnessError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not self.weight_decay >= 0:
+            raise HarnessError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**32:  # the range numpy's and the DataLoader's seeding take
+            raise HarnessError(f"--seed must be in [0, 2**32), got {self.seed}")
+        check_folder(self.output, "--output")
         if self.phase == 2 and self.checkpoint is None:
             raise HarnessError(
                 "phase 2 needs --checkpoint DIR: the model_save directory of a "

@@ -3,8 +3,14 @@ written), or, where the run cannot know up front, recorded rather than passed of
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+import pytest
 from harness_cli import call
 
+from harness.errors import HarnessError
+from harness.models.config import NAMED_CONFIGS, load_config
 from harness.results.records import StepRecord
 from harness.train.metrics import MetricsProcessor
 
@@ -38,3 +44,98 @@ def test_compare_refuses_steps_that_leave_no_timed_step(capsys, tmp_path):
         "of the statistics; give --steps above it",
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_bad_train_numbers_are_one_line_and_write_nothing(capsys, synth_dir, tmp_path):
+    for flag, value, message in (
+        ("--seed", -1, "--seed must be in [0, 2**32), got -1"),
+        ("--learning-rate", "inf", "--learning-rate must be a finite number, got inf"),
+        ("--learning-rate", "nan", "--learning-rate must be a finite number, got nan"),
+        ("--weight-decay", "nan", "--weight-decay must be a finite number, got nan"),
+        ("--weight-decay", -0.1, "--weight-decay must be >= 0, got -0.1"),
+        ("--target-accuracy", "inf", "--target-accuracy must be a finite number, got inf"),
+    ):
+        proc = call(capsys, "train", *TINY, "--dataset", synth_dir, "--output", tmp_path / "run", flag, value)
+        assert (proc.returncode, proc.stderr.strip()) == (2, f"harness: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_compare_numbers_are_refused_before_any_run(capsys, tmp_path):
+    for flag, value, message in (
+        ("--timeout", "inf", "--timeout must be a finite number, got inf"),
+        ("--loss-tolerance", "nan", "--loss-tolerance must be a finite number, got nan"),
+        ("--equivalence-margin", "inf", "--equivalence-margin must be a finite number, got inf"),
+        # a setting every run checks, refused before the first run instead of by each
+        ("--contention-threshold", 2, "--contention-threshold must be in (0, 1], got 2.0"),
+    ):
+        proc = call(capsys, "compare", "--preset", "smoke", "--output", tmp_path / "x", flag, value)
+        assert (proc.returncode, proc.stderr.strip()) == (2, f"harness: {message}")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_model_config_of_wrong_types_or_ranges_names_the_file_and_key(tmp_path):
+    tiny = dataclasses.asdict(NAMED_CONFIGS["bert-tiny"])
+    path = tmp_path / "bert_config.json"
+    for key, value, expected in (
+        ("hidden_size", "128", "hidden_size must be an integer >= 1, got '128'"),
+        ("num_hidden_layers", 2.0, "num_hidden_layers must be an integer >= 1, got 2.0"),
+        ("num_attention_heads", 0, "num_attention_heads must be an integer >= 1, got 0"),
+        ("vocab_size", 0, "vocab_size must be an integer >= 1, got 0"),
+        ("type_vocab_size", True, "type_vocab_size must be an integer >= 1, got True"),
+        ("hidden_dropout_prob", 1.0, "hidden_dropout_prob must be a probability in [0, 1), got 1.0"),
+        ("attention_probs_dropout_prob", "0.1", "must be a finite number, got '0.1'"),
+        ("initializer_range", 0, "initializer_range must be > 0, got 0"),
+        ("hidden_act", 1, "hidden_act must be a string, got 1"),
+    ):
+        path.write_text(json.dumps({**tiny, key: value}))
+        with pytest.raises(HarnessError) as caught:
+            load_config(str(path))
+        assert str(caught.value).startswith(f"{path}: ") and expected in str(caught.value)
+    # NaN and Infinity are JSON to Python's reader
+    path.write_text(json.dumps({**tiny, "layer_norm_eps": float("nan")}))
+    with pytest.raises(HarnessError, match="layer_norm_eps must be a finite number, got nan"):
+        load_config(str(path))
+    path.write_text(json.dumps({**tiny, "hidden_dropout_prob": 0}))
+    assert load_config(str(path)).hidden_dropout_prob == 0
+
+
+def test_a_token_id_past_the_vocabulary_says_it_is_the_models(synth_dir):
+    from harness.datasets.mlcommons import eval_batches, resolve_phase_data
+    from harness.datasets.records import DataError
+
+    data = resolve_phase_data(synth_dir, 1, 0.9, 4)
+    with pytest.raises(DataError, match=r"expected values in \[0, 100\) \(the model's vocab_size\)"):
+        next(iter(eval_batches(data, 4, 4, vocab_size=100)))
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(capsys, synth_dir, tmp_path):
+    long = tmp_path / ("a" * 256)
+    expected = (
+        f"harness: --output {long}: the name aaaaaaaaaaaaaaaa... is 256 bytes long; "
+        "file names take at most 255"
+    )
+    for args in (
+        ["train", *TINY, "--dataset", synth_dir],
+        ["compare", "--preset", "smoke"],
+        ["data", "synth", "--examples", 40, "--shards", 1],
+    ):
+        proc = call(capsys, *args, "--output", long)
+        assert (proc.returncode, proc.stderr.strip()) == (2, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_on_the_way_to_a_folder_to_write_is_one_line(capsys, monkeypatch, synth_dir, tmp_path):
+    file = tmp_path / "file"
+    file.write_text("mine\n")
+    proc = call(capsys, "train", *TINY, "--dataset", synth_dir, "--output", file / "run")
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        f"harness: --output {file / 'run'}: {file} is a file; expected a directory",
+    )
+    monkeypatch.setenv("HARNESS_HOME", str(file / "home"))
+    proc = call(capsys, "compare", "--preset", "smoke", "--output", tmp_path / "x")
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        f"harness: $HARNESS_HOME {file / 'home'}: {file} is a file; expected a directory",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and file.read_text() == "mine\n"

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     preset = cfg.workload()
     plan = make_plan(cfg, preset)
     for backend in dict.fromkeys(s.backend for s in plan):
-        check_available(backend)
+        check_available(backend, "--backends")
     options = from_args(LaunchOptions, args, layout=from_args(RankLayout, args))
     options.layout.validate()
     settings = {k: getattr(args, k) for k in TRAIN_FIELDS}

@@ -11,19 +11,22 @@ from harness.errors import HarnessError
 
 def parse_cores(spec: str) -> list[int]:
     """ "0-3,8" -> [0, 1, 2, 3, 8]; each CPU must be one this process may run on."""
+    if not spec.strip():  # not the default: a user who meant it leaves the flag out
+        raise HarnessError("--cores is empty: expected a list like 0-3,8 (or no --cores for the default)")
     cores: list[int] = []
     try:
         for part in spec.split(","):
             lo, _, hi = part.partition("-")
-            cores.extend(range(int(lo), int(hi or lo) + 1))
+            first, last = int(lo), int(hi or lo)
+            if first > last:
+                raise HarnessError(f"--cores {spec}: the range {part} runs backwards; expected LOW-HIGH")
+            cores.extend(range(first, last + 1))
     except ValueError:
         raise HarnessError(f"--cores {spec}: expected a list like 0-3,8") from None
     allowed = os.sched_getaffinity(0)
     outside = sorted(set(cores) - allowed)
-    if not cores or outside:
-        raise HarnessError(
-            f"--cores {spec}: CPUs {outside or 'none'} are not available (allowed: {sorted(allowed)})"
-        )
+    if outside:
+        raise HarnessError(f"--cores {spec}: CPUs {outside} are not available (allowed: {sorted(allowed)})")
     return sorted(set(cores))
 
 
@@ -43,7 +46,7 @@ def default_cores() -> list[int]:
 
 def resolve_cores(spec: str | None) -> list[int]:
     """--cores SPEC, or the default: every physical core of the first socket."""
-    return parse_cores(spec) if spec else default_cores()
+    return default_cores() if spec is None else parse_cores(spec)
 
 
 def split_cores(cores: Sequence[int], k: int) -> list[list[int]]:

@@ -33,12 +33,13 @@ INSTALL_IPEX = (
 )
 
 
-def check_available(backend: str) -> None:
-    """Before any work: refuse a backend whose package this Python cannot import."""
+def check_available(backend: str, flag: str = "--backend") -> None:
+    """Before any work: refuse a backend whose package this Python cannot import; `flag`: the
+    flag that named it (compare's --backends)."""
     if backend not in BACKENDS:
-        raise HarnessError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+        raise HarnessError(f"{flag} {backend}: expected one of {', '.join(BACKENDS)}")
     if backend == "ipex" and importlib.util.find_spec(IPEX_MODULE) is None:
-        raise HarnessError(f"--backend ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
+        raise HarnessError(f"{flag} ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
     if backend == "fused":
         kernels.compiler()
 

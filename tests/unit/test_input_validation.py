@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 from harness_cli import call
@@ -139,3 +140,35 @@ def test_a_file_on_the_way_to_a_folder_to_write_is_one_line(capsys, monkeypatch,
         f"harness: $HARNESS_HOME {file / 'home'}: {file} is a file; expected a directory",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and file.read_text() == "mine\n"
+
+
+def test_cores_specs_say_what_is_wrong_with_them():
+    from harness.machine.cores import resolve_cores
+
+    first = min(os.sched_getaffinity(0))
+    for spec, message in (
+        ("5-3", "--cores 5-3: the range 5-3 runs backwards; expected LOW-HIGH"),
+        ("", "--cores is empty: expected a list like 0-3,8 (or no --cores for the default)"),
+        (" ", "--cores is empty"),
+        ("0,,1", "--cores 0,,1: expected a list like 0-3,8"),
+    ):
+        with pytest.raises(HarnessError) as caught:
+            resolve_cores(spec)
+        assert str(caught.value).startswith(message)
+    assert resolve_cores(f"{first}-{first}") == [first]
+
+
+def test_an_unknown_backend_names_the_flag_it_came_from(capsys, synth_dir, tmp_path):
+    proc = call(capsys, "compare", "--backends", "foo", "--output", tmp_path / "x")
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "harness: --backends foo: expected one of stock, ipex",
+    )
+    proc = call(
+        capsys, "train", *TINY, "--dataset", synth_dir, "--output", tmp_path / "r", "--backend", "foo"
+    )
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "harness: --backend foo: expected one of stock, ipex",
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -15,11 +15,18 @@ MLCommons, so a split by shard keeps the two phases' documents apart.
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
 import json
 import math
+import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,8 +196,13 @@ def _write_shard(path: Path, stream, count: int, targets: Counter) -> None:
         writer.close()
 
 
-GENERATOR_VERSION = 2
-"""Raised whenever the process changes, so caches of data made by an older generator are not reused."""
+GENERATOR_VERSION = 3
+"""Raised whenever the process or synth.json's content changes, so caches of data made by an older
+generator are not reused (3: synth.json lists every file with its size and digest)."""
+
+WRITER = ".synth-writer"
+"""In a staging folder while it is written: the writer's pid and start time, by which a later
+synth knows the folder for its own kind's and its writer for dead."""
 
 
 def _process() -> dict:
@@ -206,7 +218,8 @@ def _process() -> dict:
 
 def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
     """Write the layout into `output` (which must not hold files) and return its description.
-    With `reuse`, a data set already at `output` that was written with the same spec is kept."""
+    With `reuse`, a data set already at `output` that was written with the same spec, and whose
+    files are those its synth.json lists, is kept."""
     spec.validate()
     check_folder(output, "--output")
     if reuse and (output / "synth.json").is_file():
@@ -219,6 +232,7 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
         if isinstance(info, dict) and all(
             info.get(k) == v for k, v in {**spec.__dict__, **_process()}.items()
         ):
+            _verify(output, info["files"])
             return info
         raise HarnessError(
             f"--output {output}: holds synthetic data written with other settings "
@@ -226,61 +240,139 @@ def synthesize(output: Path, spec: SynthSpec, reuse: bool = False) -> dict:
         )
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise HarnessError(f"--output {output}: exists and is not an empty directory")
-    language = Language(spec.seed)
     output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(output)
     # Write beside the target and rename at the end: an interrupted run leaves no half data set.
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a data set is meant to be shared
     try:
-        targets: Counter = Counter()
-        counts = {128: spec.examples, 512: max(spec.examples // 4, spec.shards)}
-        for seq_len, total in counts.items():
-            directory = tmp / PHASE_DIRS[1 if seq_len == 128 else 2]
-            directory.mkdir()
-            for shard in range(spec.shards):
-                # The same documents for shard i at both lengths (seeded by seed and shard).
-                stream = _examples(
-                    language,
-                    np.random.default_rng([spec.seed, 1, shard]),
-                    np.random.default_rng([spec.seed, 3, shard, seq_len]),
-                    seq_len,
-                    spec.max_predictions,
-                )
-                n = total * (shard + 1) // spec.shards - total * shard // spec.shards
-                name = f"part-{shard:05d}-of-{spec.shards:05d}" + ("_128" if seq_len == 128 else "")
-                _write_shard(directory / name, stream, n, targets if seq_len == 128 else Counter())
-        (tmp / EVAL_DIR).mkdir()
-        stream = _examples(
-            language,
-            np.random.default_rng([spec.seed, 2]),
-            np.random.default_rng([spec.seed, 4]),
-            512,
-            spec.max_predictions,
-        )
-        _write_shard(tmp / EVAL_DIR / "part-00000-of-00001", stream, spec.eval_examples, Counter())
-        total_targets = sum(targets.values())
-        probs = np.array(list(targets.values()), dtype=np.float64) / total_targets
-        info = {
-            "generator": "harness synthetic topic-Markov BERT data",
-            **spec.__dict__,
-            **_process(),
-            "examples_seq_512": counts[512],
-            "vocab_size": VOCAB_SIZE,
-            # Baselines a trained model must beat: the loss of predicting every masked token from
-            # the unigram distribution (nats), and the accuracy of always predicting the most
-            # frequent one.
-            "mlm_unigram_entropy_nats": float(-(probs * np.log(probs)).sum()),
-            "mlm_majority_accuracy": float(probs.max()),
-            "mlm_uniform_loss_nats": math.log(VOCAB_SIZE),
-        }
-        (tmp / "synth.json").write_text(json.dumps(info, indent=2) + "\n")
-        if output.exists():
-            output.rmdir()
-        tmp.rename(output)
+        with _terminate_cleans_up():
+            tmp.chmod(0o755)  # mkdtemp makes it private; a data set is meant to be shared
+            (tmp / WRITER).write_text(f"{os.getpid()} {_started(os.getpid())}\n")
+            info = _write(tmp, spec)
+            (tmp / WRITER).unlink()
+            if output.exists():
+                output.rmdir()
+            tmp.rename(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _write(tmp: Path, spec: SynthSpec) -> dict:
+    """The data set's files and synth.json, written into `tmp`; returns synth.json's content."""
+    language = Language(spec.seed)
+    targets: Counter = Counter()
+    counts = {128: spec.examples, 512: max(spec.examples // 4, spec.shards)}
+    for seq_len, total in counts.items():
+        directory = tmp / PHASE_DIRS[1 if seq_len == 128 else 2]
+        directory.mkdir()
+        for shard in range(spec.shards):
+            # The same documents for shard i at both lengths (seeded by seed and shard).
+            stream = _examples(
+                language,
+                np.random.default_rng([spec.seed, 1, shard]),
+                np.random.default_rng([spec.seed, 3, shard, seq_len]),
+                seq_len,
+                spec.max_predictions,
+            )
+            n = total * (shard + 1) // spec.shards - total * shard // spec.shards
+            name = f"part-{shard:05d}-of-{spec.shards:05d}" + ("_128" if seq_len == 128 else "")
+            _write_shard(directory / name, stream, n, targets if seq_len == 128 else Counter())
+    (tmp / EVAL_DIR).mkdir()
+    stream = _examples(
+        language,
+        np.random.default_rng([spec.seed, 2]),
+        np.random.default_rng([spec.seed, 4]),
+        512,
+        spec.max_predictions,
+    )
+    _write_shard(tmp / EVAL_DIR / "part-00000-of-00001", stream, spec.eval_examples, Counter())
+    total_targets = sum(targets.values())
+    probs = np.array(list(targets.values()), dtype=np.float64) / total_targets
+    info = {
+        "generator": "harness synthetic topic-Markov BERT data",
+        **spec.__dict__,
+        **_process(),
+        "examples_seq_512": counts[512],
+        "vocab_size": VOCAB_SIZE,
+        # Baselines a trained model must beat: the loss of predicting every masked token from
+        # the unigram distribution (nats), and the accuracy of always predicting the most
+        # frequent one.
+        "mlm_unigram_entropy_nats": float(-(probs * np.log(probs)).sum()),
+        "mlm_majority_accuracy": float(probs.max()),
+        "mlm_uniform_loss_nats": math.log(VOCAB_SIZE),
+    }
+    info["files"] = {
+        str(f.relative_to(tmp)): {"bytes": f.stat().st_size, "sha256": _digest(f)}
+        for f in sorted(tmp.rglob("part-*"))
+    }
+    (tmp / "synth.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _verify(output: Path, files: dict[str, dict]) -> None:
+    """Refuse a data set whose files are not those its synth.json lists: one deleted, cut short
+    or changed would otherwise train on less or other data under the same name."""
+    for name, recorded in files.items():
+        path = output / name
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != recorded["bytes"]:
+            problem = f"has {path.stat().st_size} bytes, not the {recorded['bytes']} synth.json records"
+        elif _digest(path) != recorded["sha256"]:
+            problem = "differs from what synth.json records"
+        else:
+            continue
+        raise HarnessError(
+            f"{path}: {problem}; the data set in {output} is damaged: remove it to write it again"
+        )
+
+
+def _started(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot), None if there is no such process: with
+    its pid, it tells a live writer from a dead one whose pid was reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Remove the staging folders of `output` that a synth killed with SIGKILL left: those its
+    writer file proves a synth made, and whose writer is gone. Nothing else is touched."""
+    for folder in output.parent.glob(f".{glob.escape(output.name)}.*"):
+        try:
+            pid, started = (folder / WRITER).read_text().split()
+            alive = _started(int(pid)) == started
+        except (OSError, ValueError):
+            continue  # not a staging folder of ours, or one just being made
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleans_up() -> Iterator[None]:
+    """SIGTERM raises SystemExit, as SIGINT raises KeyboardInterrupt, so that the staging folder
+    is removed on the way out instead of left behind (SIGKILL's is left to the next synth)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def cached_default(examples: int) -> Path:

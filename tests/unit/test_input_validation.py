@@ -6,10 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import signal
+import subprocess
 
 import pytest
 from harness_cli import call
 
+from harness.datasets import synth
+from harness.datasets.synth import SynthSpec, synthesize
 from harness.errors import HarnessError
 from harness.models.config import NAMED_CONFIGS, load_config
 from harness.results.records import StepRecord
@@ -172,3 +177,66 @@ def test_an_unknown_backend_names_the_flag_it_came_from(capsys, synth_dir, tmp_p
         "harness: --backend foo: expected one of stock, ipex",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+SMALL = SynthSpec(examples=40, eval_examples=4, shards=2, seed=5)
+
+
+def test_reuse_refuses_a_data_set_whose_files_are_not_those_it_lists(tmp_path):
+    data = tmp_path / "data"
+    synthesize(data, SMALL)
+    assert synthesize(data, SMALL, reuse=True)["seed"] == 5
+    first, second = data / "seq_128/part-00000-of-00002_128", data / "seq_512/part-00001-of-00002"
+    second.write_bytes(second.read_bytes()[:100])
+    with pytest.raises(HarnessError, match=rf"^{second}: has 100 bytes, not the \d+ synth.json records"):
+        synthesize(data, SMALL, reuse=True)
+    first.unlink()
+    with pytest.raises(HarnessError, match=rf"^{first}: is missing; the data set in {data} is damaged"):
+        synthesize(data, SMALL, reuse=True)
+    changed = data / "eval/part-00000-of-00001"
+    shutil.rmtree(data)
+    synthesize(data, SMALL)
+    body = bytearray(changed.read_bytes())
+    body[-1] ^= 1
+    changed.write_bytes(body)
+    with pytest.raises(HarnessError, match=rf"^{changed}: differs from what synth.json records"):
+        synthesize(data, SMALL, reuse=True)
+
+
+def test_sigterm_removes_the_staging_folder(tmp_path, monkeypatch):
+    original = synth._write
+
+    def terminated(tmp, spec):
+        original(tmp, spec)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(synth, "_write", terminated)
+    with pytest.raises(SystemExit) as caught:
+        synthesize(tmp_path / "data", SMALL)
+    assert caught.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_later_synth_removes_only_staging_folders_of_dead_writers(tmp_path):
+    dead = _dead_pid()
+    left = {
+        ".data.dead": f"{dead} 1\n",  # a synth killed with SIGKILL
+        ".data.reused": f"{os.getpid()} 1\n",  # its pid now another process's
+        ".data.alive": f"{os.getpid()} {synth._started(os.getpid())}\n",  # a synth still writing
+        ".data.mine": None,  # no writer file: not the harness's
+        ".other.dead": f"{dead} 1\n",  # another data set's
+    }
+    for name, writer in left.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part-00000").write_bytes(b"x")
+        if writer is not None:
+            (tmp_path / name / synth.WRITER).write_text(writer)
+    synthesize(tmp_path / "data", SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.alive", ".data.mine", ".other.dead", "data"]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

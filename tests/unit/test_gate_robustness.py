@@ -106,7 +106,7 @@ def test_a_crash_is_no_verdict(capsys, runsets, monkeypatch):
         ),
         (["--min-speedup", "fp32/fp32=2"], "--min-speedup fp32/fp32=2: expected two different modes"),
         (["--alpha", "1.5"], "--alpha 1.5: expected a p-value in (0, 1)"),
-        (["--loss-tolerance", "nan"], "--loss-tolerance nan: expected a share in [0, 1)"),
+        (["--loss-tolerance", "nan"], "--loss-tolerance must be a finite number, got nan"),
         (["--accuracy-tolerance", "-0.1"], "--accuracy-tolerance -0.1: expected a share in [0, 1)"),
     ],
 )

@@ -167,14 +167,14 @@ def test_an_unknown_backend_names_the_flag_it_came_from(capsys, synth_dir, tmp_p
     proc = call(capsys, "compare", "--backends", "foo", "--output", tmp_path / "x")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
-        "harness: --backends foo: expected one of stock, ipex",
+        "harness: --backends foo: expected one of stock, fused, ipex",
     )
     proc = call(
         capsys, "train", *TINY, "--dataset", synth_dir, "--output", tmp_path / "r", "--backend", "foo"
     )
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
-        "harness: --backend foo: expected one of stock, ipex",
+        "harness: --backend foo: expected one of stock, fused, ipex",
     )
     assert list(tmp_path.iterdir()) == []
 

@@ -161,17 +161,19 @@ def test_harness_roofline_moves_an_unreadable_store_aside_and_keeps_its_figures(
     assert peaks["fp32"]["gflops"] == 100.0
 
 
-def test_harness_roofline_prints_its_figures_before_a_store_that_cannot_be_written(
+def test_harness_roofline_refuses_a_store_that_cannot_be_written_before_measuring(
     tmp_path, monkeypatch, capsys
 ):
+    """Minutes of measuring would be lost at the save: the store's folder is checked first."""
     home = tmp_path / "home"
     home.write_text("a file where the folder should be")
     monkeypatch.setenv("HARNESS_HOME", str(home))
-    monkeypatch.setattr("harness.launch.launchers.run_task", lambda *args: dict(PEAK))
+    measured = []
+    monkeypatch.setattr("harness.launch.launchers.run_task", lambda *args: measured.append(args))
     assert cli.main(["roofline", "--precisions", "fp32", "--size", "64", "--repeats", "1"]) == 2
-    out, err = capsys.readouterr()
-    assert "fp32: MFU divides by 100.0 GFLOP/s" in out
-    assert err.splitlines()[-1] == f"harness: HARNESS_HOME {home}: cannot hold roofline.json (File exists)"
+    assert not measured
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"harness: $HARNESS_HOME {home}: {home} is a file; expected a directory"
 
 
 def test_an_unreadable_synth_json_in_the_data_cache_is_named(tmp_path, monkeypatch):

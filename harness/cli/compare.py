@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.datasets.synth import cached_default
     from harness.files import folder_lock
-    from harness.plan.executor import Comparison
+    from harness.plan.executor import Comparison, check_output
     from harness.plan.plan import make_plan
     from harness.reports.render import render_run_set
     from harness.train.backends import check_available
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     criteria: Criteria = from_args(Criteria, args)
     criteria.validate()
     preset = cfg.workload()
+    check_output(cfg.output, cfg.resume)  # before the lock creates the folder: a refusal leaves none
     plan = make_plan(cfg, preset)
     for backend in dict.fromkeys(s.backend for s in plan):
         check_available(backend, "--backends")

@@ -63,22 +63,19 @@ class Comparison:
         self.output, self.dataset, self.preset, self.plan = output, dataset, preset, plan
         self.options, self.train_settings, self.keep_checkpoints = options, train_settings, keep_checkpoints
         self.outcomes: dict[str, Outcome] = {}
-        if plan_exists(output) and not resume:
-            raise HarnessError(
-                f"--output {output}: holds a previous comparison; use --resume to "
-                "finish it or choose another directory"
-            )
-        if resume and plan_exists(output):
+        check_output(output, resume)
+        if resume:
             saved = read_plan(output)
             _require_same_plan(output, saved["runs"], plan)
             self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
-        (output / "runs").mkdir(parents=True, exist_ok=True)
-        (output / "logs").mkdir(exist_ok=True)
         platform = detect()
         self.machine_key = fingerprint_key(as_dict(platform))
         self.same_computation = same_computation_pairs(
             list(dict.fromkeys(s.precision for s in plan)), platform
         )
+        self._save_plan()  # first: what else the folder gets, its plan.json marks as the harness's
+        (output / "runs").mkdir(exist_ok=True)
+        (output / "logs").mkdir(exist_ok=True)
         # The flag list is long; its digest (the fingerprint's) is enough to tell two CPUs apart.
         machine = {k: v for k, v in as_dict(platform).items() if k != "flags"}
         write_machine(output, machine)
@@ -100,7 +97,6 @@ class Comparison:
         """Run what is not done yet; returns 0, or 130 when interrupted."""
         started = time.perf_counter()
         done_steps = 0
-        self._save_plan()
         backends.build({s.backend for s in self.plan}, self.machine_key)
         for a, b in self.same_computation:
             print(
@@ -209,6 +205,26 @@ class Comparison:
             else:
                 status = "refused" if done.code == 2 else "crashed"
         return Outcome(spec.run_id, status, done.code, time.perf_counter() - start, done.tail)
+
+
+def check_output(output: Path, resume: bool) -> None:
+    """--output is new, empty, or (with --resume, and only then) a comparison's own folder: a
+    folder the harness did not write is never written into, and --resume needs a plan to finish."""
+    if output.exists() and not output.is_dir():
+        raise HarnessError(f"--output {output}: is a file; expected a folder for the comparison")
+    if plan_exists(output):
+        if not resume:
+            raise HarnessError(
+                f"--output {output}: holds a previous comparison; use --resume to "
+                "finish it or choose another directory"
+            )
+    elif resume:
+        raise HarnessError(f"--resume: {output} holds no {PLAN_FILE}; there is no comparison to finish")
+    elif output.is_dir() and any(output.iterdir()):
+        raise HarnessError(
+            f"--output {output}: is not empty and holds no comparison (no {PLAN_FILE}); "
+            "choose a new or empty directory"
+        )
 
 
 def _require_same_plan(output: Path, saved: list[dict], plan: list[RunSpec]) -> None:

@@ -24,9 +24,12 @@ DISK_FULL_EXIT = 5
 @contextlib.contextmanager
 def folder_lock(folder: Path, flag: str, wait: bool = False) -> Iterator[None]:
     """FOLDER held by this process while the block runs: a second process that would write it
-    refuses while the first is alive (waits for it, with `wait`, where the block is short). The lock
-    is the kernel's flock on the folder itself, so it goes with its process however that ends
-    (SIGKILL included) and leaves no file behind."""
+    refuses while the first is alive (waits for it, with `wait`, where the block is short). The
+    lock is the kernel's flock on the folder itself, so it goes with its process however that ends
+    (SIGKILL included) and leaves no file behind. The folders it creates are removed again if the
+    block fails before writing in them: a run refused for its settings leaves no empty output
+    folder behind."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # the deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -39,12 +42,24 @@ def folder_lock(folder: Path, flag: str, wait: bool = False) -> Iterator[None]:
             raise HarnessError(f"{flag} {folder}: {_holder(folder)}; wait until it ends") from None
         _HELD.add(fd)
         yield
+    except BaseException:
+        _remove_empty(created)
+        raise
     finally:
         _HELD.discard(fd)
         os.close(fd)  # which drops the lock
 
 
 _HELD: set[int] = set()
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """rmdir each folder, the deepest first, up to the first that is not empty."""
+    for f in folders:
+        try:
+            f.rmdir()
+        except OSError:
+            return
 
 
 def drop_inherited_locks() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.files import check_folder
 from harness.precision import gemm_route
+from harness.results.files import METRICS_FILE, RESULT_FILE
 
 PHASE_DEFAULTS = {
     # Intel's package: phase 1 at max_seq_len 128, phase 2 at 512 from phase 1's model_save.
@@ -17,6 +18,10 @@ PHASE_DEFAULTS = {
     1: {"batch_size": 8, "learning_rate": 1e-3},
     2: {"batch_size": 2, "learning_rate": 5e-4},
 }
+
+
+RUN_FILES = (RESULT_FILE, METRICS_FILE, "model_save")
+"""What a run writes into its folder from its first step on: a folder holding one is a run."""
 
 
 @dataclass
@@ -108,10 +113,16 @@ class TrainConfig:
             return
         if not self.output.is_dir():
             raise HarnessError(f"--output {self.output}: is a file; expected a directory for the run")
-        if not self.resume and any(self.output.iterdir()):
+        if self.resume or not any(self.output.iterdir()):
+            return
+        if any((self.output / name).exists() for name in RUN_FILES):
             raise HarnessError(
                 f"--output {self.output}: holds a previous run; use an empty directory or --resume"
             )
+        raise HarnessError(
+            f"--output {self.output}: is not empty and holds no run of this harness (no "
+            f"{', '.join(RUN_FILES)}); use a new or empty directory"
+        )
 
     def validate(self) -> None:
         """Fill the phase defaults and refuse what cannot run, one clear line per problem."""

@@ -7,7 +7,10 @@ import pytest
 from harness_cli import call
 
 from harness.errors import HarnessError
+from harness.files import folder_lock
 from harness.plan.executor import check_output
+from harness.train.config import TrainConfig
+from harness.train.setup import model_and_data, output_folder
 
 SMOKE = ["compare", "--preset", "smoke", "--precisions", "fp32", "--phases", "1"]
 
@@ -59,3 +62,38 @@ def test_compare_resume_needs_a_plan_and_touches_nothing_without_one(capsys, run
     # nor is a folder that does not exist created to be "resumed"
     refused(capsys, *args, "--output", runsets / "new" / "cmp")
     assert not (runsets / "new").exists()
+
+
+def test_train_names_what_is_wrong_with_its_output_folder(tmp_path):
+    def refusal(output: Path) -> str:
+        cfg = TrainConfig(phase=1, precision="fp32", dataset=tmp_path, output=output)
+        with pytest.raises(HarnessError) as info:
+            cfg.refuse_previous_run()
+        return str(info.value)
+
+    assert refusal(Path("/")) == (
+        "--output /: is not empty and holds no run of this harness (no result.json, metrics.jsonl, "
+        "model_save); use a new or empty directory"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    assert refusal(run) == f"--output {run}: holds a previous run; use an empty directory or --resume"
+
+
+def test_a_run_refused_for_its_settings_leaves_no_output_folder(tmp_path):
+    """The worker's order: the output folder is taken, then the data checked (an empty DATASET_DIR)."""
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "a" / "b" / "run"
+    cfg = TrainConfig(phase=1, precision="fp32", dataset=tmp_path / "data", output=out, model="bert-tiny")
+    with pytest.raises(HarnessError, match="seq_128: dataset directory does not exist"), output_folder(cfg):
+        model_and_data(cfg)
+    assert not (tmp_path / "a").exists()
+    # a folder that was there before stays, and so does one the block wrote in
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "kept", "--output"):
+        raise RuntimeError
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "written", "--output"):
+        (tmp_path / "written" / "result.json").write_text("{}")
+        raise RuntimeError
+    assert (tmp_path / "kept").is_dir() and (tmp_path / "written" / "result.json").is_file()

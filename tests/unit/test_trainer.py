@@ -240,7 +240,7 @@ def test_a_corrupt_eval_set_stops_the_run_before_its_first_step(tmp_path, run_in
         HarnessError, match=rf"^{re.escape(str(bad))}: record 15 at byte \d+: data CRC mismatch$"
     ):
         run_in_process(cfg)
-    assert not any(cfg.output.iterdir())  # nothing written: no result, no metrics
+    assert not cfg.output.exists()  # nothing written: no result, no metrics, not even the folder
 
 
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_the_result(

@@ -52,7 +52,9 @@ def _chart(curves: list[Curve], phase: int, metric: str, colors: dict[str, str])
         series,
         "optimizer step",
         LABELS[metric],
-        note="shaded: fp32's seeds, from the lowest to the highest; line: their mean",
+        note="shaded: fp32's seeds, from the lowest to the highest; line: their mean"
+        if len(fp32)
+        else "no fp32 run evaluated in this phase: nothing to judge the others against",
     )
 
 

@@ -196,7 +196,10 @@ class Verdict:
 
 
 def _by_step(curves: list[Curve], metric: str) -> pd.DataFrame:
-    """A column per seed, a row per evaluation step that every one of the curves has."""
+    """A column per seed, a row per evaluation step that every one of the curves has; no rows
+    without curves (fp32 crashed in that phase: the other precisions are still drawn)."""
+    if not curves:
+        return pd.DataFrame(index=pd.Index([], name="step", dtype=int))
     frame = pd.concat({c.seed: c.evals.set_index("step")[metric] for c in curves}, axis=1)
     return frame.dropna()
 

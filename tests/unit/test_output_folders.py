@@ -1,6 +1,8 @@
 """Output folders: compare and train write only into a new, empty or their own folder, a refusal
 leaves nothing behind, and the reports take a run set with failed runs or symlinked folders."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,8 @@ from harness_cli import call
 from harness.errors import HarnessError
 from harness.files import folder_lock
 from harness.plan.executor import check_output
+from harness.results.files import read_result, write_result
+from harness.results.tables import read_runs
 from harness.train.config import TrainConfig
 from harness.train.setup import model_and_data, output_folder
 
@@ -97,3 +101,56 @@ def test_a_run_refused_for_its_settings_leaves_no_output_folder(tmp_path):
         (tmp_path / "written" / "result.json").write_text("{}")
         raise RuntimeError
     assert (tmp_path / "kept").is_dir() and (tmp_path / "written" / "result.json").is_file()
+
+
+def fp32_phase2_crashed(runsets: Path) -> Path:
+    """The checked-in set with the phase-2 runs' fates swapped: fp32 crashed at step 4 (its
+    metrics cut there, no result), avx-fp32 finished ok."""
+    out = runsets / "report"
+    fp32, avx = out / "runs" / "p2-fp32-r0", out / "runs" / "p2-avx-fp32-r0"
+    ok = read_result(fp32)
+    (fp32 / "result.json").unlink()
+    fp32_metrics, avx_metrics = (fp32 / "metrics.jsonl").read_text(), (avx / "metrics.jsonl").read_text()
+    (fp32 / "metrics.jsonl").write_text(avx_metrics)
+    (avx / "metrics.jsonl").write_text(fp32_metrics)
+    ok.precision, ok.config = "avx-fp32", {**ok.config, "precision": "avx-fp32", "output": str(avx)}
+    write_result(avx, ok)
+    plan = json.loads((out / "plan.json").read_text())
+    outcomes = {o["run_id"]: o for o in plan["outcomes"]}
+    outcomes["p2-fp32-r0"], outcomes["p2-avx-fp32-r0"] = (
+        {**outcomes["p2-avx-fp32-r0"], "run_id": "p2-fp32-r0"},
+        {**outcomes["p2-fp32-r0"], "run_id": "p2-avx-fp32-r0"},
+    )
+    plan["outcomes"] = list(outcomes.values())
+    (out / "plan.json").write_text(json.dumps(plan))
+    return out
+
+
+def test_a_set_whose_fp32_phase2_crashed_is_reported(capsys, runsets):
+    out = fp32_phase2_crashed(runsets)
+    done = call(capsys, "report", out)
+    assert done.returncode == 0, done.stderr
+    runs = read_runs(out / "runs.csv").set_index("run_id")
+    assert runs.loc["p2-fp32-r0", "status"] == "crashed" and runs.loc["p2-avx-fp32-r0", "status"] == "ok"
+    page = (out / "report.html").read_text()
+    assert 'p2-fp32-r0</b> <span class="bad">crashed</span>' in page
+    assert "no fp32 run to compare with" in page  # phase 2's verdict
+    # phase 2's convergence chart draws avx-fp32 alone, and says why there is no band
+    assert 'id="conv-eval_mlm_accuracy-phase2"' in page and "avx-fp32 seed 0" in page
+    assert "no fp32 run evaluated in this phase" in page
+
+
+def test_a_folder_of_sets_without_an_ok_fp32_run_is_indexed(capsys, runsets):
+    nightly = runsets / "nightly"
+    nightly.mkdir()
+    shutil.move(fp32_phase2_crashed(runsets), nightly / "crashed")
+    shutil.copytree(runsets / "baseline", nightly / "nofp32")
+    plan = json.loads((nightly / "nofp32" / "plan.json").read_text())
+    for o in plan["outcomes"]:
+        if o["run_id"].startswith("p1-fp32"):
+            o.update(status="crashed", exit_code=86)
+            (nightly / "nofp32" / "runs" / o["run_id"] / "result.json").unlink()
+    (nightly / "nofp32" / "plan.json").write_text(json.dumps(plan))
+    done = call(capsys, "report", nightly)
+    assert done.returncode == 0, done.stderr
+    assert (nightly / "index.html").is_file() and (nightly / "nofp32" / "report.html").is_file()

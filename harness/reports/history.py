@@ -18,14 +18,19 @@ from harness.results.runsets import RunSet, is_runset, key_stats, mode_label
 
 
 def find_runsets(folder: Path) -> list[Path]:
-    """Run-set folders at most two levels below folder (e.g. nightly/<date>/)."""
+    """Run-set folders at most two levels below folder (e.g. nightly/<date>/). Symbolic links
+    are not followed: `latest -> <date>` or `self -> .` would list a set twice."""
     found = []
-    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for child in _folders(folder):
         if is_runset(child):
             found.append(child)
         else:
-            found.extend(sorted(g for g in child.iterdir() if g.is_dir() and is_runset(g)))
+            found.extend(g for g in _folders(child) if is_runset(g))
     return found
+
+
+def _folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
 
 
 def _series(sets: list[RunSet]) -> pd.DataFrame:

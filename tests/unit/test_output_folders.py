@@ -11,6 +11,7 @@ from harness_cli import call
 from harness.errors import HarnessError
 from harness.files import folder_lock
 from harness.plan.executor import check_output
+from harness.reports.history import find_runsets
 from harness.results.files import read_result, write_result
 from harness.results.tables import read_runs
 from harness.train.config import TrainConfig
@@ -154,3 +155,19 @@ def test_a_folder_of_sets_without_an_ok_fp32_run_is_indexed(capsys, runsets):
     done = call(capsys, "report", nightly)
     assert done.returncode == 0, done.stderr
     assert (nightly / "index.html").is_file() and (nightly / "nofp32" / "report.html").is_file()
+
+
+def test_symlinked_folders_list_no_set_twice(capsys, runsets):
+    nightly = runsets / "nightly"
+    nightly.mkdir()
+    for name in ("baseline", "again"):
+        shutil.copytree(runsets / name, nightly / name)
+    (nightly / "self").symlink_to(nightly)
+    (nightly / "latest").symlink_to(nightly / "again")
+    (nightly / "loop").mkdir()
+    (nightly / "loop" / "back").symlink_to(nightly)
+    assert find_runsets(nightly) == [nightly / "again", nightly / "baseline"]
+    done = call(capsys, "report", nightly)
+    assert done.returncode == 0, done.stderr
+    table = (nightly / "index.html").read_text().split('id="runsets"')[1].split("</table>")[0]
+    assert table.count("<tr>") == 1 + 2  # the header and one row a set

@@ -12,6 +12,7 @@ import traceback
 
 from harness.cli import bench, compare, data, detect, gate, report, roofline, train
 from harness.errors import INTERNAL_ERROR_EXIT, HarnessError
+from harness.results.records import Status
 
 COMMANDS = {
     "detect": detect,
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C before a worker runs (a worker's own ends it as interrupted)
+        print("harness: interrupted", file=sys.stderr)
+        return Status.INTERRUPTED.exit_code
     except Exception:  # Python's own exit code, 1, is the gate's "a check failed"
         traceback.print_exc()
         print(

@@ -2,7 +2,9 @@
 
 It checks that it started with its mode's environment (the ISA cap must be in place before
 oneDNN's first kernel), takes its rank's share of the cores when torchrun started it, and runs
-the job's task.
+the job's task. A SIGINT before the task installs its own handler (the parent passes a Ctrl-C
+on while this process still imports torch) ends it with 130, as an interrupted run, and no
+traceback: nothing was written yet. The harness modules are imported inside `main` for that.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.files import write_atomic
-from harness.launch.environment import environment_problem
-from harness.launch.job import Job, WorkerContext, read_job
+
+if TYPE_CHECKING:
+    from harness.launch.job import Job, WorkerContext
+
+INTERRUPTED_EXIT = 130
+"""Status.INTERRUPTED's exit code (128 + SIGINT), not imported from there: the fewer modules load
+before `main`'s handler, the shorter the window a SIGINT gives a traceback in."""
 
 
 def _train(job: Job, context: WorkerContext) -> int:
@@ -26,6 +33,7 @@ def _train(job: Job, context: WorkerContext) -> int:
 
 
 def _roofline(job: Job, context: WorkerContext) -> int:
+    from harness.files import write_atomic
     from harness.precision.roofline import measure
 
     write_atomic(Path(job.result), json.dumps(measure(job.mode, **job.settings)))
@@ -34,6 +42,7 @@ def _roofline(job: Job, context: WorkerContext) -> int:
 
 def _peer(job: Job, context: WorkerContext) -> int:
     from harness.bench.peer import PeerSpec, measure
+    from harness.files import write_atomic
 
     settings = dict(job.settings)
     impl = settings.pop("impl")
@@ -46,6 +55,9 @@ TASKS = {"train": _train, "roofline": _roofline, "peer": _peer}
 
 def main(argv: list[str]) -> int:
     try:
+        from harness.launch.environment import environment_problem
+        from harness.launch.job import read_job
+
         if len(argv) != 1:
             raise HarnessError("harness.launch.worker: expected one argument, the job file")
         job = read_job(Path(argv[0]))
@@ -62,6 +74,9 @@ def main(argv: list[str]) -> int:
     except HarnessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted; nothing was written", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from harness_cli import call
 
+from harness.cli import report
 from harness.errors import HarnessError
 from harness.files import folder_lock
 from harness.plan.executor import check_output
@@ -171,3 +172,15 @@ def test_symlinked_folders_list_no_set_twice(capsys, runsets):
     assert done.returncode == 0, done.stderr
     table = (nightly / "index.html").read_text().split('id="runsets"')[1].split("</table>")[0]
     assert table.count("<tr>") == 1 + 2  # the header and one row a set
+
+
+def test_ctrl_c_before_a_worker_runs_exits_130_in_one_line(capsys, monkeypatch):
+    def interrupted(args) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "run", interrupted)
+    try:
+        done = call(capsys, "report", "anything")
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt left main: the user sees its traceback")
+    assert (done.returncode, done.stderr) == (130, "harness: interrupted\n")

@@ -8,10 +8,17 @@ passes over all tensors at once (csrc/lamb.cpp) instead of a dozen per tensor.
 
 The state (exp_avg, exp_avg_sq per parameter, step per group) is Lamb's, so a checkpoint of
 either resumes with the other.
+
+Under bf16 autocast, `hold_in_bf16` turns the GEMMs' weights into bf16 copies that pass 3 writes
+beside their fp32 masters: autocast then has no weight to cast in the forward pass and no
+gradient to cast back in the backward one. The values are autocast's own: its casts round the
+same fp32 weights to nearest even, and the GEMMs give their weight gradients in bf16 either way.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 
 import torch
@@ -25,6 +32,28 @@ class FusedLamb(Lamb):
     def __init__(self, params, ops: ModuleType, **kwargs) -> None:
         super().__init__(params, **kwargs)
         self.ops = ops
+        self.masters: dict[torch.nn.Parameter, torch.Tensor] = {}
+        """The fp32 weights of the parameters held in bf16. Not state: the saved model holds them
+        (full_precision), so a checkpoint has them once."""
+
+    def hold_in_bf16(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Each parameter becomes the bf16 copy of its fp32 value, which stays here as its master.
+        Call before the first step, after loading any state."""
+        for p in params:
+            self.masters[p] = p.detach().clone()
+            p.data = p.data.to(torch.bfloat16)
+
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """The parameters hold their fp32 masters while the block runs: what a checkpoint saves."""
+        copies = {p: p.data for p in self.masters}
+        for p, master in self.masters.items():
+            p.data = master
+        try:
+            yield
+        finally:
+            for p, copy in copies.items():
+                p.data = copy
 
     @classmethod
     def like(cls, optimizer: Lamb, ops: ModuleType) -> FusedLamb:
@@ -43,7 +72,7 @@ class FusedLamb(Lamb):
         segments = self._segments()
         if not segments:
             return
-        weights, grads, exp_avgs, exp_avg_sqs, decays, groups = zip(*segments, strict=True)
+        weights, grads, exp_avgs, exp_avg_sqs, copies, decays, groups = zip(*segments, strict=True)
         beta1, beta2 = self.defaults["betas"]
         for group in self.param_groups:
             group["step"] = group.get("step", 0) + 1
@@ -62,13 +91,14 @@ class FusedLamb(Lamb):
                 ratio = (w_sq / u_sq) ** 0.5
             step_sizes.append(group["lr"] * ratio)
         self.ops.lamb_apply(
-            list(weights), list(exp_avgs), list(exp_avg_sqs), [None] * len(weights), list(decays),
+            list(weights), list(exp_avgs), list(exp_avg_sqs), list(copies), list(decays),
             step_sizes, beta1, beta2, eps, step,
         )  # fmt: skip
 
     def _segments(self) -> list[tuple]:
-        """(weight, gradient, exp_avg, exp_avg_sq, weight decay, group) per trust-ratio unit: a
-        parameter, or each chunk of a fused one (views along dim 0, so still contiguous)."""
+        """(fp32 weight, gradient, exp_avg, exp_avg_sq, bf16 copy or None, weight decay, group) per
+        trust-ratio unit: a parameter, or each chunk of a fused one (views along dim 0, so still
+        contiguous)."""
         segments = []
         for group in self.param_groups:
             if group["betas"] != self.defaults["betas"] or group["eps"] != self.defaults["eps"]:
@@ -76,16 +106,19 @@ class FusedLamb(Lamb):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                master = self.masters.get(p)
+                weight = p if master is None else master
                 state = self.state[p]
                 if not state:
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
+                    state["exp_avg"] = torch.zeros_like(weight)
+                    state["exp_avg_sq"] = torch.zeros_like(weight)
                 chunks = getattr(p, "lamb_chunks", 1) if group.get("adaptive", True) else 1
                 parts = zip(
-                    p.chunk(chunks),
+                    weight.chunk(chunks),
                     p.grad.contiguous().chunk(chunks),
                     state["exp_avg"].chunk(chunks),
                     state["exp_avg_sq"].chunk(chunks),
+                    p.chunk(chunks) if master is not None else [None] * chunks,
                     strict=True,
                 )
                 segments += [(*part, group["weight_decay"], group) for part in parts]

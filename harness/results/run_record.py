@@ -82,6 +82,9 @@ class RunRecord:
     parameters: int | None = None
     backend: str = "stock"
     backend_version: str | None = None
+    bf16_weights: bool | None = None
+    """fused under bf16 autocast: the GEMMs' weights were bf16 copies written by the optimizer
+    beside fp32 masters (harness.kernels.lamb), not cast by autocast every step."""
 
     # The steps (harness.train.metrics.MetricsProcessor.summary)
     steps_completed: int = 0

@@ -13,6 +13,7 @@ environment, never a requirement. Each run records the backend it used, and `com
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -44,6 +45,14 @@ def check_available(backend: str, flag: str = "--backend") -> None:
         kernels.compiler()
 
 
+def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:
+    """While the block runs, the model holds its fp32 weights (the masters of the fused backend's
+    bf16 copies): what a checkpoint saves and phase 2 starts from."""
+    from harness.kernels.lamb import FusedLamb
+
+    return optimizer.full_precision() if isinstance(optimizer, FusedLamb) else contextlib.nullcontext()
+
+
 def build(backends: Iterable[str], machine_key: str) -> None:
     """Before a plan's first run: compile the kernels the backends need, so that no run's steps
     pay for the build (a worker then loads it from the cache)."""
@@ -52,9 +61,16 @@ def build(backends: Iterable[str], machine_key: str) -> None:
 
 
 def prepare(
-    backend: str, model: torch.nn.Module, optimizer: Lamb, autocast: str | None, machine_key: str
+    backend: str,
+    model: torch.nn.Module,
+    optimizer: Lamb,
+    autocast: str | None,
+    machine_key: str,
+    distributed: bool = False,
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
-    """The model and optimizer to train with, and what to record about the backend."""
+    """The model and optimizer to train with, and what to record about the backend. fused under
+    bf16 autocast holds the Linear layers' weights in bf16 copies its optimizer writes, except
+    with several ranks: DDP would then average the gradients in bf16."""
     import torch
 
     if backend == "stock":
@@ -69,7 +85,20 @@ def prepare(
         from harness.kernels.lamb import FusedLamb
 
         fused = FusedLamb.like(optimizer, kernels.load(machine_key))
-        return model, fused, {"backend": "fused", "backend_version": kernels.build_key(machine_key)}
+        split = autocast == "bfloat16" and not distributed
+        if split:
+            fused.hold_in_bf16(
+                p for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()
+            )
+        return (
+            model,
+            fused,
+            {
+                "backend": "fused",
+                "backend_version": kernels.build_key(machine_key),
+                "bf16_weights": split,
+            },
+        )
     import intel_extension_for_pytorch as ipex
 
     # ipex.optimize re-lays the weights for its kernels and, for bf16, keeps fp32 master weights

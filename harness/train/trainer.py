@@ -122,7 +122,7 @@ class Trainer:
             self.start_step = resume(cfg, ranks.world_size, self.data, model, optimizer)
         model.train()
         self.model, self.optimizer, self.backend = backends.prepare(
-            cfg.backend, model, optimizer, self.mode.autocast, self.context.machine_key
+            cfg.backend, model, optimizer, self.mode.autocast, self.context.machine_key, ranks.distributed
         )
         self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
         if cfg.compile:  # dynamic: the MLM head's row count changes with every batch's masked tokens
@@ -278,7 +278,8 @@ class Trainer:
             complete=complete,
             config={**trajectory(cfg, self.ranks.world_size), "data_fingerprint": self.data_fingerprint},
         )
-        checkpoint.save(cfg.output / "model_save", self.model, self.model_cfg, state)
+        with backends.full_precision(self.optimizer):
+            checkpoint.save(cfg.output / "model_save", self.model, self.model_cfg, state)
 
     def finish(self, status: Status, error: str | None) -> Status:
         """Close the recorders and write the result (rank 0)."""

@@ -145,3 +145,44 @@ def test_bert_tiny_steps_like_lamb(fused_ops):
     assert float(reference.step()) == pytest.approx(exact, rel=1e-4)
     for (name, e), f in zip(eager_model.named_parameters(), fused_model.parameters(), strict=True):
         torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
+    """hold_in_bf16: the update runs on the fp32 masters from the bf16 gradients, bit for bit as
+    on fp32 weights given the same gradients, and writes each copy rounded to nearest even."""
+    params, decays, grads = _problem(5, 1.0)
+    plain, reference = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    split, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    optimizer.hold_in_bf16(split)
+    for step_grads in grads:
+        for p, s, g in zip(plain, split, step_grads, strict=True):
+            s.grad = g.bfloat16()
+            p.grad = s.grad.float()
+        reference.step()
+        optimizer.step()
+    for p, s in zip(plain, split, strict=True):
+        assert s.dtype == torch.bfloat16 and torch.equal(optimizer.masters[s], p.detach())
+        assert torch.equal(s.detach(), p.detach().to(torch.bfloat16))
+        assert optimizer.state[s]["exp_avg"].dtype == torch.float32
+
+
+def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
+    """The saved model holds the fp32 weights, not their bf16 copies; the copies are back after."""
+    from harness.train import backends, checkpoint
+
+    cfg = NAMED_CONFIGS["bert-tiny"]
+    model = BertForPreTraining(cfg)
+    fp32 = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = FusedLamb(parameter_groups(model, 0.01), ops=fused_ops)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    optimizer.hold_in_bf16(p for m in linears for p in m.parameters())
+    state = checkpoint.TrainingState(
+        step=0, phase=1, precision="bf16", optimizer={}, rng=torch.get_rng_state(), complete=False, config={}
+    )
+    with backends.full_precision(optimizer):
+        checkpoint.save(tmp_path / "model_save", model, cfg, state)
+    assert linears[0].weight.dtype == torch.bfloat16
+    reloaded = BertForPreTraining(cfg)
+    checkpoint.load_weights(tmp_path / "model_save", reloaded)
+    for name, value in reloaded.state_dict().items():
+        assert torch.equal(value, fp32[name]), name

@@ -25,6 +25,8 @@ from harness.errors import HarnessError
 from harness.precision import gemm_route
 from harness.results.files import read_metrics, read_result
 from harness.results.stats import Spread, ratio
+from harness.train import backends
+from harness.train.backends import check_available
 
 if TYPE_CHECKING:
     from harness.launch.job import WorkerContext
@@ -39,7 +41,7 @@ def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
     return checked(next(iter(training_loader(data, batch_size, seed=0, workers=0, vocab_size=vocab))))
 
 
-def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
+def _ours(model_name: str, raw: dict, mode, backend: str, machine_key: str) -> tuple[Callable[[], None], int]:
 
     from harness.models import BertForPreTraining, Lamb, load_config
     from harness.models.lamb import parameter_groups
@@ -47,6 +49,7 @@ def _ours(model_name: str, raw: dict, mode) -> tuple[Callable[[], None], int]:
 
     model = BertForPreTraining(load_config(model_name)).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
+    model, optimizer, _ = backends.prepare(backend, model, optimizer, mode.autocast, machine_key)
     batch = to_batch(raw)
 
     def step() -> None:
@@ -103,7 +106,7 @@ def _hugging_face(model_name: str, raw: dict, mode) -> tuple[Callable[[], None],
     return step, flops
 
 
-IMPLEMENTATIONS = {"harness": _ours, "hugging-face": _hugging_face}
+IMPLEMENTATIONS = ("harness", "hugging-face")
 
 
 def _top_operators(step: Callable[[], None], top: int) -> list[dict]:
@@ -143,6 +146,9 @@ class PeerSpec:
     in the first steps (docs/measurements.md: BERT-Large needs four)."""
     top: int = 12
     """Operators listed from one profiled step (0: no profile)."""
+    backend: str = "stock"
+    """Our step's backend, as `harness train --backend`: stock or fused (the kernels are built
+    before the first worker starts)."""
     fp32_gemm: str = "auto"
     """Where our step's fp32 GEMMs go: auto, mkl or onednn (as `harness train --fp32-gemm`);
     Hugging Face's step runs as stock PyTorch runs it."""
@@ -159,6 +165,9 @@ class PeerSpec:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
             raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
         gemm_route.check_choice(self.fp32_gemm)
+        if self.backend not in ("stock", "fused"):
+            raise HarnessError(f"--backend {self.backend}: expected stock or fused")
+        check_available(self.backend)
         if self.phase not in (1, 2):
             raise HarnessError(f"--phase must be 1 or 2, got {self.phase}")
 
@@ -175,7 +184,10 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
     else:  # stock PyTorch's own choice
         route = gemm_route.choose("mkl", mode, context.amx_usable, None)
     raw = first_batch(spec.dataset, spec.phase, spec.batch_size, load_config(spec.model).vocab_size)
-    step, flops = IMPLEMENTATIONS[impl](spec.model, raw, mode)
+    if impl == "harness":
+        step, flops = _ours(spec.model, raw, mode, spec.backend, context.machine_key)
+    else:
+        step, flops = _hugging_face(spec.model, raw, mode)
     for _ in range(spec.warmup):
         step()
     times, faults = [], []
@@ -187,6 +199,7 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return {
         "impl": impl,
+        "backend": spec.backend if impl == "harness" else "transformers",
         "precision": mode.name,
         "model": spec.model,
         "batch_size": spec.batch_size,
@@ -211,7 +224,16 @@ def merge(rounds: list[dict]) -> dict:
     return {
         **{
             k: first[k]
-            for k in ("impl", "precision", "model", "batch_size", "seq_len", "threads", "fp32_gemm")
+            for k in (
+                "impl",
+                "backend",
+                "precision",
+                "model",
+                "batch_size",
+                "seq_len",
+                "threads",
+                "fp32_gemm",
+            )
         },
         "rounds": len(rounds),
         "steps": times.n,
@@ -261,6 +283,7 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
             eval_examples=8,
             log_every=1000,
             fp32_gemm=spec.fp32_gemm,
+            backend=spec.backend,
         )
         options = LaunchOptions(",".join(map(str, cores)), emulated, system_malloc=spec.system_malloc)
         done = start_training(cfg, get_precision(name), options)
@@ -271,6 +294,7 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
     timed = [m for m in steps if m.step not in r.cold_steps]
     return {
         "impl": "harness train",
+        "backend": spec.backend,
         "precision": name,
         "model": spec.model,
         "batch_size": spec.batch_size,
@@ -307,6 +331,7 @@ def run_peer(
     # every mode admitted before any is measured: a refusal after an hour of fp32 would lose it
     modes = [get_precision(name) for name in precisions]
     contexts = [admitted(mode, platform, cores, allow_emulation, "--precisions") for mode in modes]
+    backends.build([spec.backend], contexts[0].machine_key)
     for mode, context in zip(modes, contexts, strict=True):
         name = mode.name
         runs: dict[str, list[dict]] = {}
@@ -344,7 +369,8 @@ def format_rows(rows: list[dict]) -> str:
     first = rows[0]
     lines = [
         f"{first['model']}, batch {first['batch_size']} x seq {first['seq_len']}, {first['threads']} "
-        f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}",
+        f"threads, {first['steps']} timed steps each, malloc: {first['malloc']}, harness backend: "
+        f"{first['backend']}",
         f"{'precision':<10} {'implementation':<14} {'step s':>8} {'p10..p90 s':>15} {'seq/s':>7} "
         f"{'TFLOP/s':>8} {'MFU':>6} {'peak RSS':>9} {'faults/step':>11} {'fp32 GEMMs':>10}",
     ]

@@ -53,3 +53,39 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tm
         assert any(g["flops"] for g in r["gemms"]["groups"])
     assert "GEMMs of one fp32 harness step, verbose on: " in proc.stdout
     assert train["gemms"] is None
+
+
+def test_peer_benchmark_runs_our_step_on_the_fused_backend(capfd, monkeypatch, synth_dir, tmp_path):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    out = tmp_path / "peer.json"
+    proc = launch(
+        capfd,
+        "bench",
+        "peer",
+        "--model",
+        "bert-tiny",
+        "--precisions",
+        "fp32",
+        "--backend",
+        "fused",
+        "--steps",
+        2,
+        "--warmup",
+        1,
+        "--top",
+        0,
+        "--dataset",
+        synth_dir,
+        "--json",
+        out,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # built once, by the parent, before the first worker
+    assert proc.stderr.count("building the fused kernels") == 1
+    rows = json.loads(out.read_text())
+    assert [(r["impl"], r["backend"]) for r in rows] == [
+        ("harness", "fused"),
+        ("hugging-face", "transformers"),
+        ("harness train", "fused"),
+    ]
+    assert "harness backend: fused" in proc.stdout

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import DISK_FULL_EXIT, folder_lock
+from harness.files import DISK_FULL_EXIT, check_folder, folder_lock
 from harness.launch.launchers import LaunchOptions, start_training
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect, fingerprint_key
@@ -210,8 +210,7 @@ class Comparison:
 def check_output(output: Path, resume: bool) -> None:
     """--output is new, empty, or (with --resume, and only then) a comparison's own folder: a
     folder the harness did not write is never written into, and --resume needs a plan to finish."""
-    if output.exists() and not output.is_dir():
-        raise HarnessError(f"--output {output}: is a file; expected a folder for the comparison")
+    check_folder(output, "--output")
     if plan_exists(output):
         if not resume:
             raise HarnessError(

@@ -54,7 +54,10 @@ def test_compare_refuses_a_folder_it_did_not_write_and_touches_nothing(capsys, t
         check_output(Path("/"), resume=False)
     (tmp_path / "file").write_text("x")
     line = refused(capsys, *SMOKE, "--output", tmp_path / "file")
-    assert "expected a folder for the comparison" in line
+    assert (
+        line
+        == f"harness: --output {tmp_path / 'file'}: {tmp_path / 'file'} is a file; expected a directory\n"
+    )
 
 
 def test_compare_resume_needs_a_plan_and_touches_nothing_without_one(capsys, runsets):

@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 from harness.precision.roofline import store_path
 
 SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
-FLAGS = ["-O3", "-march=native", "-fopenmp"]
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 
 
 def compiler() -> str:

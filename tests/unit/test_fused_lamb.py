@@ -111,9 +111,13 @@ def test_bf16_gradients_are_read_exactly_and_the_bf16_copy_is_rounded_to_nearest
     grads = [torch.randn(100003).bfloat16(), torch.randn(33).bfloat16()]
     from_bf16 = _one_pass(fused_ops, grads, 2, copies=True)
     from_fp32 = _one_pass(fused_ops, [g.float() for g in grads], 2, copies=True)
-    assert torch.equal(from_bf16[0], from_fp32[0])
-    for a, b in zip(from_bf16[1:], from_fp32[1:], strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # the moments element by element: the same bits; the norms' sums are vectorised per type, so
+    # their order (and last bits) may differ, and the weights with them by the step's last bits
+    for moments_bf16, moments_fp32 in zip(from_bf16[2:4], from_fp32[2:4], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(moments_bf16, moments_fp32, strict=True))
+    torch.testing.assert_close(from_bf16[0], from_fp32[0], rtol=1e-12, atol=0)
+    for a, b in zip(from_bf16[1], from_fp32[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     for weight, rounded in zip(from_bf16[1], from_bf16[4], strict=True):
         assert torch.equal(rounded, weight.to(torch.bfloat16))
 
@@ -148,8 +152,9 @@ def test_bert_tiny_steps_like_lamb(fused_ops):
 
 
 def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
-    """hold_in_bf16: the update runs on the fp32 masters from the bf16 gradients, bit for bit as
-    on fp32 weights given the same gradients, and writes each copy rounded to nearest even."""
+    """hold_in_bf16: the update runs on the fp32 masters from the bf16 gradients as on fp32 weights
+    given the same gradients (to the last bits of the norms' sums), and writes each copy rounded to
+    nearest even."""
     params, decays, grads = _problem(5, 1.0)
     plain, reference = _optimizer(FusedLamb, params, decays, ops=fused_ops)
     split, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
@@ -161,9 +166,9 @@ def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
         reference.step()
         optimizer.step()
     for p, s in zip(plain, split, strict=True):
-        assert s.dtype == torch.bfloat16 and torch.equal(optimizer.masters[s], p.detach())
-        assert torch.equal(s.detach(), p.detach().to(torch.bfloat16))
-        assert optimizer.state[s]["exp_avg"].dtype == torch.float32
+        assert s.dtype == torch.bfloat16 and optimizer.state[s]["exp_avg"].dtype == torch.float32
+        torch.testing.assert_close(optimizer.masters[s], p.detach(), rtol=1e-6, atol=1e-7)
+        assert torch.equal(s.detach(), optimizer.masters[s].to(torch.bfloat16))
 
 
 def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):

@@ -3,7 +3,8 @@ extension (IPEX).
 
 fused keeps the model and its GEMMs (oneDNN/MKL through ATen, so the kernel census still proves
 the ISA) and runs the work around them in kernels of our own (harness.kernels), compiled for this
-CPU on first use.
+CPU on first use: LAMB, and dropout + residual + LayerNorm after the attention output and FFN
+GEMMs.
 
 intel-extension-for-pytorch is archived upstream and its last release (2.8) requires torch
 2.8.*, while the harness pins torch 2.13.0: IPEX is an option a user installs into its own
@@ -83,8 +84,11 @@ def prepare(
         )
     if backend == "fused":
         from harness.kernels.lamb import FusedLamb
+        from harness.kernels.layers import fuse
 
-        fused = FusedLamb.like(optimizer, kernels.load(machine_key))
+        ops = kernels.load(machine_key)
+        fuse(model, ops)
+        fused = FusedLamb.like(optimizer, ops)
         split = autocast == "bfloat16" and not distributed
         if split:
             fused.hold_in_bf16(

@@ -37,8 +37,11 @@ def test_compare_builds_once_and_fused_follows_stock(capfd, monkeypatch, synth_d
     stock, _ = metrics(out / "runs" / "p1-fp32-r0")
     fused, _ = metrics(out / "runs" / "p1-fp32-fused-r0")
     assert len(stock) == len(fused) == 8
-    # the same model, data and dropout masks; LAMB's fp32 sums run in another order, so the
-    # weights drift apart by rounding only: every step's loss within 1e-4 relative
+    # the same model, data and initial weights; the fused layers draw their dropout masks from
+    # another generator (the same keep probability) and LAMB sums in another order, so the runs
+    # differ by dropout's noise: every step within 1%, their mean loss within 0.1% (bert-tiny
+    # here: at most 0.2% and 0.005% over 60 steps, docs/fused.md)
     for s, f in zip(stock, fused, strict=True):
-        assert abs(f["loss"] - s["loss"]) <= 1e-4 * s["loss"], (s["step"], s["loss"], f["loss"])
-        assert abs(f["grad_norm"] - s["grad_norm"]) <= 1e-3 * s["grad_norm"]
+        assert abs(f["loss"] - s["loss"]) <= 0.01 * s["loss"], (s["step"], s["loss"], f["loss"])
+    mean = [sum(r["loss"] for r in run) / len(run) for run in (stock, fused)]
+    assert abs(mean[1] - mean[0]) <= 1e-3 * mean[0]

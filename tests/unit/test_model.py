@@ -5,33 +5,14 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from batches import random_batch
 
 from harness.errors import HarnessError
-from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining, PretrainingBatch, load_config
+from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining, load_config
 from harness.models.flops import training_step_flops
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 
 TINY = NAMED_CONFIGS["bert-tiny"]
-
-
-def random_batch(B=3, S=32, P=6, real=24, seed=0) -> PretrainingBatch:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(999, 30522, (B, S), generator=g)
-    mask = torch.zeros(B, S, dtype=torch.long)
-    mask[:, :real] = 1
-    ids[mask == 0] = 0
-    positions = torch.stack([torch.randperm(real - 2, generator=g)[:P] + 1 for _ in range(B)])
-    weights = torch.ones(B, P)
-    weights[0, -2:] = 0  # padding slots
-    return PretrainingBatch(
-        ids,
-        mask,
-        (torch.arange(S) >= S // 2).long().expand(B, S).clone(),
-        positions,
-        torch.randint(999, 30522, (B, P), generator=g),
-        weights,
-        torch.tensor([0, 1, 0][:B]),
-    )
 
 
 def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():

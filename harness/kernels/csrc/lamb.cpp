@@ -220,9 +220,3 @@ void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Te
     }
   }
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
-  m.def("lamb_moments", &lamb_moments, "LAMB pass 1: moments in place; per segment ||w||^2, ||u||^2");
-  m.def("lamb_apply", &lamb_apply, "LAMB pass 2: w -= step_size * u, optionally a bf16 copy");
-}

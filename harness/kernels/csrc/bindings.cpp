@@ -1,0 +1,35 @@
+// The Python module of the fused backend's kernels (harness.kernels.load): one binding per kernel,
+// defined in the file of its concept.
+#include <torch/extension.h>
+
+#include <optional>
+#include <vector>
+
+at::Tensor sum_squares(const std::vector<at::Tensor>& xs);
+at::Tensor lamb_moments(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
+                        const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+                        const std::vector<double>& weight_decays, double beta1, double beta2, double eps,
+                        int64_t step, double grad_scale);
+void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& exp_avgs,
+                const std::vector<at::Tensor>& exp_avg_sqs, const std::vector<std::optional<at::Tensor>>& bf16_copies,
+                const std::vector<double>& weight_decays, const std::vector<double>& step_sizes, double beta1,
+                double beta2, double eps, int64_t step);
+std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& residual,
+                                                 const at::Tensor& gamma, const at::Tensor& beta, double p,
+                                                 double eps, int64_t seed);
+std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& h,
+                                                  const at::Tensor& mean, const at::Tensor& rstd,
+                                                  const at::Tensor& gamma, double p, int64_t seed,
+                                                  at::ScalarType y_dtype);
+at::Tensor dropout_keep_mask(int64_t n, double p, int64_t seed);
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
+  m.def("lamb_moments", &lamb_moments, "LAMB pass 1: moments in place; per segment ||w||^2, ||u||^2");
+  m.def("lamb_apply", &lamb_apply, "LAMB pass 2: w -= step_size * u, optionally a bf16 copy");
+  m.def("dropout_add_norm_forward", &dropout_add_norm_forward,
+        "LayerNorm(dropout(y) + residual): (out, h, mean, rstd)");
+  m.def("dropout_add_norm_backward", &dropout_add_norm_backward,
+        "its backward: (dy, dresidual, dgamma, dbeta)");
+  m.def("dropout_keep_mask", &dropout_keep_mask, "the keep mask of elements [0, n) under a seed");
+}

@@ -1,0 +1,249 @@
+// dropout -> add the residual -> LayerNorm, BERT's post-norm step after the attention output and
+// the FFN output GEMMs, forward and backward in one pass over each row (harness.kernels.layers).
+//
+// The dropout mask comes from Philox4x32-10 (Salmon et al. 2011, the counter-based generator of
+// cuRAND and JAX), keyed by a per-call seed and counted by the element's index: it is drawn inside
+// the kernel that applies it and drawn again, not stored, in the backward pass. Each 128-bit
+// output gives eight 16-bit lanes, one per element; an element is dropped when its lane is below
+// round(p * 65536), and kept ones are scaled by 65536 / (65536 - dropped), as
+// harness.models.dropout does: the same keep probability, unbiased, from another generator.
+//
+// Forward saves h = dropout(y) + residual (fp32) and each row's mean and 1/std; the backward
+// needs nothing else. The LayerNorm weight and bias gradients are summed over fixed blocks of
+// rows, in block order: the same bits on any thread count.
+#include <torch/extension.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kRowsPerBlock = 16;
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+
+inline float load(const at::BFloat16* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline void store(float* p, int64_t i, float v) { p[i] = v; }
+
+inline void store(at::BFloat16* p, int64_t i, float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  reinterpret_cast<uint16_t*>(p)[i] = v != v ? static_cast<uint16_t>(0x7FC0u) : static_cast<uint16_t>(rounded);
+}
+
+// The 16-bit lanes of elements [first, first + n): Philox4x32-10 of counter (g, 0, 0, 0) and key
+// (seed), for each group g of eight elements, its four 32-bit words taken as eight lanes. Drawn
+// into `words` (room for 4 * (n / 8 + 2)); returns where element `first`'s lane is. The groups are
+// independent: the loop over them vectorises (32 x 32 -> 64-bit multiplies), the rounds unrolled.
+const uint16_t* draw_lanes(uint64_t seed, int64_t first, int64_t n, std::vector<uint32_t>& words) {
+  const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
+  const int64_t group0 = first / 8, groups = (first + n + 7) / 8 - group0;
+  uint32_t* w = words.data();
+#pragma omp simd
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint64_t counter = static_cast<uint64_t>(group0 + g);
+    uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = key0, k1 = key1;
+#pragma GCC unroll 10
+    for (int round = 0; round < 10; ++round) {
+      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+      const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+      const uint32_t next0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+      const uint32_t next2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+      c1 = static_cast<uint32_t>(p1);
+      c3 = static_cast<uint32_t>(p0);
+      c0 = next0;
+      c2 = next2;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    w[4 * g] = c0;
+    w[4 * g + 1] = c1;
+    w[4 * g + 2] = c2;
+    w[4 * g + 3] = c3;
+  }
+  return reinterpret_cast<const uint16_t*>(w) + (first - group0 * 8);
+}
+
+struct Dropout {
+  uint32_t dropped;  // lanes below this drop their element
+  float scale;
+};
+
+Dropout dropout_of(double p) {
+  TORCH_CHECK(p >= 0 && p < 1, "dropout probability must be in [0, 1)");
+  const uint32_t dropped = static_cast<uint32_t>(std::lround(p * 65536.0));
+  TORCH_CHECK(dropped < 65536, "dropout probability too close to 1 for 16-bit lanes");
+  return {dropped, static_cast<float>(65536.0 / (65536.0 - dropped))};
+}
+
+template <typename T>
+void forward_rows(const T* y, const float* res, const float* gamma, const float* beta, float* out, float* h,
+                  float* mean, float* rstd, int64_t rows, int64_t width, Dropout d, uint64_t seed, float eps) {
+#pragma omp parallel
+  {
+    std::vector<uint32_t> buffer(4 * (width / 8 + 2));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t base = r * width;
+      const uint16_t* lanes = draw_lanes(seed, base, width, buffer);
+      float* hr = h + base;
+      double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < width; ++i) {
+        const float kept = lanes[i] >= d.dropped ? load(y, base + i) * d.scale : 0.f;
+        hr[i] = kept + res[base + i];
+        sum += hr[i];
+      }
+      const float mu = static_cast<float>(sum / width);
+      double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
+      for (int64_t i = 0; i < width; ++i) sq += static_cast<double>(hr[i] - mu) * (hr[i] - mu);
+      const float inv = 1.f / std::sqrt(static_cast<float>(sq / width) + eps);
+      mean[r] = mu;
+      rstd[r] = inv;
+      float* o = out + base;
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) o[i] = (hr[i] - mu) * inv * gamma[i] + beta[i];
+    }
+  }
+}
+
+template <typename T>
+void backward_rows(const float* grad, const float* h, const float* mean, const float* rstd, const float* gamma,
+                   T* dy, float* dres, float* dgamma_blocks, float* dbeta_blocks, int64_t rows, int64_t width,
+                   Dropout d, uint64_t seed) {
+  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+#pragma omp parallel
+  {
+    std::vector<uint32_t> buffer(4 * (width / 8 + 2));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      float* dg = dgamma_blocks + b * width;
+      float* db = dbeta_blocks + b * width;
+      for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
+        const int64_t base = r * width;
+        const float* g = grad + base;
+        const float* hr = h + base;
+        const float mu = mean[r], inv = rstd[r];
+        double c1 = 0.0, c2 = 0.0;
+#pragma omp simd reduction(+ : c1, c2)
+        for (int64_t i = 0; i < width; ++i) {
+          const float xhat = (hr[i] - mu) * inv;
+          const float gx = g[i] * gamma[i];
+          c1 += gx;
+          c2 += static_cast<double>(gx) * xhat;
+          dg[i] += g[i] * xhat;
+          db[i] += g[i];
+        }
+        const float m1 = static_cast<float>(c1 / width), m2 = static_cast<float>(c2 / width);
+        const uint16_t* lanes = draw_lanes(seed, base, width, buffer);
+#pragma omp simd
+        for (int64_t i = 0; i < width; ++i) {
+          const float xhat = (hr[i] - mu) * inv;
+          const float dh = inv * (g[i] * gamma[i] - m1 - xhat * m2);
+          dres[base + i] = dh;
+          store(dy, base + i, lanes[i] >= d.dropped ? dh * d.scale : 0.f);
+        }
+      }
+    }
+  }
+}
+
+void check(const at::Tensor& t, const char* what, at::ScalarType type) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == type, what,
+              " must be a contiguous CPU tensor of ", type);
+}
+
+}  // namespace
+
+// y: [rows, width] float32 or bfloat16 (the dense layer's output); residual [rows, width] float32;
+// gamma, beta [width] float32. Returns (out, h, mean, rstd): the LayerNorm output (float32), and
+// what the backward pass needs.
+std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& residual,
+                                                 const at::Tensor& gamma, const at::Tensor& beta, double p,
+                                                 double eps, int64_t seed) {
+  TORCH_CHECK(y.dim() == 2 && residual.sizes() == y.sizes(), "y and residual must be [rows, width] alike");
+  TORCH_CHECK(y.is_contiguous() && (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16),
+              "y must be a contiguous float32 or bfloat16 tensor");
+  check(residual, "residual", at::kFloat);
+  check(gamma, "gamma", at::kFloat);
+  check(beta, "beta", at::kFloat);
+  const int64_t rows = y.size(0), width = y.size(1);
+  TORCH_CHECK(gamma.numel() == width && beta.numel() == width, "gamma and beta must have the rows' width");
+  auto out = at::empty({rows, width}, residual.options());
+  auto h = at::empty({rows, width}, residual.options());
+  auto mean = at::empty({rows}, residual.options());
+  auto rstd = at::empty({rows}, residual.options());
+  const Dropout d = dropout_of(p);
+  if (y.scalar_type() == at::kFloat)
+    forward_rows(y.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(), beta.data_ptr<float>(),
+                 out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows,
+                 width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
+  else
+    forward_rows(y.data_ptr<at::BFloat16>(), residual.data_ptr<float>(), gamma.data_ptr<float>(),
+                 beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
+                 rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
+  return {out, h, mean, rstd};
+}
+
+// grad: [rows, width] float32, the LayerNorm output's gradient. Returns (dy in y_dtype, dresidual,
+// dgamma, dbeta).
+std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& h,
+                                                  const at::Tensor& mean, const at::Tensor& rstd,
+                                                  const at::Tensor& gamma, double p, int64_t seed,
+                                                  at::ScalarType y_dtype) {
+  check(grad, "grad", at::kFloat);
+  check(h, "h", at::kFloat);
+  check(gamma, "gamma", at::kFloat);
+  TORCH_CHECK(grad.sizes() == h.sizes() && grad.dim() == 2, "grad and h must be [rows, width] alike");
+  TORCH_CHECK(y_dtype == at::kFloat || y_dtype == at::kBFloat16, "y_dtype must be float32 or bfloat16");
+  const int64_t rows = grad.size(0), width = grad.size(1);
+  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  auto dy = at::empty({rows, width}, grad.options().dtype(y_dtype));
+  auto dres = at::empty({rows, width}, grad.options());
+  auto dgamma_blocks = at::zeros({blocks, width}, grad.options());
+  auto dbeta_blocks = at::zeros({blocks, width}, grad.options());
+  const Dropout d = dropout_of(p);
+  if (y_dtype == at::kFloat)
+    backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+                  gamma.data_ptr<float>(), dy.data_ptr<float>(), dres.data_ptr<float>(),
+                  dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
+                  static_cast<uint64_t>(seed));
+  else
+    backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+                  gamma.data_ptr<float>(), dy.data_ptr<at::BFloat16>(), dres.data_ptr<float>(),
+                  dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
+                  static_cast<uint64_t>(seed));
+  // the blocks' partial sums added in block order: the same bits on any thread count
+  auto dgamma = at::zeros({width}, grad.options());
+  auto dbeta = at::zeros({width}, grad.options());
+  float *dg = dgamma.data_ptr<float>(), *db = dbeta.data_ptr<float>();
+  const float *gb = dgamma_blocks.data_ptr<float>(), *bb = dbeta_blocks.data_ptr<float>();
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = 0; i < width; ++i) {
+      dg[i] += gb[b * width + i];
+      db[i] += bb[b * width + i];
+    }
+  return {dy, dres, dgamma, dbeta};
+}
+
+// The keep mask the kernels draw for elements [0, n) under `seed`, as bool: for tests.
+at::Tensor dropout_keep_mask(int64_t n, double p, int64_t seed) {
+  const Dropout d = dropout_of(p);
+  std::vector<uint32_t> buffer(4 * (n / 8 + 2));
+  const uint16_t* lanes = draw_lanes(static_cast<uint64_t>(seed), 0, n, buffer);
+  auto keep = at::empty({n}, at::kBool);
+  bool* k = keep.data_ptr<bool>();
+  for (int64_t i = 0; i < n; ++i) k[i] = lanes[i] >= d.dropped;
+  return keep;
+}

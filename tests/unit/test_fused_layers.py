@@ -1,0 +1,114 @@
+"""The fused dropout + residual + LayerNorm kernel (harness/kernels/csrc/dropout_add_norm.cpp)
+against the eager reference, forward and backward, and the model with it."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from batches import random_batch
+
+from harness.kernels.layers import SEEDS, FusedDenseResidualNorm, dropout_add_norm, fuse
+from harness.models import NAMED_CONFIGS, BertForPreTraining
+
+# Random123's known answer for Philox4x32-10, counter 0 and key 0 (its kat_vectors file)
+PHILOX_ZERO = (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
+
+
+def test_the_mask_is_philox4x32_10(fused_ops):
+    lanes = [w >> s & 0xFFFF for w in PHILOX_ZERO for s in (0, 16)]
+    p = 0.5
+    dropped = round(p * 65536)
+    assert fused_ops.dropout_keep_mask(8, p, 0).tolist() == [lane >= dropped for lane in lanes]
+
+
+def test_the_keep_probability_is_the_one_asked_for(fused_ops):
+    n, p = 1 << 20, 0.1
+    kept = float(fused_ops.dropout_keep_mask(n, p, 12345).float().mean())
+    expected = 1 - round(p * 65536) / 65536
+    # five binomial standard deviations
+    assert abs(kept - expected) < 5 * (expected * (1 - expected) / n) ** 0.5
+    other = fused_ops.dropout_keep_mask(n, p, 12346)
+    assert not torch.equal(other, fused_ops.dropout_keep_mask(n, p, 12345))
+
+
+def _reference(y, residual, norm, keep, scale):
+    h = torch.where(keep, y.float() * scale, 0.0) + residual
+    return F.layer_norm(h, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(2, 5, 24), (3, 1, 37)])  # odd widths; 37 is no multiple of 8
+def test_forward_and_backward_follow_the_eager_reference(fused_ops, dtype, p, shape):
+    torch.manual_seed(0)
+    width = shape[-1]
+    norm = torch.nn.LayerNorm(width, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    y = torch.randn(shape, dtype=dtype, requires_grad=True)
+    residual = torch.randn(shape, requires_grad=True)
+    torch.manual_seed(7)
+    seed = int(torch.randint(SEEDS, (1,))) if p > 0 else 0
+    torch.manual_seed(7)
+    out = dropout_add_norm(y, residual, norm, p, fused_ops)
+    assert out.dtype == torch.float32
+    n = y.numel()
+    keep = fused_ops.dropout_keep_mask(n, p, seed).view(shape)
+    scale = 65536 / (65536 - round(p * 65536))
+    y_ref = y.detach().clone().requires_grad_()
+    residual_ref = residual.detach().clone().requires_grad_()
+    norm_ref = torch.nn.LayerNorm(width, eps=1e-12)
+    norm_ref.load_state_dict(norm.state_dict())
+    want = _reference(y_ref, residual_ref, norm_ref, keep, scale)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(shape)
+    out.backward(grad)
+    want.backward(grad)
+    assert y.grad.dtype == dtype
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(y.grad, y_ref.grad, **tol)
+    torch.testing.assert_close(residual.grad, residual_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(norm.weight.grad, norm_ref.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norm.bias.grad, norm_ref.bias.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_the_same_bits_on_any_thread_count(fused_ops):
+    torch.manual_seed(1)
+    y, residual = torch.randn(300, 64), torch.randn(300, 64)
+    gamma, beta, grad = torch.rand(64) + 0.5, torch.randn(64), torch.randn(300, 64)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out, h, mean, rstd = fused_ops.dropout_add_norm_forward(y, residual, gamma, beta, 0.1, 1e-12, 99)
+            back = fused_ops.dropout_add_norm_backward(grad, h, mean, rstd, gamma, 0.1, 99, torch.float32)
+            results.append([out, *back])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_a_fused_model_computes_what_the_stock_one_does(fused_ops):
+    """bert-tiny without dropout: the same loss and gradients through the fused layers, whose
+    parameters and names stay those of the model."""
+    cfg = dataclasses.replace(
+        NAMED_CONFIGS["bert-tiny"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    torch.manual_seed(0)
+    stock = BertForPreTraining(cfg).train()
+    fused = BertForPreTraining(cfg).train()
+    fused.load_state_dict(stock.state_dict())
+    names = list(dict(fused.named_parameters()))
+    fuse(fused, fused_ops)
+    assert list(dict(fused.named_parameters())) == names
+    assert sum(isinstance(m, FusedDenseResidualNorm) for m in fused.modules()) == 2 * cfg.num_hidden_layers
+    batch = random_batch()
+    for model in (stock, fused):
+        model(batch).loss.backward()
+    with torch.no_grad():
+        assert float(fused(batch).loss) == pytest.approx(float(stock(batch).loss), rel=1e-5)
+    for (name, a), b in zip(stock.named_parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)

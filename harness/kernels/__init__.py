@@ -23,7 +23,9 @@ from types import ModuleType
 from harness.errors import HarnessError
 from harness.precision.roofline import store_path
 
-SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = sorted(CSRC.glob("*.cpp"))
+HEADERS = sorted(CSRC.glob("*.h"))
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 
 
@@ -60,7 +62,7 @@ def build_key(machine_key: str) -> str:
     digest = hashlib.sha256()
     for part in (machine_key, torch.__version__, version, *FLAGS):
         digest.update(part.encode() + b"\0")
-    for source in SOURCES:
+    for source in (*SOURCES, *HEADERS):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
 

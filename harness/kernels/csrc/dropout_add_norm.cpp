@@ -13,6 +13,8 @@
 // rows, in block order: the same bits on any thread count.
 #include <torch/extension.h>
 
+#include "elements.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,25 +22,10 @@
 
 namespace {
 
+using harness_kernels::load;
+using harness_kernels::store;
+
 constexpr int64_t kRowsPerBlock = 16;
-
-inline float load(const float* p, int64_t i) { return p[i]; }
-
-inline float load(const at::BFloat16* p, int64_t i) {
-  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-inline void store(float* p, int64_t i, float v) { p[i] = v; }
-
-inline void store(at::BFloat16* p, int64_t i, float v) {
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  reinterpret_cast<uint16_t*>(p)[i] = v != v ? static_cast<uint16_t>(0x7FC0u) : static_cast<uint16_t>(rounded);
-}
 
 // The 16-bit lanes of elements [first, first + n): Philox4x32-10 of counter (g, 0, 0, 0) and key
 // (seed), for each group g of eight elements, its four 32-bit words taken as eight lanes. Drawn

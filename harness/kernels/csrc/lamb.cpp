@@ -12,6 +12,8 @@
 // bits on 1 or 64 threads.
 #include <torch/extension.h>
 
+#include "elements.h"
+
 #include <omp.h>
 
 #include <cmath>
@@ -20,6 +22,9 @@
 #include <vector>
 
 namespace {
+
+using harness_kernels::load;
+using harness_kernels::to_bf16;
 
 constexpr int64_t kBlock = 1 << 15;  // elements per work item: 128 KiB of fp32, in L2
 
@@ -32,23 +37,6 @@ std::vector<Block> blocks_of(const std::vector<int64_t>& sizes) {
   for (int64_t s = 0; s < static_cast<int64_t>(sizes.size()); ++s)
     for (int64_t b = 0; b < sizes[s]; b += kBlock) blocks.push_back({s, b, std::min(sizes[s], b + kBlock)});
   return blocks;
-}
-
-inline float load(const float* p, int64_t i) { return p[i]; }
-
-inline float load(const at::BFloat16* p, int64_t i) {
-  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-// Round to nearest even, as torch's .to(torch.bfloat16); NaN stays a (quiet) NaN.
-inline uint16_t to_bf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  return f != f ? static_cast<uint16_t>(0x7FC0u) : static_cast<uint16_t>(rounded);
 }
 
 void check_segment(const at::Tensor& t, const char* what) {

@@ -8,7 +8,7 @@
 #           named config such as bert-large) or CHECKPOINT_DIR (phase 2: phase 1's model_save).
 # Optional: SCRIPT (run_bert_pretrain_phase1.sh or run_bert_pretrain_phase2.sh; default phase 1),
 #           IMAGE (default harness:latest, built from this folder's Dockerfile), TRAIN_STEPS,
-#           BATCH_SIZE, HARNESS_ARGS (passed into the container), DOCKER (default docker).
+#           BATCH_SIZE, BACKEND, HARNESS_ARGS (passed into the container), DOCKER (default docker).
 #
 # Host folders are mounted at the same paths inside the container, so the paths phase 1 writes
 # (OUTPUT_DIR/model_save) are the ones phase 2 is given. The dataset and a config file are
@@ -63,7 +63,7 @@ else
     CHECKPOINT_DIR=$(absolute "$CHECKPOINT_DIR")
     args+=(-v "$CHECKPOINT_DIR:$CHECKPOINT_DIR:ro" -e "CHECKPOINT_DIR=$CHECKPOINT_DIR")
 fi
-for var in TRAIN_STEPS BATCH_SIZE HARNESS_ARGS; do
+for var in TRAIN_STEPS BATCH_SIZE BACKEND HARNESS_ARGS; do
     [[ -z "${!var:-}" ]] || args+=(-e "$var=${!var}")
 done
 exec "${DOCKER:-docker}" "${args[@]}" "${IMAGE:-harness:latest}" bash "quickstart/$SCRIPT"

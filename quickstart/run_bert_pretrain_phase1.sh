@@ -4,8 +4,9 @@
 #
 # Required: PRECISION (fp32, bf16, ...), OUTPUT_DIR (empty or new), DATASET_DIR, CONFIG_FILE
 #           (a bert_config.json, or a named config such as bert-large).
-# Optional: TRAIN_STEPS (default 100), BATCH_SIZE (default 8), PYTHON (default python3),
-#           HARNESS_ARGS (more `python -m harness train` flags, word-split).
+# Optional: TRAIN_STEPS (default 100), BATCH_SIZE (default 8), BACKEND (stock, fused or ipex;
+#           default stock), PYTHON (default python3), HARNESS_ARGS (more `python -m harness train`
+#           flags, word-split).
 set -euo pipefail
 
 missing=()
@@ -21,4 +22,4 @@ fi
 # shellcheck disable=SC2086  # HARNESS_ARGS is a list of flags on purpose
 exec "${PYTHON:-python3}" -m harness train --phase 1 --precision "$PRECISION" --model "$CONFIG_FILE" \
     --dataset "$DATASET_DIR" --output "$OUTPUT_DIR" --steps "${TRAIN_STEPS:-100}" \
-    --batch-size "${BATCH_SIZE:-8}" ${HARNESS_ARGS:-}
+    --batch-size "${BATCH_SIZE:-8}" --backend "${BACKEND:-stock}" ${HARNESS_ARGS:-}

@@ -4,8 +4,9 @@
 #
 # Required: PRECISION, OUTPUT_DIR (empty or new), DATASET_DIR, CHECKPOINT_DIR (phase 1's
 #           ${OUTPUT_DIR}/model_save).
-# Optional: TRAIN_STEPS (default 100), BATCH_SIZE (default 2), PYTHON (default python3),
-#           HARNESS_ARGS (more `python -m harness train` flags, word-split).
+# Optional: TRAIN_STEPS (default 100), BATCH_SIZE (default 2), BACKEND (stock, fused or ipex;
+#           default stock), PYTHON (default python3), HARNESS_ARGS (more `python -m harness train`
+#           flags, word-split).
 set -euo pipefail
 
 missing=()
@@ -22,4 +23,5 @@ fi
 # shellcheck disable=SC2086  # HARNESS_ARGS is a list of flags on purpose
 exec "${PYTHON:-python3}" -m harness train --phase 2 --precision "$PRECISION" \
     --dataset "$DATASET_DIR" --output "$OUTPUT_DIR" --checkpoint "$CHECKPOINT_DIR" \
-    --steps "${TRAIN_STEPS:-100}" --batch-size "${BATCH_SIZE:-2}" ${HARNESS_ARGS:-}
+    --steps "${TRAIN_STEPS:-100}" --batch-size "${BATCH_SIZE:-2}" --backend "${BACKEND:-stock}" \
+    ${HARNESS_ARGS:-}

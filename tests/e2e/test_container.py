@@ -175,6 +175,7 @@ def test_dockerfile_steps_name_files_that_exist_and_pin_cpu_torch():
     assert proc.returncode == 0, proc.stderr
     runs = [line for line in proc.stdout.splitlines() if line.startswith("RUN ")]
     assert any("torch==2.13.0" in r for r in runs) and "RUN pip install ." in runs
+    assert any("install -y --no-install-recommends g++" in r for r in runs)  # --backend fused builds
     assert [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("COPY ")] == [
         "pyproject.toml",
         "README.md",

@@ -54,13 +54,21 @@ def test_phase1_then_phase2_through_intels_variables(synth_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (p1 / "model_save" / "pytorch_model.bin").is_file()
 
+    # phase 2 on the fused backend (BACKEND), from stock's phase-1 model_save
     p2 = tmp_path / "phase2"
     proc = script(
         "run_bert_pretrain_phase2.sh",
-        {**common, "OUTPUT_DIR": str(p2), "CHECKPOINT_DIR": str(p1 / "model_save")},
+        {
+            **common,
+            "OUTPUT_DIR": str(p2),
+            "CHECKPOINT_DIR": str(p1 / "model_save"),
+            "BACKEND": "fused",
+            "HARNESS_HOME": str(tmp_path / "home"),
+        },
     )
     assert proc.returncode == 0, proc.stderr
     r1, r2 = result(p1), result(p2)
     assert (r1.status, r1.seq_len, r2.status, r2.seq_len) == ("ok", 128, "ok", 512)
+    assert (r1.backend, r2.backend) == ("stock", "fused")
     assert r2.config["checkpoint"] == str(p1 / "model_save")
     assert r2.model_config["hidden_size"] == 128  # the architecture came from the checkpoint

@@ -67,13 +67,18 @@ def build_key(machine_key: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@cache
 def load(machine_key: str) -> ModuleType:
     """The compiled kernels for this machine: built (about a minute) unless cached."""
+    _ninja_on_path()
+    return compiled(store_path().parent / "kernels" / build_key(machine_key))
+
+
+@cache
+def compiled(where: Path) -> ModuleType:
+    """The build in `where`, made there first if it is not; once per process and folder (a process
+    that changes $HARNESS_HOME, as the tests do, gets the build of the new one)."""
     from torch.utils import cpp_extension
 
-    _ninja_on_path()
-    where = store_path().parent / "kernels" / build_key(machine_key)
     try:
         where.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -63,8 +63,7 @@ class FusedLamb(Lamb):
         return fused
 
     def _global_norm(self) -> torch.Tensor:
-        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        return self.ops.sum_squares([g.contiguous() for g in grads]).sum().sqrt().float()
+        return self.ops.sum_squares([g.contiguous() for g in self._grads()]).sum().sqrt().float()
 
     def _update(self, global_norm: torch.Tensor) -> None:
         clip = self.defaults["max_grad_norm"]

@@ -118,9 +118,11 @@ class Lamb(torch.optim.Optimizer):
             self._update(norm)
         return norm
 
+    def _grads(self) -> list[torch.Tensor]:
+        return [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+
     def _global_norm(self) -> torch.Tensor:
-        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        return torch.stack([_squared_norm(g) for g in grads]).sum().sqrt()
+        return torch.stack([_squared_norm(g) for g in self._grads()]).sum().sqrt()
 
     def _update(self, global_norm: torch.Tensor) -> None:
         # the fused kernel divides the gradients by grad_scale: dividing by 1/clip clips them

@@ -8,11 +8,12 @@ BERT-Large that is about a third of the time of the same math as a dozen `_forea
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 from torch import nn
+
+from harness.precision import fp32_math
 
 NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 """Parameters the reference exempts from weight decay (and therefore from the trust ratio)."""
@@ -47,20 +48,6 @@ def _squared_norm(x: torch.Tensor) -> torch.Tensor:
     at least fp32, so that summing hundreds of them loses nothing to bf16 weights."""
     flat = x.reshape(-1)
     return torch.dot(flat, flat).to(torch.promote_types(x.dtype, torch.float32))
-
-
-@contextlib.contextmanager
-def _ieee_fp32() -> Iterator[None]:
-    """The optimizer's fp32 math in IEEE fp32 whatever the GEMM route set. Under the oneDNN route
-    (`mkldnn.matmul.fp32_precision = "bf16"`) `torch.dot` runs in oneDNN as a 1 x N by N x 1
-    matmul, at a fifth of BLAS's speed (docs/measurements.md), and on AMX it would round to bf16."""
-    matmul = torch.backends.mkldnn.matmul
-    before = matmul.fp32_precision
-    matmul.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        matmul.fp32_precision = before
 
 
 class Lamb(torch.optim.Optimizer):
@@ -103,7 +90,7 @@ class Lamb(torch.optim.Optimizer):
     def step_if_finite(self) -> float | None:
         """Update unless the gradients hold a NaN or inf; returns the global gradient norm before
         clipping, or None (and leaves the weights alone) when it is not finite."""
-        with _ieee_fp32():
+        with fp32_math.ieee():
             norm = self._global_norm()
             if not torch.isfinite(norm):
                 return None
@@ -113,7 +100,9 @@ class Lamb(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: None = None) -> torch.Tensor:  # type: ignore[override]
         """One update; returns the global gradient norm before clipping."""
-        with _ieee_fp32():
+        # IEEE fp32 whatever the GEMM route set: under the oneDNN route `torch.dot` runs in oneDNN
+        # as a 1 x N by N x 1 matmul at a fifth of BLAS's speed, and on AMX it would round to bf16
+        with fp32_math.ieee():
             norm = self._global_norm()
             self._update(norm)
         return norm

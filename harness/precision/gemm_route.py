@@ -101,15 +101,14 @@ def settle(route: Route, mode: PrecisionMode) -> Route:
     the route that holds, printed."""
     import torch
 
+    from harness.precision import fp32_math  # torch loads only in the worker
+
     if route.library == "onednn" and mode.fp32_math == "ieee":
-        matmul = getattr(torch.backends.mkldnn, "matmul", None)
-        if matmul is None:
+        if not fp32_math.set_precision("bf16"):
             route = Route("mkl", f"torch {torch.__version__} has no torch.backends.mkldnn.matmul switch")
-        else:
-            matmul.fp32_precision = "bf16"
-            if problem := prove():
-                matmul.fp32_precision = "ieee"
-                route = Route("mkl", f"the oneDNN route failed its proof: {problem}")
+        elif problem := prove():
+            fp32_math.set_precision("ieee")
+            route = Route("mkl", f"the oneDNN route failed its proof: {problem}")
     print(f"fp32 GEMMs: {route.library} ({route.reason})", file=sys.stderr, flush=True)
     return route
 

@@ -111,15 +111,15 @@ class PrecisionMode:
         """Set the process-wide fp32 matmul precision (call once in the worker)."""
         import torch
 
-        matmul = getattr(torch.backends.mkldnn, "matmul", None)
-        if matmul is None:  # torch before 2.9 (IPEX's torch 2.8): its fp32 matmuls are IEEE fp32
-            if self.fp32_math != "ieee":
-                raise HarnessError(
-                    f"mode {self.name}: fp32_math {self.fp32_math} needs torch.backends.mkldnn.matmul "
-                    f"(torch 2.9 or later); this is torch {torch.__version__}"
-                )
-            return
-        matmul.fp32_precision = self.fp32_math
+        from harness.precision import fp32_math  # torch loads only in the worker
+
+        if self.fp32_math == "ieee":
+            fp32_math.set_precision("ieee")
+        elif not fp32_math.set_precision(self.fp32_math):
+            raise HarnessError(
+                f"mode {self.name}: fp32_math {self.fp32_math} needs torch.backends.mkldnn.matmul "
+                f"(torch 2.9 or later); this is torch {torch.__version__}"
+            )
 
     def validate(self, source: str) -> None:
         if self.autocast not in (None, "bfloat16", "float16"):

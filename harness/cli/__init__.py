@@ -10,7 +10,7 @@ import argparse
 import sys
 import traceback
 
-from harness.cli import bench, compare, data, detect, gate, report, roofline, train
+from harness.cli import bench, compare, convert, data, detect, gate, report, roofline, train
 from harness.errors import INTERNAL_ERROR_EXIT, HarnessError
 from harness.results.records import Status
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "gate": gate,
     "bench": bench,
     "roofline": roofline,
+    "convert-checkpoint": convert,
 }
 
 

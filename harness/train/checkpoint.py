@@ -3,6 +3,8 @@
     model_save/config.json          the BERT config (MLCommons keys + model_type for HF)
     model_save/pytorch_model.bin    state dict with HF BertForPreTraining names and shapes
     model_save/training_state.pt    optimizer state, step, RNG states, phase, precision
+    model_save/converted.json       instead of training_state.pt in one `harness convert-checkpoint`
+                                    wrote from a TensorFlow checkpoint: where it came from
 
 The directory is written under a temporary name and renamed, so a crash while saving leaves the
 previous checkpoint intact.
@@ -23,7 +25,7 @@ from harness.files import write_error
 from harness.models.config import BertConfig
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 
-CONFIG, WEIGHTS, STATE = "config.json", "pytorch_model.bin", "training_state.pt"
+CONFIG, WEIGHTS, STATE, CONVERTED = "config.json", "pytorch_model.bin", "training_state.pt", "converted.json"
 
 
 @dataclass
@@ -48,8 +50,7 @@ def save(directory: Path, model: torch.nn.Module, cfg: BertConfig, state: Traini
     weights = to_hf_state_dict(model.state_dict())
     try:
         tmp.mkdir(parents=True)
-        (tmp / CONFIG).write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
-        _save_tensors(weights, tmp / WEIGHTS)
+        write_model(tmp, weights, cfg)
         _save_tensors(state.__dict__, tmp / STATE)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -60,6 +61,12 @@ def save(directory: Path, model: torch.nn.Module, cfg: BertConfig, state: Traini
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_model(folder: Path, weights: dict[str, torch.Tensor], cfg: BertConfig) -> None:
+    """What Hugging Face loads: config.json and the weights (to_hf_state_dict's) into `folder`."""
+    (folder / CONFIG).write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
+    _save_tensors(weights, folder / WEIGHTS)
 
 
 def _save_tensors(obj: object, path: Path) -> None:
@@ -140,7 +147,11 @@ def load_state(directory: Path) -> TrainingState:
 
 
 def require_phase1_result(directory: Path) -> None:
-    """Phase 2 starts only from the final model_save of a phase-1 run."""
+    """Phase 2 starts only from the final model_save of a phase-1 run, or from a converted
+    TensorFlow checkpoint (MLCommons' phase-1 result)."""
+    if (directory / CONVERTED).is_file():
+        _require(directory)
+        return
     state = load_state(directory)
     if state.phase != 1 or not state.complete:
         what = (

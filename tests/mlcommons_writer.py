@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
 
-def example(uid: int, seq_len: int, max_pred: int, rng: np.random.Generator) -> dict:
-    """One MLCommons-schema example whose first real token after [CLS] encodes `uid`."""
+def example(uid: int, seq_len: int, max_pred: int, rng: np.random.Generator, vocab_size: int = 30522) -> dict:
+    """One MLCommons-schema example whose first real token after [CLS] encodes `uid` (as 1000 + uid,
+    so a vocab_size above 1000 + the largest uid)."""
     length = int(rng.integers(8, seq_len + 1))
-    ids = rng.integers(999, 30522, size=seq_len)
+    ids = rng.integers(999, vocab_size, size=seq_len)
     ids[0], ids[1], ids[length - 1] = 101, 1000 + uid, 102
     ids[length:] = 0
     n_pred = min(max_pred, max(1, length // 7))
@@ -30,14 +33,19 @@ def example(uid: int, seq_len: int, max_pred: int, rng: np.random.Generator) -> 
 
 
 def write_file(
-    path: Path, uids: range, seq_len: int = 128, max_pred: int = 20, override: dict | None = None
+    path: Path,
+    uids: range,
+    seq_len: int = 128,
+    max_pred: int = 20,
+    override: dict | None = None,
+    vocab_size: int = 30522,
 ) -> None:
     """Write one example per uid; `override` replaces features (to make bad data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(uids.start)
     writer = TFRecordWriter(str(path))
     for uid in uids:
-        features = example(uid, seq_len, max_pred, rng)
+        features = example(uid, seq_len, max_pred, rng, vocab_size)
         features.update(override or {})
         writer.write(features)
     writer.close()
@@ -45,3 +53,22 @@ def write_file(
 
 def uid_of(input_ids) -> int:
     return int(input_ids[1]) - 1000
+
+
+TF_FIXTURE = Path(__file__).parent / "fixtures" / "tf_checkpoint"
+"""The tiny TensorFlow checkpoint tensorflow-cpu wrote (its make.py says how)."""
+
+
+def mlcommons_download(folder: Path) -> tuple[Path, Path]:
+    """The TF fixture laid out as MLCommons' download is (folder/bert_config.json beside
+    folder/tf1_ckpt/model.ckpt-1234.*), and a phase-2 data set whose token ids and lengths fit its
+    small vocabulary and 128 positions: (the checkpoint's prefix, DATASET_DIR)."""
+    (folder / "tf1_ckpt").mkdir(parents=True)
+    for f in TF_FIXTURE.glob("model.ckpt-1234.*"):
+        shutil.copy(f, folder / "tf1_ckpt")
+    shutil.copy(TF_FIXTURE / "bert_config.json", folder)
+    vocab = json.loads((TF_FIXTURE / "bert_config.json").read_text())["vocab_size"]
+    data = folder / "data"
+    write_file(data / "seq_512" / "part-00000-of-00001", range(80), vocab_size=vocab)
+    write_file(data / "eval" / "part-00000-of-00001", range(80, 96), vocab_size=vocab)
+    return folder / "tf1_ckpt" / "model.ckpt-1234", data

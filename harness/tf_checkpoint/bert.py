@@ -25,12 +25,14 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError
+from harness.models import BertConfig, load_config
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 from harness.tf_checkpoint.bundle import Bundle
 
 SCOPES = ("bert/", "cls/")
 FLOATS = (1, 2, 19)
 """TensorFlow's float32, float64 and float16: the weights are read as float32."""
+CONFIG_NAME = "bert_config.json"
 _SPECIAL = {
     "cls.predictions.bias": "cls/predictions/output_bias",
     "cls.seq_relationship.weight": "cls/seq_relationship/output_weights",
@@ -56,6 +58,21 @@ def prefix_of(path: Path) -> Path | None:
     if path.name.endswith(".index") and path.is_file():
         return path.with_name(path.name.removesuffix(".index"))
     return path if Path(f"{path}.index").is_file() else None
+
+
+def architecture(prefix: Path, model: str | None) -> BertConfig:
+    """The architecture of a checkpoint, which holds none: --model, else the bert_config.json
+    beside the prefix or in the folder above it (MLCommons' download: bert_config.json beside
+    tf1_ckpt/model.ckpt-28252)."""
+    if model is not None:
+        return load_config(model)
+    for folder in (prefix.parent, prefix.parent.parent):
+        if (folder / CONFIG_NAME).is_file():
+            return load_config(str(folder / CONFIG_NAME))
+    raise HarnessError(
+        f"--checkpoint {prefix}: a TensorFlow checkpoint without a {CONFIG_NAME} beside it or in "
+        f"the folder above; give its architecture with --model {CONFIG_NAME}"
+    )
 
 
 @dataclass(frozen=True)

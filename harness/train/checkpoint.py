@@ -6,6 +6,8 @@
     model_save/converted.json       instead of training_state.pt in one `harness convert-checkpoint`
                                     wrote from a TensorFlow checkpoint: where it came from
 
+Phase 2's --checkpoint also takes a TensorFlow checkpoint's prefix (harness.tf_checkpoint).
+
 The directory is written under a temporary name and renamed, so a crash while saving leaves the
 previous checkpoint intact.
 """
@@ -24,6 +26,7 @@ from harness.errors import HarnessError
 from harness.files import write_error
 from harness.models.config import BertConfig
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
+from harness.tf_checkpoint import bert as tf_bert
 
 CONFIG, WEIGHTS, STATE, CONVERTED = "config.json", "pytorch_model.bin", "training_state.pt", "converted.json"
 
@@ -120,6 +123,11 @@ def _load_tensors(path: Path) -> dict:
 
 
 def load_weights(directory: Path, model: torch.nn.Module) -> None:
+    """From a model_save, or from a TensorFlow checkpoint's prefix."""
+    prefix = tf_bert.prefix_of(directory)
+    if prefix is not None:
+        tf_bert.load_into(prefix, model)
+        return
     _require(directory)
     state = _load_tensors(directory / WEIGHTS)
     try:

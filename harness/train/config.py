@@ -39,9 +39,11 @@ class TrainConfig:
     """Run directory to write: result.json, metrics.jsonl, mllog.txt, model_save/."""
     model: str | None = None
     """A named config or a bert_config.json path (phase 1 default: bert-large); phase 2 takes the
-    checkpoint's architecture, and a --model given there must match it."""
+    checkpoint's architecture, and a --model given there must match it. A TensorFlow checkpoint
+    holds none: --model gives it, else the bert_config.json beside it or in the folder above."""
     checkpoint: Path | None = None
-    """Phase 2 only: the model_save directory a phase-1 run wrote."""
+    """Phase 2 only: the model_save directory a phase-1 run (or `harness convert-checkpoint`)
+    wrote, or a TensorFlow checkpoint's prefix, such as MLCommons' tf1_ckpt/model.ckpt-28252."""
     steps: int = 100
     """Optimizer steps to run."""
     batch_size: int | None = None

@@ -13,6 +13,7 @@ from harness.files import folder_lock
 from harness.models import BertConfig, BertForPreTraining, Lamb, load_config
 from harness.results.files import read_result
 from harness.results.records import Status
+from harness.tf_checkpoint import bert as tf_bert
 from harness.train import checkpoint
 from harness.train.config import TrainConfig
 
@@ -67,10 +68,13 @@ def output_folder(cfg: TrainConfig) -> Iterator[None]:
 
 
 def model_and_data(cfg: TrainConfig) -> tuple[BertConfig, PhaseData]:
-    """The architecture (phase 2: the checkpoint's) and the phase's data, checked to fit it. The
+    """The architecture (phase 2: the checkpoint's; a TensorFlow checkpoint, which holds none,
+    takes --model's or its bert_config.json) and the phase's data, checked to fit it. The
     evaluation set is read once here: a corrupt record in it stops the run before its first
     step, not after its last."""
-    if cfg.phase == 2:
+    if cfg.phase == 2 and (prefix := tf_bert.prefix_of(cfg.checkpoint)):
+        model_cfg = tf_bert.architecture(prefix, cfg.model)
+    elif cfg.phase == 2:
         checkpoint.require_phase1_result(cfg.checkpoint)
         model_cfg = checkpoint.load_config(cfg.checkpoint)
         if cfg.model is not None and load_config(cfg.model) != model_cfg:

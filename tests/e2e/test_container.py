@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from harness_cli import result
+from mlcommons_writer import mlcommons_download
 
 from harness.models import NAMED_CONFIGS
 
@@ -163,6 +164,31 @@ def test_phase1_then_phase2_through_the_container_command(docker, synth_dir, tmp
     assert f"CHECKPOINT_DIR={save}" in second and f"OUTPUT_DIR={p2}" in second
     r1, r2 = result(p1), result(p2)
     assert (r1.status, r1.seq_len, r2.status, r2.seq_len) == ("ok", 128, "ok", 512)
+
+
+def test_phase2_from_a_tensorflow_checkpoint_prefix(docker, tmp_path):
+    prefix, data = mlcommons_download(tmp_path / "wiki")
+    out = tmp_path / "p2"
+    proc = run_sh(
+        docker,
+        {
+            "PRECISION": "fp32",
+            "DATASET_DIR": str(data),
+            "OUTPUT_DIR": str(out),
+            "CHECKPOINT_DIR": str(prefix),
+            "SCRIPT": "run_bert_pretrain_phase2.sh",
+            "TRAIN_STEPS": "2",
+            "BATCH_SIZE": "4",
+            "HARNESS_ARGS": "--eval-examples 8",
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (call,) = docker_calls(docker)
+    # the prefix's folder, and the bert_config.json in the folder above, where MLCommons has it
+    folder, config = prefix.parent, tmp_path / "wiki" / "bert_config.json"
+    assert f"{folder}:{folder}:ro" in call and f"{config}:{config}:ro" in call
+    assert f"CHECKPOINT_DIR={prefix}" in call
+    assert result(out).status == "ok"
 
 
 def test_dockerfile_steps_name_files_that_exist_and_pin_cpu_torch():

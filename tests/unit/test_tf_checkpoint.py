@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 import torch
 from harness_cli import call
+from mlcommons_writer import TF_FIXTURE as FIXTURE
+from mlcommons_writer import mlcommons_download
 
-from harness.models import BertConfig, BertForPreTraining
+from harness.errors import HarnessError
+from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining
+from harness.tf_checkpoint.bert import architecture, prefix_of
 from harness.tf_checkpoint.bundle import Bundle
 from harness.train import checkpoint
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "tf_checkpoint"
 PREFIX = FIXTURE / "model.ckpt-1234"
 CONFIG = json.loads((FIXTURE / "bert_config.json").read_text())
 
@@ -220,3 +223,16 @@ def test_an_output_folder_that_holds_files_is_left_alone(capsys, tmp_path):
         f"harness: --output {out}: exists and is not an empty directory\n",
     )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_a_prefix_takes_its_architecture_from_model_or_a_bert_config_json_near_it(tmp_path):
+    prefix, _ = mlcommons_download(tmp_path / "wiki")  # bert_config.json in the folder above
+    assert prefix_of(prefix) == prefix == prefix_of(Path(f"{prefix}.index"))
+    assert prefix_of(prefix.parent) is None
+    assert architecture(prefix, None) == BertConfig.from_dict(CONFIG, "fixture")
+    assert architecture(prefix, "bert-tiny") == NAMED_CONFIGS["bert-tiny"]
+    (tmp_path / "wiki" / "bert_config.json").rename(prefix.parent / "bert_config.json")
+    assert architecture(prefix, None) == BertConfig.from_dict(CONFIG, "fixture")
+    (prefix.parent / "bert_config.json").unlink()
+    with pytest.raises(HarnessError, match=r"without a bert_config.json beside it .* --model bert_config"):
+        architecture(prefix, None)

@@ -143,7 +143,7 @@ class PeerSpec:
     """Timed steps per implementation."""
     warmup: int = 4
     """Untimed steps first: the allocator faults in fresh memory and oneDNN generates its kernels
-    in the first steps (docs/measurements.md: BERT-Large needs four)."""
+    in the first steps (docs/results.md#warm-up: BERT-Large needs four)."""
     top: int = 12
     """Operators listed from one profiled step (0: no profile)."""
     backend: str = "stock"

@@ -30,7 +30,7 @@ RETAINED_MALLOC = {
 """glibc malloc settings under which freed memory stays in the process. By default glibc maps every
 block over 128 KiB (adaptively up to 32 MiB) on its own and unmaps it when freed, and trims the heap
 top: a training step then faults its activations and gradients into fresh zeroed pages, every step
-(docs/measurements.md gives the cost). Intel's scripts get the same effect by preloading jemalloc or
+(docs/results.md#allocator gives the cost). Intel's scripts get the same effect by preloading jemalloc or
 tcmalloc."""
 
 MALLOC_ENV_VARS = (*RETAINED_MALLOC, "GLIBC_TUNABLES", "LD_PRELOAD")

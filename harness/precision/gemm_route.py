@@ -29,7 +29,7 @@ def check_choice(requested: str) -> None:
 
 MARGIN = 1.10
 """How much faster oneDNN's large-GEMM peak must be for `auto` to take it: BERT's GEMMs are smaller
-than the roofline's, and near a tie MKL won most of them (docs/measurements.md, the AVX2 class)."""
+than the roofline's, and near a tie MKL won most of them (docs/results.md#zen-3-gemm-shapes)."""
 
 EXACT = 1e-5
 """The largest relative error of fp32 math over the proof's k = 1024 products (about 1e-6 seen);

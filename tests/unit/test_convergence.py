@@ -1,5 +1,5 @@
 """Convergence against fp32's seeds: the equivalence test, time to target, and the report section,
-on curves made here (the figures of a real convergence run are in docs/measurements.md)."""
+on curves made here (the figures of a real convergence run are in docs/results.md#zen-4-convergence)."""
 
 import numpy as np
 import pandas as pd

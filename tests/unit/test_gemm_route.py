@@ -23,7 +23,7 @@ def roofline(mkl: float, onednn: float) -> dict:
 
 
 def test_auto_takes_onednn_only_where_the_roofline_says_it_is_clearly_faster():
-    zen4 = roofline(mkl=179.8, onednn=219.1)  # this machine's class (docs/measurements.md)
+    zen4 = roofline(mkl=179.8, onednn=219.1)  # this machine's class (docs/results.md#zen-4-roofline)
     route = choose("auto", FP32, ZEN5.amx_usable, zen4)
     assert route.library == "onednn"
     assert route.reason == "faster here: oneDNN 219 GFLOP/s against MKL's 180 (harness roofline)"

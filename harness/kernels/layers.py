@@ -1,32 +1,45 @@
 """Model layers on the fused kernels: the same math as harness.models.bert's, fewer passes.
 
+Each dropout mask comes from a counter-based generator inside the kernel that applies it, keyed by
+a seed drawn from torch's generator (so `torch.manual_seed` and a resumed RNG state decide it),
+and is drawn again in the backward pass instead of being stored.
+
 `FusedDenseResidualNorm` is DenseResidualNorm (dense -> dropout -> add the residual -> LayerNorm)
 with everything after the GEMM in one kernel forward and one backward (csrc/dropout_add_norm.cpp):
 under bf16 autocast, stock PyTorch makes a dropout mask, a masked scale, a bf16 + fp32 add, the
-LayerNorm and its saved input in separate passes, each over the whole activation. Its dropout
-mask comes from a counter-based generator inside the kernel, keyed by a seed drawn from torch's
-generator (so `torch.manual_seed` and a resumed RNG state decide it), and is drawn again in the
-backward pass instead of being stored.
+LayerNorm and its saved input in separate passes, each over the whole activation.
+
+`FusedSelfAttention` runs the scale, the padding mask, the softmax and the dropout between the two
+batched GEMMs in one kernel (csrc/softmax_dropout.cpp), and `FusedIntermediate` the bias and the
+erf-GELU after the FFN's first GEMM, with the bias gradient summed in GELU's backward pass
+(csrc/bias_gelu.cpp).
 """
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from harness.models.bert import DenseResidualNorm
+from harness.models.bert import DenseResidualNorm, Intermediate, SelfAttention
 
 SEEDS = 2**62
 """Seeds are drawn below this: any of them a valid int64 for the kernels."""
 
 
+def _seed(p: float) -> int:
+    """The kernel's dropout seed; no draw without dropout, so that evaluation leaves torch's
+    generator as stock PyTorch does."""
+    return int(torch.randint(SEEDS, (1,))) if p > 0 else 0
+
+
 class _DropoutAddNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, residual, weight, bias, p: float, eps: float, ops: ModuleType):  # type: ignore[override]
-        # no draw without dropout: evaluation leaves torch's generator as stock PyTorch does
-        seed = int(torch.randint(SEEDS, (1,))) if p > 0 else 0
+        seed = _seed(p)
         shape = residual.shape
         out, h, mean, rstd = ops.dropout_add_norm_forward(
             y.reshape(-1, shape[-1]).contiguous(),
@@ -83,10 +96,100 @@ class FusedDenseResidualNorm(DenseResidualNorm):
         return dropout_add_norm(self.dense(x), residual, self.LayerNorm, p, self.ops)
 
 
+class _SoftmaxDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores, key_mask, scale: float, p: float, ops: ModuleType):  # type: ignore[override]
+        seed = _seed(p)
+        shape = scores.shape  # [batch, heads, queries, keys]
+        mask = torch.empty(0, dtype=torch.bool) if key_mask is None else key_mask.contiguous()
+        out, probs = ops.softmax_dropout_forward(
+            scores.reshape(-1, shape[-1]).contiguous(), mask, shape[1] * shape[2], scale, p, seed
+        )
+        ctx.save_for_backward(probs)
+        ctx.scale, ctx.p, ctx.seed, ctx.ops = scale, p, seed, ops
+        return out.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (probs,) = ctx.saved_tensors
+        flat = grad.reshape(probs.shape).to(probs.dtype).contiguous()
+        dscores = ctx.ops.softmax_dropout_backward(flat, probs, ctx.scale, ctx.p, ctx.seed)
+        return dscores.view(grad.shape), None, None, None, None
+
+
+def softmax_dropout(
+    scores: torch.Tensor, key_mask: torch.Tensor | None, scale: float, p: float, ops: ModuleType
+) -> torch.Tensor:
+    """dropout(softmax(scale * scores, masked), p) over the last dimension of [B, heads, S, S]
+    scores, in their dtype; key_mask: [B, S] bool, True = may attend, or None."""
+    return _SoftmaxDropout.apply(scores, key_mask, scale, p, ops)
+
+
+class FusedSelfAttention(SelfAttention):
+    """SelfAttention whose scale, mask, softmax and dropout run in one kernel while training (in
+    evaluation, without dropout, PyTorch's fused SDPA is already one kernel)."""
+
+    ops: ModuleType
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not self.training or self.dropout_p == 0.0:
+            return super().attend(q, k, v, mask)
+        # the model's mask is [B, 1, 1, S]: one row of keys per sequence
+        key_mask = None if mask is None else mask.reshape(mask.shape[0], mask.shape[-1])
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        probs = softmax_dropout(scores, key_mask, 1.0 / math.sqrt(q.shape[-1]), self.dropout_p, self.ops)
+        return torch.matmul(probs, v)
+
+
+class _BiasGelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, bias, ops: ModuleType):  # type: ignore[override]
+        flat = y.reshape(-1, y.shape[-1]).contiguous()
+        ctx.save_for_backward(flat, bias)
+        ctx.ops = ops
+        return ops.bias_gelu_forward(flat, bias.float().contiguous()).view(y.shape)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        flat, bias = ctx.saved_tensors
+        dy, dbias = ctx.ops.bias_gelu_backward(
+            grad.reshape(flat.shape).to(flat.dtype).contiguous(), flat, bias.float().contiguous()
+        )
+        return dy.view(grad.shape), dbias.to(bias.dtype), None
+
+
+def bias_gelu(y: torch.Tensor, bias: torch.Tensor, ops: ModuleType) -> torch.Tensor:
+    """GELU(y + bias), the exact (erf) GELU, in y's dtype."""
+    return _BiasGelu.apply(y, bias, ops)
+
+
+class FusedIntermediate(Intermediate):
+    """Intermediate (dense -> erf-GELU) with the bias added in the GELU kernel, not the GEMM."""
+
+    ops: ModuleType
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bias_gelu(F.linear(x, self.dense.weight), self.dense.bias, self.ops)
+
+
+FUSED = {
+    DenseResidualNorm: FusedDenseResidualNorm,
+    SelfAttention: FusedSelfAttention,
+    Intermediate: FusedIntermediate,
+}
+"""Each stock layer with a fused counterpart, and that counterpart."""
+
+
 def fuse(model: nn.Module, ops: ModuleType) -> None:
-    """Every DenseResidualNorm of `model` becomes a FusedDenseResidualNorm in place: the class
-    changes, the parameters, their names and the optimizer's references to them stay."""
+    """The layers of `model` in FUSED become their counterparts in place: the class changes, the
+    parameters, their names and the optimizer's references to them stay. The tanh-approximated
+    GELU has no kernel: its layers stay stock."""
     for module in model.modules():
-        if type(module) is DenseResidualNorm:
-            module.__class__ = FusedDenseResidualNorm
+        fused = FUSED.get(type(module))
+        if fused is FusedIntermediate and module.approximate != "none":
+            continue
+        if fused is not None:
+            module.__class__ = fused
             module.ops = ops

@@ -95,8 +95,13 @@ class SelfAttention(nn.Module):
         B, S, H = x.shape
         # [B, S, 3H] -> 3 x [B, heads, S, head_dim]
         q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
-        y = attention(q, k, v, mask, self.dropout_p, self.training)
-        return y.transpose(1, 2).reshape(B, S, H)
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, S, H)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(head_dim) + mask) v per head, dropout on the probabilities."""
+        return attention(q, k, v, mask, self.dropout_p, self.training)
 
 
 class DenseResidualNorm(nn.Module):

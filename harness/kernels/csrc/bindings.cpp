@@ -22,6 +22,12 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
                                                   const at::Tensor& gamma, double p, int64_t seed,
                                                   at::ScalarType y_dtype);
 at::Tensor dropout_keep_mask(int64_t n, double p, int64_t seed);
+at::Tensor bias_gelu_forward(const at::Tensor& y, const at::Tensor& bias);
+std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& bias);
+std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const at::Tensor& key_mask,
+                                                int64_t rows_per_mask, double scale, double p, int64_t seed);
+at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, double scale, double p,
+                                    int64_t seed);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
@@ -31,5 +37,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LayerNorm(dropout(y) + residual): (out, h, mean, rstd)");
   m.def("dropout_add_norm_backward", &dropout_add_norm_backward,
         "its backward: (dy, dresidual, dgamma, dbeta)");
+  m.def("softmax_dropout_forward", &softmax_dropout_forward,
+        "dropout(softmax(scale * scores + mask)): (out, probs)");
+  m.def("softmax_dropout_backward", &softmax_dropout_backward, "its backward: the scores' gradient");
+  m.def("bias_gelu_forward", &bias_gelu_forward, "GELU(y + bias), erf");
+  m.def("bias_gelu_backward", &bias_gelu_backward, "its backward: (dy, dbias)");
   m.def("dropout_keep_mask", &dropout_keep_mask, "the keep mask of elements [0, n) under a seed");
 }

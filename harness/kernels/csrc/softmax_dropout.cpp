@@ -1,0 +1,147 @@
+// Attention's probabilities: dropout(softmax(scale * scores + mask)), BERT's step between the two
+// batched GEMMs, forward and backward in one pass over each row (harness.kernels.layers).
+//
+// Stock PyTorch makes a pass for the scale, one for the mask, one for the softmax, one for the
+// dropout mask and one to apply it, and as many again backward; at seq 512 the scores are the
+// step's largest activations. Here the forward pass reads the scores once and writes the
+// probabilities (kept for the backward) and their dropped-out copy (the next GEMM's input); the
+// backward pass reads the incoming gradient and the probabilities once, draws the mask again
+// (philox.h), and writes the scores' gradient. Rows are independent: any thread count gives the
+// same bits.
+#include <torch/extension.h>
+
+#include "elements.h"
+#include "fast_math.h"
+#include "philox.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace {
+
+using harness_kernels::draw_lanes;
+using harness_kernels::Dropout;
+using harness_kernels::dropout_of;
+using harness_kernels::fast_exp;
+using harness_kernels::load;
+using harness_kernels::store;
+
+// key_mask: [rows / rows_per_mask, width], true = may attend, or null (every key).
+template <typename T>
+void forward_rows(const T* scores, const bool* key_mask, T* out, T* probs, int64_t rows, int64_t width,
+                  int64_t rows_per_mask, float scale, Dropout d, uint64_t seed) {
+  const float lowest = -std::numeric_limits<float>::infinity();
+#pragma omp parallel
+  {
+    std::vector<float> e(width);
+    std::vector<uint32_t> buffer(4 * (width / 8 + 2));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t base = r * width;
+      const bool* allowed = key_mask == nullptr ? nullptr : key_mask + (r / rows_per_mask) * width;
+      float top = lowest;
+#pragma omp simd reduction(max : top)
+      for (int64_t j = 0; j < width; ++j) {
+        e[j] = allowed == nullptr || allowed[j] ? load(scores, base + j) * scale : lowest;
+        top = std::fmax(top, e[j]);
+      }
+      // a row with every key masked: 0 / 0, NaN, as stock's softmax of -inf gives
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < width; ++j) {
+        e[j] = fast_exp(e[j] - top);
+        sum += e[j];
+      }
+      const float inv = 1.f / sum;
+      const uint16_t* lanes = draw_lanes(seed, base, width, buffer);
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const float p = e[j] * inv;
+        store(probs, base + j, p);
+        store(out, base + j, lanes[j] >= d.dropped ? p * d.scale : 0.f);
+      }
+    }
+  }
+}
+
+// d scores = scale * P * (dP - sum(dP * P)), dP the dropout's gradient of the incoming one.
+template <typename T>
+void backward_rows(const T* grad, const T* probs, T* dscores, int64_t rows, int64_t width, float scale, Dropout d,
+                   uint64_t seed) {
+#pragma omp parallel
+  {
+    std::vector<float> dp(width);
+    std::vector<uint32_t> buffer(4 * (width / 8 + 2));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t base = r * width;
+      const uint16_t* lanes = draw_lanes(seed, base, width, buffer);
+      float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < width; ++j) {
+        dp[j] = lanes[j] >= d.dropped ? load(grad, base + j) * d.scale : 0.f;
+        dot += dp[j] * load(probs, base + j);
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) store(dscores, base + j, scale * load(probs, base + j) * (dp[j] - dot));
+    }
+  }
+}
+
+void check_rows(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.dim() == 2, what,
+              " must be a contiguous [rows, width] CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16, what,
+              " must be float32 or bfloat16");
+}
+
+}  // namespace
+
+// scores: [rows, width] float32 or bfloat16, the unscaled q k^T; key_mask: [rows / rows_per_mask,
+// width] bool, or an empty tensor for none. Returns (out, probs) in the scores' dtype: the dropped
+// probabilities and the probabilities.
+std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const at::Tensor& key_mask,
+                                                int64_t rows_per_mask, double scale, double p, int64_t seed) {
+  check_rows(scores, "scores");
+  const int64_t rows = scores.size(0), width = scores.size(1);
+  const bool masked = key_mask.numel() > 0;
+  if (masked) {
+    TORCH_CHECK(key_mask.scalar_type() == at::kBool && key_mask.is_contiguous() && key_mask.dim() == 2 &&
+                    key_mask.size(1) == width && rows_per_mask > 0 && key_mask.size(0) * rows_per_mask == rows,
+                "key_mask must be a contiguous bool [rows / rows_per_mask, width]");
+  }
+  const Dropout d = dropout_of(p);
+  auto out = at::empty_like(scores);
+  auto probs = at::empty_like(scores);
+  const bool* mask = masked ? key_mask.data_ptr<bool>() : nullptr;
+  if (scores.scalar_type() == at::kFloat)
+    forward_rows(scores.data_ptr<float>(), mask, out.data_ptr<float>(), probs.data_ptr<float>(), rows, width,
+                 rows_per_mask, static_cast<float>(scale), d, static_cast<uint64_t>(seed));
+  else
+    forward_rows(scores.data_ptr<at::BFloat16>(), mask, out.data_ptr<at::BFloat16>(),
+                 probs.data_ptr<at::BFloat16>(), rows, width, rows_per_mask, static_cast<float>(scale), d,
+                 static_cast<uint64_t>(seed));
+  return {out, probs};
+}
+
+// grad: the gradient of `out`, probs: the forward's; both [rows, width] of one dtype. Returns the
+// scores' gradient in that dtype.
+at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, double scale, double p,
+                                    int64_t seed) {
+  check_rows(grad, "grad");
+  check_rows(probs, "probs");
+  TORCH_CHECK(grad.sizes() == probs.sizes() && grad.scalar_type() == probs.scalar_type(),
+              "grad and probs must be alike");
+  const Dropout d = dropout_of(p);
+  auto dscores = at::empty_like(probs);
+  const int64_t rows = grad.size(0), width = grad.size(1);
+  if (grad.scalar_type() == at::kFloat)
+    backward_rows(grad.data_ptr<float>(), probs.data_ptr<float>(), dscores.data_ptr<float>(), rows, width,
+                  static_cast<float>(scale), d, static_cast<uint64_t>(seed));
+  else
+    backward_rows(grad.data_ptr<at::BFloat16>(), probs.data_ptr<at::BFloat16>(), dscores.data_ptr<at::BFloat16>(),
+                  rows, width, static_cast<float>(scale), d, static_cast<uint64_t>(seed));
+  return dscores;
+}

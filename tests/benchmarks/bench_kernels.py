@@ -119,6 +119,12 @@ def test_encoder_layer_step(benchmark, precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
+def test_fused_encoder_layer_step(benchmark, precision):
+    """The same layer with the fused backend's layers (harness.kernels.layers)."""
+    _bench(benchmark, "fused-encoder-layer", precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_lamb_step(benchmark, precision):
     _bench(benchmark, "lamb", precision)
 

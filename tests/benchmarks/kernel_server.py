@@ -21,6 +21,7 @@ import torch
 
 from harness import kernels
 from harness.kernels.lamb import FusedLamb
+from harness.kernels.layers import fuse
 from harness.launch.environment import environment_problem
 from harness.machine.platform import as_dict, detect, fingerprint_key
 from harness.models import BertForPreTraining, Lamb, load_config
@@ -30,10 +31,15 @@ from harness.precision import gemm_route
 from harness.precision.modes import get_precision
 
 
-def encoder_layer_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
-    """Forward and backward of one BERT encoder layer on (batch, seq, hidden) activations."""
+def encoder_layer_step(
+    model: str, batch: int, seq: int, autocast: Callable, fused: bool = False
+) -> Callable[[], None]:
+    """Forward and backward of one BERT encoder layer on (batch, seq, hidden) activations;
+    `fused`: its layers on the fused backend's kernels (harness.kernels.layers)."""
     cfg = load_config(model)
     layer = Layer(cfg).train()
+    if fused:
+        fuse(layer, _kernels())
     x = torch.randn(batch, seq, cfg.hidden_size, requires_grad=True)
 
     def step() -> None:
@@ -43,6 +49,10 @@ def encoder_layer_step(model: str, batch: int, seq: int, autocast: Callable) -> 
         out.float().mean().backward()
 
     return step
+
+
+def fused_encoder_layer_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
+    return encoder_layer_step(model, batch, seq, autocast, fused=True)
 
 
 def lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Callable[[], None]:
@@ -59,12 +69,21 @@ def fused_lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Cal
     net = BertForPreTraining(load_config(model))
     for p in net.parameters():
         p.grad = torch.randn_like(p) * 1e-3
-    ops = kernels.load(fingerprint_key(as_dict(detect())))
-    optimizer = FusedLamb(parameter_groups(net, 0.01), ops, lr=1e-4)
+    optimizer = FusedLamb(parameter_groups(net, 0.01), _kernels(), lr=1e-4)
     return optimizer.step_if_finite  # type: ignore[return-value]
 
 
-KERNELS = {"encoder-layer": encoder_layer_step, "lamb": lamb_step, "fused-lamb": fused_lamb_step}
+def _kernels():
+    """The fused backend's kernels, built for this machine or loaded from the cache."""
+    return kernels.load(fingerprint_key(as_dict(detect())))
+
+
+KERNELS = {
+    "encoder-layer": encoder_layer_step,
+    "fused-encoder-layer": fused_encoder_layer_step,
+    "lamb": lamb_step,
+    "fused-lamb": fused_lamb_step,
+}
 
 
 def main() -> None:

@@ -103,16 +103,6 @@ def prepare(
                 "bf16_weights": split,
             },
         )
-    import intel_extension_for_pytorch as ipex
+    from harness.train import ipex_backend
 
-    # ipex.optimize re-lays the weights for its kernels and, for bf16, keeps fp32 master weights
-    # for the optimizer: the same split our autocast makes.
-    dtype = torch.bfloat16 if autocast == "bfloat16" else torch.float32
-    if dtype == torch.bfloat16 and not ipex._C.onednn_has_bf16_support():
-        # ipex.optimize asserts this; turning its weight prepacking off would measure another path
-        raise HarnessError(
-            "--backend ipex: IPEX's bf16 (its weight prepacking) needs AVX512BW, AVX512VL and AVX512DQ "
-            "or AVX_NE_CONVERT, which this CPU lacks; run bf16 on the stock backend here"
-        )
-    model, optimizer = ipex.optimize(model, optimizer=optimizer, dtype=dtype)
-    return model, optimizer, {"backend": "ipex", "backend_version": ipex.__version__}
+    return ipex_backend.prepare(model, optimizer, autocast)

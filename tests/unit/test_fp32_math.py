@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 
 import pytest
@@ -21,13 +22,14 @@ def old_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends, "mkldnn", mkldnn)
 
 
-def test_lamb_steps_without_the_switch(old_torch: None) -> None:
+@pytest.mark.parametrize("step", ["step", "step_if_finite"])  # the trainer calls step_if_finite
+def test_lamb_steps_without_the_switch(old_torch: None, step: str) -> None:
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(8, 4))
     weight.grad = torch.randn(8, 4)
     before = weight.detach().clone()
-    norm = Lamb([weight], lr=0.1).step()
-    assert torch.isfinite(norm)
+    norm = getattr(Lamb([weight], lr=0.1), step)()
+    assert norm is not None and math.isfinite(norm)
     assert not torch.equal(weight.detach(), before)
     assert fp32_math.current() == "ieee"
 

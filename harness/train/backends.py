@@ -31,7 +31,8 @@ BACKENDS = ("stock", "fused", "ipex")
 IPEX_MODULE = "intel_extension_for_pytorch"
 INSTALL_IPEX = (
     "pip install 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' in an environment of "
-    "its own (IPEX 2.8 needs torch 2.8), then pip install --no-deps -e . there"
+    "its own (IPEX 2.8 needs torch 2.8), then pip install --no-deps -e . and the other dependencies "
+    "there: docs/ipex.md"
 )
 
 

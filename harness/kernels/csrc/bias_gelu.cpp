@@ -28,16 +28,35 @@ constexpr int64_t kRowsPerBlock = 16;
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
+// Each row through its own pointers: read through the OpenMP region's shared pointers, GCC reloads
+// them every element (a store could change them) and leaves the loop scalar.
+template <typename T>
+void forward_row(const T* __restrict y, const float* __restrict bias, T* __restrict out, int64_t width) {
+#pragma omp simd
+  for (int64_t i = 0; i < width; ++i) {
+    const float z = load(y, i) + bias[i];
+    store(out, i, 0.5f * z * (1.f + fast_erf(z * kInvSqrt2)));
+  }
+}
+
 template <typename T>
 void forward_rows(const T* y, const float* bias, T* out, int64_t rows, int64_t width) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t base = r * width;
+  for (int64_t r = 0; r < rows; ++r) forward_row(y + r * width, bias, out + r * width, width);
+}
+
+// dy and the bias gradient's block of one row; the bias gradient sums the gradient as stored (as
+// stock sums its bf16 gradient).
+template <typename T>
+void backward_row(const T* __restrict grad, const T* __restrict y, const float* __restrict bias, T* __restrict dy,
+                  float* __restrict db, int64_t width) {
 #pragma omp simd
-    for (int64_t i = 0; i < width; ++i) {
-      const float z = load(y, base + i) + bias[i];
-      store(out, base + i, 0.5f * z * (1.f + fast_erf(z * kInvSqrt2)));
-    }
+  for (int64_t i = 0; i < width; ++i) {
+    const float z = load(y, i) + bias[i];
+    const float cdf = 0.5f * (1.f + fast_erf(z * kInvSqrt2));
+    const float dz = load(grad, i) * (cdf + z * kInvSqrt2Pi * fast_exp(-0.5f * z * z));
+    store(dy, i, dz);
+    db[i] += load(dy, i);
   }
 }
 
@@ -46,21 +65,9 @@ void backward_rows(const T* grad, const T* y, const float* bias, T* dy, float* d
                    int64_t width) {
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
 #pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
-    float* db = dbias_blocks + b * width;
-    for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
-      const int64_t base = r * width;
-#pragma omp simd
-      for (int64_t i = 0; i < width; ++i) {
-        const float z = load(y, base + i) + bias[i];
-        const float cdf = 0.5f * (1.f + fast_erf(z * kInvSqrt2));
-        const float dz = load(grad, base + i) * (cdf + z * kInvSqrt2Pi * fast_exp(-0.5f * z * z));
-        store(dy, base + i, dz);
-        // the bias gradient from the gradient as stored: what stock sums from its bf16 gradient
-        db[i] += load(dy, base + i);
-      }
-    }
-  }
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r)
+      backward_row(grad + r * width, y + r * width, bias, dy + r * width, dbias_blocks + b * width, width);
 }
 
 void check_rows(const at::Tensor& t, const char* what) {

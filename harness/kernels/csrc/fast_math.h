@@ -1,6 +1,7 @@
 // exp and erf that the compiler vectorises. glibc's expf and erff are scalar calls unless the
 // build allows -ffast-math (which would also change every other loop's rounding), so a loop over
-// them runs one element at a time. These are branch-free polynomials in fp32, Cephes' expf
+// them runs one element at a time; so do std::floor, std::fmin and std::fmax, which this file
+// avoids for the same reason. These are branch-free polynomials in fp32, Cephes' expf
 // (within 1e-7 relative) and Abramowitz & Stegun 7.1.26's erf (within 6e-7 absolute in fp32): the
 // kernels' tests hold them to ATen's results.
 #pragma once
@@ -12,12 +13,15 @@
 namespace harness_kernels {
 
 // e^x; 0 for x below -87.3 (where fp32 goes subnormal), as softmax wants of a masked score; NaN
-// stays NaN (fmin and fmax below would turn it into a number).
+// stays NaN (the clamp below would turn it into a number).
 inline float fast_exp(float x) {
   const bool nan = x != x;
   const bool underflow = x < -87.3f;
-  const float c = std::fmin(std::fmax(x, -87.3f), 88.7f);
-  const float n = std::floor(c * 1.44269504088896341f + 0.5f);
+  // comparisons, not fmin/fmax: their NaN rules keep GCC from vectorising them without -ffast-math
+  const float low = x < -87.3f ? -87.3f : x;
+  const float c = low > 88.7f ? 88.7f : low;
+  // rounded to nearest by adding and taking away 1.5 * 2^23: std::floor too stays scalar
+  const float n = (c * 1.44269504088896341f + 12582912.f) - 12582912.f;
   // c - n ln 2 in two steps, the constant split so that n * its high part is exact
   float r = c - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.gate.config import GateConfig
-from harness.results.records import mode_label
+from harness.results.records import Status, mode_label
 from harness.results.runsets import (
     KEY,
     RunSet,
@@ -48,14 +48,14 @@ def validity(current: RunSet) -> list[Check]:
     """Every current run must have finished ok with an ISA that matches its mode."""
     checks = []
     for _, r in current.runs.iterrows():
-        ok = r["status"] == "ok" and r["valid"] is not False
+        ok = r["status"] == Status.OK and r["valid"] is not False
         error = r["error"] if isinstance(r["error"], str) else ""
         checks.append(
             Check(
                 "validity",
                 str(r["run_id"]),
                 ok,
-                "ok" if ok else f"status {r['status']}{': ' + error if error else ''}",
+                Status.OK.value if ok else f"status {r['status']}{': ' + error if error else ''}",
                 {
                     "status": str(r["status"]),
                     "isa_verified": r["isa_verified"] if isinstance(r["isa_verified"], str) else None,

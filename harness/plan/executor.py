@@ -26,20 +26,21 @@ from harness.plan.plan import RunSpec
 from harness.plan.presets import Preset
 from harness.precision.modes import get_precision, same_computation_pairs
 from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_machine, write_plan
+from harness.results.records import Status
 from harness.train import backends
 from harness.train.metrics import clock
 
-DONE = ("ok", "invalid", "diverged")
+DONE = (Status.OK, Status.INVALID, Status.DIVERGED)
 """Outcomes that --resume keeps; any other run is run again."""
 
 
 @dataclass
 class Outcome:
     run_id: str
-    status: str
-    """ok, diverged, invalid, failed (the worker reported an error), refused (bad input or a mode
-    the machine lacks), crashed (no result), timeout, interrupted, skipped (its phase-1 run did
-    not succeed)."""
+    status: Status
+    """The worker's own status from its result, else refused (bad input or a mode the machine
+    lacks), crashed (no result), timeout, interrupted or skipped (its phase-1 run did not
+    succeed)."""
     exit_code: int | None
     wall_time_s: float
     log_tail: str
@@ -114,10 +115,9 @@ class Comparison:
                 continue
             parent = self.outcomes.get(spec.checkpoint_of) if spec.checkpoint_of else None
             # an invalid run stops at its census step and saves no model
-            if spec.checkpoint_of and (parent is None or parent.status != "ok"):
-                outcome = Outcome(
-                    spec.run_id, "skipped", None, 0.0, f"phase-1 run {spec.checkpoint_of} did not succeed"
-                )
+            if spec.checkpoint_of and (parent is None or parent.status != Status.OK):
+                why = f"phase-1 run {spec.checkpoint_of} did not succeed"
+                outcome = Outcome(spec.run_id, Status.SKIPPED, None, 0.0, why)
             else:
                 outcome = self._run_one(i, spec)
             self.outcomes[spec.run_id] = outcome
@@ -133,9 +133,9 @@ class Comparison:
                     "here: free some space and `--resume` with the same flags",
                     DISK_FULL_EXIT,
                 )
-            if outcome.status == "interrupted":
+            if outcome.status is Status.INTERRUPTED:
                 print("interrupted; `--resume` with the same flags finishes the plan", file=sys.stderr)
-                return 130
+                return Status.INTERRUPTED.exit_code
             done_steps += spec.steps * spec.batch_size * (4 if spec.phase == 2 else 1)
             remaining = sum(s.steps * s.batch_size * (4 if s.phase == 2 else 1) for s in self.plan[i:])
             elapsed = time.perf_counter() - started
@@ -190,20 +190,14 @@ class Comparison:
             message = f"harness: {exc}"
             log.path.write_text(message + "\n")
             print(f"{log.prefix} {message}", file=sys.stderr, flush=True)
-            return Outcome(spec.run_id, "refused", exc.exit_code, time.perf_counter() - start, message)
+            return Outcome(spec.run_id, Status.REFUSED, exc.exit_code, time.perf_counter() - start, message)
         if done.timed_out:
-            status = "timeout"
-        elif done.interrupted or done.code == 130:
-            status = "interrupted"
+            status = Status.TIMEOUT
+        elif done.interrupted or Status.of_exit(done.code) is Status.INTERRUPTED:
+            status = Status.INTERRUPTED
         else:
             result = read_result(directory)
-            # exit 2 without a result: the worker refused its input before any work (its log says why)
-            if result is not None:
-                status = result.status
-            elif done.code == DISK_FULL_EXIT:
-                status = "failed"
-            else:
-                status = "refused" if done.code == 2 else "crashed"
+            status = result.status if result is not None else Status.of_exit(done.code)
         return Outcome(spec.run_id, status, done.code, time.perf_counter() - start, done.tail)
 
 

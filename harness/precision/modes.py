@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.results.records import Status
 
 if TYPE_CHECKING:
     from harness.machine.platform import Platform
@@ -212,7 +213,8 @@ class Admission:
 
     mode: str
     status: str
-    """"native", "emulated" (its number format has no instructions here) or "refused"."""
+    """native, emulated (its number format has no instructions here) or Status.REFUSED: what a run
+    of it ends as."""
     missing: tuple[str, ...]
     """The capabilities the machine lacks."""
     gemm_isa: str | None
@@ -225,6 +227,10 @@ class Admission:
     @property
     def emulated(self) -> bool:
         return self.status == "emulated"
+
+    @property
+    def refused(self) -> bool:
+        return self.status == Status.REFUSED
 
 
 def admit(mode: PrecisionMode, platform: Platform) -> Admission:
@@ -245,7 +251,7 @@ def admit(mode: PrecisionMode, platform: Platform) -> Admission:
     if not mode.emulable:
         return Admission(
             mode.name,
-            "refused",
+            Status.REFUSED,
             missing,
             None,
             f"needs {needs}, and without it would compute something else",

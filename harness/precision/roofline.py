@@ -194,7 +194,7 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
     for name in names:
         mode = get_precision(name)
         admission = admit(mode, platform)
-        if admission.status == "refused" or (admission.emulated and not allow_emulation):
+        if admission.refused or (admission.emulated and not allow_emulation):
             skipped.append(f"{name} ({admission.reason})")
             continue
         context = context_for(mode, platform, cores)

@@ -17,7 +17,7 @@ from harness.results.convergence import (
 )
 
 LABELS = {"eval_mlm_accuracy": "eval MLM accuracy", "eval_loss": "eval loss (MLM + NSP, nats)"}
-VERDICT_CLASS = {"equivalent": "ok", "better": "ok", "worse": "bad"}
+VERDICT_CLASS = {"equivalent": "good", "better": "good", "worse": "bad"}
 
 
 def _chart(curves: list[Curve], phase: int, metric: str, colors: dict[str, str]) -> str:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.reports.charts import Series, line_chart
 from harness.reports.htmlkit import CSS, PALETTE, esc, num
+from harness.results.records import Status
 from harness.results.runsets import RunSet, is_runset, key_stats, mode_label
 
 
@@ -93,8 +94,8 @@ def render_history(folder: Path, sets: list[RunSet]) -> str:
         for phase, precision in columns:
             hit = mine[(mine.phase == phase) & (mine["mode"] == precision)]
             cells.append(f"<td>{num(hit['throughput_seq_per_s'].iloc[0] if len(hit) else None, '.3f')}</td>")
-        ok = int((s.runs["status"] == "ok").sum())
-        cls = "ok" if ok == len(s.runs) else "bad"
+        ok = int((s.runs["status"] == Status.OK).sum())
+        cls = "good" if ok == len(s.runs) else "bad"
         rows.append(
             f'<tr><td class="l">{esc(s.started_at)}</td><td class="l">{_link(folder, s)}</td>'
             f'<td class="l">{esc(s.commit)}</td><td class="l">{esc(s.machine.get("cpu_model"))}</td>'

@@ -23,6 +23,7 @@ from harness.reports.charts import (
 from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.results.convergence import Criteria
+from harness.results.records import Status
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
@@ -37,9 +38,10 @@ def _modes(runs: pd.DataFrame) -> pd.Series:
 
 def _refusal(mine: pd.DataFrame) -> str | None:
     """Why this machine did not run a mode, when it refused it (and skipped its phase 2)."""
-    if not mine.status.isin(["refused", "skipped"]).all() or not (mine.status == "refused").any():
+    refused = mine.status == Status.REFUSED
+    if not (refused | (mine.status == Status.SKIPPED)).all() or not refused.any():
         return None
-    reason = str(mine.loc[mine.status == "refused", "error"].iloc[0])
+    reason = str(mine.loc[refused, "error"].iloc[0])
     return reason.split("last output: ", 1)[-1].removeprefix("harness: ")
 
 
@@ -49,7 +51,7 @@ def _speed(r: Ratio) -> tuple[str, str]:
         return "muted", f"speed-up {r.text()}: not tested (--seeds 3 or more gives an interval)"
     if not r.significant:
         return "muted", f"no significant difference in speed: {r.text()}"
-    return ("ok" if r.value > 1 else "bad"), f"{'faster' if r.value > 1 else 'SLOWER'}: {r.text()}"
+    return ("good" if r.value > 1 else "bad"), f"{'faster' if r.value > 1 else 'SLOWER'}: {r.text()}"
 
 
 def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
@@ -66,7 +68,7 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
             label = f"p{phase} {precision}"
             mine = runs[(modes == precision) & (runs.phase == phase)]
             fp32 = runs[(modes == "fp32") & (runs.phase == phase)]
-            bad = mine[mine.status != "ok"]
+            bad = mine[mine.status != Status.OK]
             if len(bad):
                 runs_text = ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples())
                 out.append((label, "bad", f"{len(bad)} of {len(mine)} runs did not finish ok: {runs_text}"))
@@ -121,7 +123,7 @@ def _contention_banner(runs: pd.DataFrame) -> str:
 
 def _mfu_note(runs: pd.DataFrame) -> str:
     """What fills an MFU shown as "-": a roofline measured on this machine before the run."""
-    missing = runs[(runs.status == "ok") & runs.mfu.isna()]
+    missing = runs[(runs.status == Status.OK) & runs.mfu.isna()]
     if missing.empty:
         return ""
     modes = ",".join(dict.fromkeys(missing.precision))
@@ -141,7 +143,7 @@ def _bars(runs: pd.DataFrame, colors: dict[str, str]) -> str:
             median=None if pd.isna(r.throughput_seq_per_s) else r.throughput_seq_per_s,
             p10=None if pd.isna(r.throughput_p10) else r.throughput_p10,
             p90=None if pd.isna(r.throughput_p90) else r.throughput_p90,
-            note="" if r.status == "ok" else str(r.status),
+            note="" if r.status == Status.OK else str(r.status),
             group=f"phase {r.phase}",
         )
         for r in runs.itertuples()
@@ -254,14 +256,14 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
         if len(census)
         else '<p class="muted">no run recorded a kernel census</p>'
     )
-    problems = runs[~runs.status.isin(["ok"])]
+    problems = runs[runs.status != Status.OK]
     problem_html = (
         "".join(
             f'<li><b>{esc(r.run_id)}</b> <span class="bad">{esc(r.status)}</span>: '
             f"<code>{esc(r.error)}</code></li>"
             for r in problems.itertuples()
         )
-        or '<li class="ok">every run finished ok</li>'
+        or '<li class="good">every run finished ok</li>'
     )
     charts = "".join(
         f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors, run_modes)}"

@@ -6,13 +6,15 @@ import html
 
 import pandas as pd
 
+from harness.results.records import Status
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}.bad{color:#b00020;font-weight:600}
-.ok{color:#0a7d2c;font-weight:600}.warn{color:#a15c00;font-weight:600}.muted{color:#777}
+.good{color:#0a7d2c;font-weight:600}.warn{color:#a15c00;font-weight:600}.muted{color:#777}
 svg{background:#fff;border:1px solid #ddd;margin:6px 0}code{font-size:12px}
 """
 
@@ -28,14 +30,14 @@ def num(v: object, fmt: str) -> str:
 
 
 STATUS_CLASS = {
-    "ok": "ok",
-    "diverged": "bad",
-    "invalid": "bad",
-    "failed": "bad",
-    "crashed": "bad",
-    "timeout": "bad",
-    "refused": "warn",
-    "skipped": "warn",
+    Status.OK: "good",
+    Status.DIVERGED: "bad",
+    Status.INVALID: "bad",
+    Status.FAILED: "bad",
+    Status.CRASHED: "bad",
+    Status.TIMEOUT: "bad",
+    Status.REFUSED: "warn",
+    Status.SKIPPED: "warn",
 }
 
 

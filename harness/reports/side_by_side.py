@@ -89,7 +89,7 @@ def _ratio_cell(r: pd.Series, sets: list[RunSet], i: int) -> str:
     if math.isnan(q.value):
         return '<td class="muted">-</td>'
     contended = r.get("contended_0") is True or r.get(f"contended_{i}") is True
-    cls = "ok" if q.value > 1 else "bad"
+    cls = "good" if q.value > 1 else "bad"
     if contended or not q.significant:
         cls = "muted"
     note = " contended: not judged" if contended else ("" if q.significant else " no significant difference")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+from harness.errors import INPUT_ERROR_EXIT
+from harness.files import DISK_FULL_EXIT
+
 LOSS_TOLERANCE = 0.02
 """Default: a precision converges like fp32 when its final loss is within this share of fp32's."""
 
@@ -39,7 +42,23 @@ class Status(StrEnum):
     @property
     def exit_code(self) -> int:
         """The worker's exit code for its own statuses (1 for any other)."""
-        return {"ok": 0, "diverged": 3, "invalid": 4, "interrupted": 130}.get(self.value, 1)
+        return _EXIT_CODES.get(self, 1)
+
+    @classmethod
+    def of_exit(cls, code: int | None) -> Status:
+        """How a worker that left no result of its own ended, from its exit code: interrupted
+        (SIGINT), refused (a HarnessError: it refused its input before any work, its log says
+        why), failed (the disk filled up), or crashed (killed, out of memory, anything else)."""
+        if code == _EXIT_CODES[cls.INTERRUPTED]:
+            return cls.INTERRUPTED
+        if code == INPUT_ERROR_EXIT:
+            return cls.REFUSED
+        if code == DISK_FULL_EXIT:
+            return cls.FAILED
+        return cls.CRASHED
+
+
+_EXIT_CODES = {Status.OK: 0, Status.DIVERGED: 3, Status.INVALID: 4, Status.INTERRUPTED: 130}
 
 
 @dataclass

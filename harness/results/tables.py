@@ -145,7 +145,7 @@ def runs_table(compare_dir: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df = df.astype(RUN_COLUMNS)
     # the reference: stock fp32 (an ipex fp32 run then shows what IPEX buys)
-    reference = (df["precision"] == "fp32") & (df["backend"] == "stock") & (df["status"] == "ok")
+    reference = (df["precision"] == "fp32") & (df["backend"] == "stock") & (df["status"] == Status.OK)
     baseline = df[reference].set_index(["phase", "repeat"])
     losses = {run_id: _losses(compare_dir / "runs" / run_id) for run_id in df["run_id"]}
     for i, row in df.iterrows():

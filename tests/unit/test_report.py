@@ -184,7 +184,7 @@ def test_verdicts_are_per_phase_and_coloured_only_when_significant():
     ]
     out = {label: (css, text) for label, css, text in verdicts(_runs(*rows), 0.02)}
     # phase 1 is significantly faster, phase 2's interval straddles 1: two verdicts, not one pooled
-    assert out["p1 bf16"][0] == "ok" and out["p1 bf16"][1].startswith("faster: 1.5")
+    assert out["p1 bf16"][0] == "good" and out["p1 bf16"][1].startswith("faster: 1.5")
     assert "95% CI" in out["p1 bf16"][1] and "5/5 runs" in out["p1 bf16"][1]
     assert out["p2 bf16"][0] == "muted" and out["p2 bf16"][1].startswith("no significant difference")
     slower = [*rows[:5], *_repeats(base, "bf16", 1, [7.0, 7.2, 6.9, 7.1, 7.3])]

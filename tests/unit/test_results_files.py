@@ -105,3 +105,13 @@ def test_a_corrupt_machine_record_is_named(tmp_path):
     with pytest.raises(HarnessError, match=r"machine.json: not readable as JSON"):
         read_machine(tmp_path)
     assert read_machine(tmp_path / "none") == {}
+
+
+def test_a_worker_that_left_no_result_is_read_from_its_exit_code():
+    codes = [130, 2, 5, 1, -9, 0, None]
+    assert [Status.of_exit(c) for c in codes] == [
+        Status.INTERRUPTED,
+        Status.REFUSED,
+        Status.FAILED,
+        *[Status.CRASHED] * 4,
+    ]

@@ -20,6 +20,21 @@ from harness.errors import HarnessError
 
 DISK_FULL_EXIT = 5
 
+HOME_ENV = "HARNESS_HOME"
+
+
+def harness_home() -> Path:
+    """$HARNESS_HOME, default ~/.cache/harness: the roofline store, the default data set and the
+    fused kernels' builds live under it."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "harness")
+
+
+def writable_home() -> Path:
+    """harness_home(), refused in one line where no write could make it (a file on the way)."""
+    home = harness_home()
+    check_folder(home, f"${HOME_ENV}" if os.environ.get(HOME_ENV) else "the harness's cache")
+    return home
+
 
 @contextlib.contextmanager
 def folder_lock(folder: Path, flag: str, wait: bool = False) -> Iterator[None]:

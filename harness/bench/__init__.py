@@ -1,1 +1,2 @@
-"""Benchmarks that print figures: `harness bench peer` (harness.bench.peer)."""
+"""Benchmarks that print figures: `harness bench peer` (harness.bench.peer) and `harness roofline`
+(harness.bench.roofline)."""

@@ -27,9 +27,10 @@ from harness.results.files import read_metrics, read_result
 from harness.results.stats import Spread, ratio
 from harness.train import backends
 from harness.train.backends import check_available
+from harness.train.config import Fp32Gemm, check_fp32_gemm
 
 if TYPE_CHECKING:
-    from harness.launch.job import WorkerContext
+    from harness.launch.job import Job, WorkerContext
 
 
 def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
@@ -149,7 +150,7 @@ class PeerSpec:
     backend: str = "stock"
     """Our step's backend, as `harness train --backend`: stock or fused (the kernels are built
     before the first worker starts)."""
-    fp32_gemm: str = "auto"
+    fp32_gemm: Fp32Gemm = "auto"
     """Where our step's fp32 GEMMs go: auto, mkl or onednn (as `harness train --fp32-gemm`);
     Hugging Face's step runs as stock PyTorch runs it."""
     rounds: int = 1
@@ -164,7 +165,7 @@ class PeerSpec:
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
             raise HarnessError("--batch-size, --steps and --rounds must be >= 1, --warmup and --top >= 0")
-        gemm_route.check_choice(self.fp32_gemm)
+        check_fp32_gemm(self.fp32_gemm)
         if self.backend not in ("stock", "fused"):
             raise HarnessError(f"--backend {self.backend}: expected stock or fused")
         check_available(self.backend)
@@ -216,6 +217,15 @@ def measure(impl: str, mode, spec: PeerSpec, context: WorkerContext) -> dict:
     }
 
 
+def measure_peer(job: Job, context: WorkerContext) -> int:
+    """The peer task, in its worker: one implementation's step, timed."""
+    from harness.launch.job import write_figures
+
+    settings = dict(job.settings)
+    impl = settings.pop("impl")
+    return write_figures(job, measure(impl, job.mode, PeerSpec(**settings), context))
+
+
 def merge(rounds: list[dict]) -> dict:
     """One implementation's rounds as one row: step times pooled, figures from their median."""
     times = Spread.of([t for r in rounds for t in r["step_times"]])
@@ -263,9 +273,10 @@ def _train_row(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> d
     what the data pipeline, metrics and checks cost."""
     import tempfile
 
-    from harness.launch.launchers import LaunchOptions, start_training
+    from harness.launch.launchers import LaunchOptions
     from harness.precision.modes import get_precision
     from harness.train.config import TrainConfig
+    from harness.train.start import start_training
 
     if spec.phase != 1:
         raise HarnessError("bench peer: the harness train comparison runs phase 1 only; add --no-train")
@@ -348,7 +359,8 @@ def run_peer(
                     file=sys.stderr,
                     flush=True,
                 )
-                measured = run_task("peer", mode, context, {"impl": impl, **settings}, spec.system_malloc)
+                job_settings = {"impl": impl, **settings}
+                measured = run_task(measure_peer, mode, context, job_settings, spec.system_malloc)
                 runs.setdefault(impl, []).append(measured)
             if with_train:
                 print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)

@@ -39,7 +39,10 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _flag_type(hint: Any) -> type:
-    """int for `int` and `int | None`: the one scalar type a flag parses."""
+    """int for `int` and `int | None`, str for a Literal of strings: the one scalar type a flag
+    parses (the config's validate checks a Literal's value, in a line of its own)."""
+    if typing.get_origin(hint) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(hint)):
+        return str
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0] if len(args) == 1 else hint

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from harness.bench.roofline import run_all
+from harness.errors import HarnessError
+from harness.precision.modes import BUILTIN
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.precision.modes import BUILTIN
-
     r = sub.add_parser("roofline", help="measure the large-matmul peak of each precision mode")
     r.add_argument(
         "--precisions",
@@ -25,10 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import HarnessError
-    from harness.precision import roofline
-
     if args.size < 64 or args.repeats < 1:
         raise HarnessError("--size must be >= 64 and --repeats >= 1")
     names = [n for n in args.precisions.split(",") if n]
-    return roofline.run_all(names, args.size, args.repeats, args.allow_emulation, args.cores)
+    return run_all(names, args.size, args.repeats, args.allow_emulation, args.cores)

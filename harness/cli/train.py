@@ -8,7 +8,9 @@ import sys
 from harness.cli.flags import add_fields, from_args
 from harness.launch.launchers import LaunchOptions
 from harness.launch.ranks import RankLayout
+from harness.precision.modes import get_precision
 from harness.train.config import TrainConfig
+from harness.train.start import start_training
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,9 +26,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The parent checks the mode against the machine and starts the worker(s); they train."""
-    from harness.launch.launchers import start_training
-    from harness.precision.modes import get_precision
-
     cfg = from_args(TrainConfig, args)
     cfg.validate()
     options = from_args(LaunchOptions, args, layout=from_args(RankLayout, args))

@@ -34,7 +34,7 @@ import numpy as np
 
 from harness.datasets.schema import CLS_ID, EVAL_DIR, FIRST_WORDPIECE_ID, MASK_ID, PHASE_DIRS, SEP_ID
 from harness.errors import HarnessError
-from harness.files import check_folder
+from harness.files import check_folder, writable_home
 
 VOCAB_SIZE = 30522
 TOPICS = 4
@@ -378,8 +378,6 @@ def _terminate_cleans_up() -> Iterator[None]:
 def cached_default(examples: int) -> Path:
     """The embedded default data set: synthetic, written once per size under $HARNESS_HOME/data
     (keyed by generator version, so data an older generator made is never reused) and reused."""
-    from harness.precision.roofline import writable_store
-
-    path = writable_store().parent / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
+    path = writable_home() / "data" / f"synth-v{GENERATOR_VERSION}-{examples}"
     synthesize(path, SynthSpec(examples=examples), reuse=True)
     return path

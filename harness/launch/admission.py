@@ -43,7 +43,7 @@ def admitted(
     """context_for a mode that may run here; refuses (one line naming `flag`) a mode that would
     compute something else here, or an emulated one unless allow_emulation."""
     admission = admit(mode, platform)
-    if admission.refused or (admission.emulated and not allow_emulation):
+    if not admission.runs(allow_emulation):
         hint = "; --allow-emulation runs it anyway, marked emulated" if admission.emulated else ""
         raise HarnessError(f"{flag} {mode.name}: {admission.reason} ({platform.cpu_model}){hint}")
     return context_for(mode, platform, cores)

@@ -2,12 +2,18 @@
 
 The parent admits a mode, resolves the cores and writes one job file; the worker
 (harness.launch.worker) reads it. Settings travel as the config's own fields, never as
-command-line strings, so a default lives only in its dataclass.
+command-line strings, so a default lives only in its dataclass. The task is handed over as a
+function, as optimum-benchmark's launchers are handed theirs: the file names it by its import
+path, and launch/ never knows what its workers run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,9 @@ from harness.machine.cores import rank_cores
 from harness.precision.modes import PrecisionMode
 
 FORMAT, VERSION = "harness.job", 1
-TASKS = ("train", "roofline", "peer")
+
+TASK_PATH = re.compile(r"harness(\.\w+)+:\w+")
+"""module:function, of the harness's own modules: what a job file may name as its task."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,14 @@ class WorkerContext:
         return replace(self, cores=tuple(mine), node_cores=self.cores)
 
 
+Task = Callable[["Job", WorkerContext], int]
+"""A worker's work: a module-level function that returns the worker's exit code."""
+
+
 @dataclass(frozen=True)
 class Job:
-    task: str
-    """train (one phase, harness.train), roofline (one mode's matmul peak) or peer (bench peer)."""
+    task: Task
+    """What the worker runs: one phase of training, one mode's matmul peak, one bench peer step."""
     mode: PrecisionMode
     """The precision mode, as the parent resolved it (built-in or from $HARNESS_PRECISION_FILE)."""
     context: WorkerContext
@@ -61,11 +73,38 @@ class Job:
     """File the task writes its figures to (roofline, peer); a training run writes its folder."""
 
 
-def write_job(path: Path, job: Job) -> Path:
-    if job.task not in TASKS:
-        raise ValueError(f"unknown task {job.task}")
-    write_atomic(path, json.dumps({"format": FORMAT, "version": VERSION, **asdict(job)}, indent=2) + "\n")
+def task_path(task: Task) -> str:
+    """The import path the worker finds `task` by; ValueError for one it could not find."""
+    path = f"{task.__module__}:{task.__qualname__}"
+    if not TASK_PATH.fullmatch(path) or find_task(path) is not task:
+        raise ValueError(f"{path}: a worker task is a module-level function of the harness")
     return path
+
+
+def find_task(path: str) -> Task:
+    """The function a job file names (module:function); HarnessError for anything else."""
+    module, _, name = path.partition(":")
+    task = None
+    if TASK_PATH.fullmatch(path):
+        with contextlib.suppress(ImportError):
+            task = getattr(importlib.import_module(module), name, None)
+    if not callable(task):
+        raise HarnessError(f"task {path!r}: not a function of the harness (module:function)")
+    return task
+
+
+def write_job(path: Path, job: Job) -> Path:
+    data = {"format": FORMAT, "version": VERSION, **asdict(job), "task": task_path(job.task)}
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def write_figures(job: Job, figures: dict) -> int:
+    """A measuring task's figures, in the file its parent reads back (launchers.run_task)."""
+    if job.result is None:
+        raise ValueError("a measuring task's job names no result file")
+    write_atomic(Path(job.result), json.dumps(figures))
+    return 0
 
 
 def read_job(path: Path) -> Job:
@@ -75,12 +114,14 @@ def read_job(path: Path) -> Job:
         raise HarnessError(f"{path}: not a readable job file ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise HarnessError(f"{path}: expected a {FORMAT} file of version {VERSION}")
-    if data.get("task") not in TASKS:
-        raise HarnessError(f"{path}: task {data.get('task')!r}, expected one of {', '.join(TASKS)}")
+    try:
+        task = find_task(str(data.get("task")))
+    except HarnessError as exc:
+        raise HarnessError(f"{path}: {exc}") from None
     context = data["context"]
     mode = data["mode"]
     return Job(
-        task=data["task"],
+        task=task,
         mode=PrecisionMode(**{**mode, "requires": tuple(mode["requires"])}),
         context=WorkerContext(
             **{

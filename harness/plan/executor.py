@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import DISK_FULL_EXIT, check_folder, folder_lock
-from harness.launch.launchers import LaunchOptions, start_training
+from harness.launch.launchers import LaunchOptions
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect, fingerprint_key
 from harness.plan.plan import RunSpec
@@ -29,6 +29,7 @@ from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result
 from harness.results.records import Status
 from harness.train import backends
 from harness.train.metrics import clock
+from harness.train.start import start_training
 
 DONE = (Status.OK, Status.INVALID, Status.DIVERGED)
 """Outcomes that --resume keeps; any other run is run again."""

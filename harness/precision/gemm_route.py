@@ -14,18 +14,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from harness.errors import HarnessError
 from harness.precision.modes import PrecisionMode
 from harness.precision.roofline import lookup
-
-CHOICES = ("auto", "mkl", "onednn")
-
-
-def check_choice(requested: str) -> None:
-    """Refuse a --fp32-gemm that is not one of CHOICES (train's and bench peer's flag alike)."""
-    if requested not in CHOICES:
-        raise HarnessError(f"--fp32-gemm must be {', '.join(CHOICES[:-1])} or {CHOICES[-1]}, got {requested}")
-
 
 MARGIN = 1.10
 """How much faster oneDNN's large-GEMM peak must be for `auto` to take it: BERT's GEMMs are smaller
@@ -45,8 +35,8 @@ class Route:
 
 
 def choose(requested: str, mode: PrecisionMode, amx_usable: bool, peak: dict | None) -> Route:
-    """The route `requested` (one of CHOICES) gives a mode on this machine, whose stored fp32
-    roofline is `peak` (harness.precision.roofline.lookup, or None)."""
+    """The route `requested` (auto, mkl or onednn: harness.train.config.Fp32Gemm) gives a mode on
+    this machine, whose stored fp32 roofline is `peak` (harness.precision.roofline.lookup, or None)."""
     if mode.fp32_math != "ieee":
         return Route("onednn", f"{mode.name} sets its own fp32 math ({mode.fp32_math}): oneDNN computes it")
     if mode.gemm_dtype != "float32":

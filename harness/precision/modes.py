@@ -232,6 +232,10 @@ class Admission:
     def refused(self) -> bool:
         return self.status == Status.REFUSED
 
+    def runs(self, allow_emulation: bool) -> bool:
+        """Whether a run of the mode may start here: natively, or emulated where allowed."""
+        return not self.refused and (allow_emulation or not self.emulated)
+
 
 def admit(mode: PrecisionMode, platform: Platform) -> Admission:
     """What `mode` means on `platform`, decided from the machine before any process starts."""

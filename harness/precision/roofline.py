@@ -12,31 +12,27 @@ fingerprint, where training workers find them.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import check_folder, write_atomic, write_error
+from harness.files import HOME_ENV, harness_home, writable_home, write_atomic, write_error
 from harness.precision.modes import PrecisionMode
 from harness.results.stats import Spread
 
-STORE_ENV = "HARNESS_HOME"
+STORE_FILE = "roofline.json"
 
 
 def store_path() -> Path:
-    """$HARNESS_HOME/roofline.json, default ~/.cache/harness/roofline.json."""
-    home = os.environ.get(STORE_ENV) or str(Path.home() / ".cache" / "harness")
-    return Path(home) / "roofline.json"
+    """$HARNESS_HOME/roofline.json."""
+    return harness_home() / STORE_FILE
 
 
 def writable_store() -> Path:
     """store_path(), refused in one line where no write could make it (a file on the way)."""
-    path = store_path()
-    check_folder(path.parent, f"${STORE_ENV}" if os.environ.get(STORE_ENV) else "the harness's cache")
-    return path
+    return writable_home() / STORE_FILE
 
 
 def store_key(machine_key: str, threads: int) -> str:
@@ -157,7 +153,7 @@ def save(machine_key: str, peaks: dict[str, dict]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # $HARNESS_HOME a file, or on a read-only file system
-        raise HarnessError(f"{STORE_ENV} {path.parent}: cannot hold {path.name} ({exc.strerror})") from None
+        raise HarnessError(f"{HOME_ENV} {path.parent}: cannot hold {path.name} ({exc.strerror})") from None
     write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 
@@ -177,60 +173,3 @@ def lookup(mode_name: str, machine_key: str, threads: int) -> dict | None:
             print(f"warning: {exc}; no roofline used (harness roofline replaces it)", file=sys.stderr)
         return None
     return data.get(store_key(machine_key, threads), {}).get(mode_name)
-
-
-def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, cores_spec: str | None) -> int:
-    """Parent: one worker per mode, a table, and the store updated."""
-    from harness.launch.admission import context_for
-    from harness.launch.launchers import run_task
-    from harness.machine.cores import resolve_cores
-    from harness.machine.platform import as_dict, detect, fingerprint_key
-    from harness.precision.modes import admit, get_precision
-
-    writable_store()  # before measuring: a store that cannot be written would lose the peaks
-    platform = detect()
-    cores = resolve_cores(cores_spec)
-    peaks, skipped = {}, []
-    for name in names:
-        mode = get_precision(name)
-        admission = admit(mode, platform)
-        if admission.refused or (admission.emulated and not allow_emulation):
-            skipped.append(f"{name} ({admission.reason})")
-            continue
-        context = context_for(mode, platform, cores)
-        measured = run_task("roofline", mode, context, {"size": size, "repeats": repeats}, False)
-        peaks[name] = {**measured, "emulated": admission.emulated}
-        print(
-            f"{name}: {peaks[name]['gflops']:.1f} GFLOP/s ({peaks[name]['library']})",
-            file=sys.stderr,
-            flush=True,
-        )
-    if not peaks:
-        raise HarnessError(f"no mode could run here: {'; '.join(skipped)}")
-    print(
-        f"\nmatmul roofline, {size}x{size}x{size}, median of {repeats}, {len(cores)} threads, "
-        f"{platform.cpu_model} (family {platform.family} model {platform.model})"
-    )
-    print(f"{'mode':<10} {'dtype':<9} {'path':<14} {'library':<8} {'GFLOP/s':>9} {'p10..p90':>17}  kernel")
-    for name, peak in peaks.items():
-        for p in peak["paths"]:
-            if "gflops" not in p:
-                print(
-                    f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {'-':<8} {'-':>9} {'':>17}  "
-                    f"unavailable: {p['unavailable']}"
-                )
-                continue
-            spread = f"{p['gflops_p10']:>8.1f}..{p['gflops_p90']:<8.1f}"
-            print(
-                f"{name:<10} {peak['dtype']:<9} {p['path']:<14} {p['library']:<8} {p['gflops']:>9.1f} "
-                f"{spread}  {p['kernel']}"
-            )
-        note = "; emulated: the CPU has no instructions for its number format" if peak["emulated"] else ""
-        print(
-            f"  {name}: MFU divides by {peak['gflops']:.1f} GFLOP/s, {peak['path']} ({peak['library']}){note}"
-        )
-    for line in skipped:
-        print(f"skipped: {line}")
-    # Saved after the table is printed: a store that cannot be written loses no figures.
-    print(f"stored in {save(fingerprint_key(as_dict(platform)), peaks)}")
-    return 0

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.errors import HarnessError
 from harness.files import check_folder
-from harness.precision import gemm_route
 from harness.results.files import METRICS_FILE, RESULT_FILE
+
+Fp32Gemm = Literal["auto", "mkl", "onednn"]
+"""Where fp32 GEMMs go (harness.precision.gemm_route): declared here, so that checking a flag
+loads no route."""
+
+
+def check_fp32_gemm(requested: str) -> None:
+    """Refuse a --fp32-gemm that is not a Fp32Gemm (train's and bench peer's flag alike)."""
+    *first, last = get_args(Fp32Gemm)
+    if requested not in (*first, last):
+        raise HarnessError(f"--fp32-gemm must be {', '.join(first)} or {last}, got {requested}")
+
 
 PHASE_DEFAULTS = {
     # Intel's package: phase 1 at max_seq_len 128, phase 2 at 512 from phase 1's model_save.
@@ -77,7 +88,7 @@ class TrainConfig:
     compile: bool = False
     """Run the model's forward through torch.compile (inductor); the first steps then include the
     compilation, so give a larger --timing-warmup."""
-    fp32_gemm: str = "auto"
+    fp32_gemm: Fp32Gemm = "auto"
     """Where fp32 GEMMs go: mkl (stock PyTorch), onednn, or auto, the faster of the two in this
     machine's stored fp32 roofline (harness.precision.gemm_route; MKL wherever AMX is usable)."""
     backend: str = "stock"
@@ -165,7 +176,7 @@ class TrainConfig:
             raise HarnessError(f"--phase-fraction must be in (0, 1), got {self.phase_fraction}")
         if not 0 < self.target_accuracy <= 1:
             raise HarnessError(f"--target-accuracy must be in (0, 1], got {self.target_accuracy}")
-        gemm_route.check_choice(self.fp32_gemm)
+        check_fp32_gemm(self.fp32_gemm)
         if self.submission_division not in ("open", "closed"):
             raise HarnessError(
                 f"--submission-division must be open or closed, got {self.submission_division}"

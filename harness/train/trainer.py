@@ -16,7 +16,7 @@ from dataclasses import asdict
 import torch
 
 from harness.datasets.mlcommons import checked, training_loader
-from harness.launch.job import WorkerContext
+from harness.launch.job import Job, WorkerContext
 from harness.machine import contention
 from harness.models import BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
 from harness.precision import gemm_route
@@ -36,6 +36,11 @@ from harness.train.result import RunResult
 from harness.train.setup import already_complete, model_and_data, output_folder, resume, trajectory
 
 BETAS, EPS = (0.9, 0.999), 1e-6
+
+
+def run_job(job: Job, context: WorkerContext) -> int:
+    """The train task, as harness.train.start hands it to the launcher: the job's one phase."""
+    return train(TrainConfig.from_dict(job.settings), job.mode, context)
 
 
 def train(cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext) -> int:

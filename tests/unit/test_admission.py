@@ -14,6 +14,7 @@ from harness.launch.admission import context_for
 from harness.launch.environment import RETAINED_MALLOC, worker_environment
 from harness.launch.job import Job, WorkerContext, read_job, write_job
 from harness.precision.modes import BUILTIN, get_precision, load_modes
+from harness.train.trainer import run_job
 
 TINY = ["--model", "bert-tiny", "--steps", 2, "--batch-size", 4, "--eval-examples", 4]
 
@@ -75,15 +76,18 @@ def _context(**changes) -> WorkerContext:
 
 
 def test_a_job_file_round_trips_and_a_foreign_one_is_refused(tmp_path):
-    job = Job("train", get_precision("avx-fp32"), _context(missing_features=("bf16",)), {"steps": 3})
+    job = Job(run_job, get_precision("avx-fp32"), _context(missing_features=("bf16",)), {"steps": 3})
     assert read_job(write_job(tmp_path / "job.json", job)) == job
     (tmp_path / "other.json").write_text(json.dumps({"format": "harness.result", "version": 1}))
     with pytest.raises(HarnessError, match=r"other.json: expected a harness.job file of version 1"):
         read_job(tmp_path / "other.json")
     data = json.loads((tmp_path / "job.json").read_text())
-    (tmp_path / "bad.json").write_text(json.dumps({**data, "task": "mine bitcoin"}))
-    with pytest.raises(HarnessError, match=r"bad.json: task 'mine bitcoin', expected one of train"):
-        read_job(tmp_path / "bad.json")
+    assert data["task"] == "harness.train.trainer:run_job"
+    # the task is the harness's own function, named by its import path: nothing else is run
+    for task in ("mine bitcoin", "os:system", "harness.train.trainer:no_such_task"):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, "task": task}))
+        with pytest.raises(HarnessError, match=rf"bad.json: task '{task}': not a function of the harness"):
+            read_job(tmp_path / "bad.json")
 
 
 def test_each_rank_takes_an_equal_disjoint_share_of_the_cores():
@@ -97,7 +101,7 @@ def test_each_rank_takes_an_equal_disjoint_share_of_the_cores():
 def test_a_worker_started_without_the_mode_environment_refuses(tmp_path, monkeypatch, capsys):
     for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
         monkeypatch.delenv(var, raising=False)
-    job = write_job(tmp_path / "job.json", Job("train", get_precision("avx-fp32"), _context(), {}))
+    job = write_job(tmp_path / "job.json", Job(run_job, get_precision("avx-fp32"), _context(), {}))
     assert worker.main([str(job)]) == 2
     assert "did not start with the environment of mode avx-fp32" in capsys.readouterr().err
 

@@ -7,8 +7,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from harness.bench.peer import PeerSpec
-from harness.cli.flags import add_fields
+from harness.bench.peer import PeerSpec, run_peer
+from harness.bench.peer_table import format_rows
+from harness.cli.flags import add_fields, from_args
+from harness.datasets.synth import cached_default
+from harness.files import write_atomic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,11 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.bench.peer import format_rows, run_peer
-    from harness.cli.flags import from_args
-    from harness.datasets.synth import cached_default
-    from harness.files import write_atomic
-
     spec: PeerSpec = from_args(PeerSpec, args)
     spec.validate()
     spec = dataclasses.replace(spec, dataset=spec.dataset or str(cached_default(1024)))
@@ -43,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     rows = run_peer(spec, precisions, not args.no_train, args.allow_emulation, args.cores)
     print(format_rows(rows))
     if args.json:
-        write_atomic(args.json, json.dumps(rows, indent=2) + "\n")
+        write_atomic(args.json, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
     return 0

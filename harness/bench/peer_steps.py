@@ -1,0 +1,105 @@
+"""bench peer's two training steps, on the same batch: ours (BertForPreTraining + LAMB, on the
+run's backend) and Hugging Face's (BertForPreTraining + fused AdamW), both under the mode's
+autocast and both credited with the same analytic FLOPs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from harness.datasets.mlcommons import checked, resolve_phase_data, training_loader
+from harness.errors import HarnessError
+from harness.models import BertForPreTraining, Lamb, load_config, parameter_groups
+from harness.models.flops import training_step_flops
+from harness.precision.modes import PrecisionMode
+from harness.train import backends
+from harness.train.evaluate import to_batch
+
+Step = Callable[[], None]
+
+
+def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
+    """The first training batch of the phase's data: the same examples (padding, masked counts)
+    a `harness train` run of that phase sees, so all three workers do comparable work."""
+    data = resolve_phase_data(Path(dataset), phase, 0.9, 8)
+    return checked(next(iter(training_loader(data, batch_size, seed=0, workers=0, vocab_size=vocab))))
+
+
+def harness_step(
+    model_name: str, raw: dict, mode: PrecisionMode, backend: str, machine_key: str
+) -> tuple[Step, int]:
+    """Our step and its FLOPs."""
+    model = BertForPreTraining(load_config(model_name)).train()
+    optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
+    model, optimizer, _ = backends.prepare(backend, model, optimizer, mode.autocast, machine_key)
+    batch = to_batch(raw)
+
+    def step() -> None:
+        with mode.autocast_context():
+            out = model(batch)
+        out.loss.backward()
+        optimizer.step_if_finite()
+        optimizer.zero_grad(set_to_none=True)
+
+    flops = model.training_flops(
+        raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
+    )
+    return step, flops
+
+
+def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[Step, int]:
+    """Hugging Face's step and the FLOPs our model is credited with for the same batch."""
+    try:
+        # inside: transformers is an optional dependency, needed by this side of bench peer only
+        import transformers
+    except ImportError:
+        raise HarnessError(
+            "bench peer: the Hugging Face side needs transformers (pip install -e '.[test]' "
+            "or pip install transformers)"
+        ) from None
+    cfg = load_config(model_name)
+    hf_config = transformers.BertConfig(**cfg.to_hf_dict())
+    model = transformers.BertForPreTraining(hf_config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    labels = torch.full_like(raw["input_ids"], -100)
+    labels.scatter_(1, raw["masked_lm_positions"], raw["masked_lm_ids"])
+
+    def step() -> None:
+        with mode.autocast_context():
+            out = model(
+                input_ids=raw["input_ids"],
+                attention_mask=raw["input_mask"],
+                token_type_ids=raw["segment_ids"],
+                labels=labels,
+                next_sentence_label=raw["next_sentence_labels"],
+            )
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    # Credited with our model's FLOPs: the same useful work (HF's MLM head also runs on every
+    # unmasked token, which is its cost, not extra work done).
+    flops = training_step_flops(
+        cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
+    )
+    return step, flops
+
+
+def top_operators(step: Step, top: int) -> list[dict]:
+    """The `top` operators of one profiled step by self CPU time."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [
+        {
+            "op": e.key,
+            "self_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
+        for e in events[:top]
+    ]

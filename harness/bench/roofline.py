@@ -11,13 +11,13 @@ from harness.launch.admission import context_for
 from harness.launch.job import Job, WorkerContext, write_figures
 from harness.machine import platform as machine
 from harness.machine.cores import resolve_cores
-from harness.precision import roofline
+from harness.precision import matmul_peak, roofline
 from harness.precision.modes import admit, get_precision
 
 
 def measure_roofline(job: Job, context: WorkerContext) -> int:
     """The roofline task, in its worker: the mode's matmul peak through every path."""
-    return write_figures(job, roofline.measure(job.mode, **job.settings))
+    return write_figures(job, matmul_peak.measure(job.mode, **job.settings))
 
 
 def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, cores_spec: str | None) -> int:

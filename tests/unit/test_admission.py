@@ -172,7 +172,7 @@ def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch):
 
 
 def test_each_modes_gemms_and_its_roofline_compute_in_the_dtype_it_trains_in():
-    from harness.precision.roofline import _paths
+    from harness.precision.matmul_peak import _paths
 
     modes = {m.name: m for m in BUILTIN}
     dtypes = {name: mode.gemm_dtype for name, mode in modes.items()}

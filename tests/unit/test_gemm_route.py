@@ -14,7 +14,7 @@ FP32, BF16, BF32 = (get_precision(n) for n in ("fp32", "bf16", "bf32"))
 
 
 def roofline(mkl: float, onednn: float) -> dict:
-    """A stored fp32 roofline (harness.precision.roofline.measure's shape) with both paths."""
+    """A stored fp32 roofline (harness.precision.matmul_peak.measure's shape) with both paths."""
     paths = [
         {"path": "torch.mm", "library": "mkl", "gflops": mkl},
         {"path": "oneDNN linear", "library": "onednn", "gflops": onednn},

@@ -11,14 +11,14 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.datasets.mlcommons import checked, training_loader
+from harness.datasets.mlcommons import PhaseData, checked, training_loader
 from harness.launch.job import Job, WorkerContext
 from harness.machine import contention
-from harness.models import BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
+from harness.models import BertConfig, BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
 from harness.precision import gemm_route
 from harness.precision.modes import PrecisionMode
 from harness.precision.roofline import lookup as roofline_lookup
@@ -62,72 +62,70 @@ def train(cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext) -> int:
                 )
             ranks.close()
             return Status.OK.exit_code
-        return Trainer(cfg, mode, context, ranks, stop).train().exit_code
+        return _run(cfg, mode, context, ranks, stop).exit_code
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a run is checked on before its model is built: its data, the ISA ceiling the libraries
+    report and the route of its fp32 GEMMs."""
+
+    init_ms: int
+    """MLPerf's init_start: the set-up's start."""
+    model_cfg: BertConfig
+    data: PhaseData
+    data_fingerprint: str
+    census: KernelCensus
+    route: gemm_route.Route
+
+
+def _run(
+    cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext, ranks: Ranks, stop: StopFlag
+) -> Status:
+    """Bad input raises before anything is written; a ceiling that contradicts the mode writes an
+    invalid result (nothing else is built); otherwise the Trainer trains."""
+    result = RunResult(cfg, mode, context, ranks)
+    init_ms = time.time_ns() // 1_000_000
+    model_cfg, data = model_and_data(cfg)
+    fingerprint = data.fingerprint()
+    mode.apply_math_mode()
+    census = KernelCensus(mode, context)
+    if problem := census.ceiling_problem():
+        # Measuring a run that does not compute what its mode promises would only waste hours.
+        print(f"INVALID RUN: {problem}; not training", file=sys.stderr, flush=True)
+        if ranks.is_main:
+            write_result(cfg.output, result.build(Status.INVALID, problem, census.fields()))
+        ranks.close()
+        return Status.INVALID
+    route = gemm_route.in_worker(cfg.fp32_gemm, mode, context.amx_usable, context.machine_key)
+    ready = Ready(init_ms, model_cfg, data, fingerprint, census, route)
+    return Trainer(cfg, mode, context, ranks, stop, result, ready).train()
 
 
 class Trainer:
+    """One phase's training, its components built here, in one place, from a Ready run."""
+
     def __init__(
-        self, cfg: TrainConfig, mode: PrecisionMode, context: WorkerContext, ranks: Ranks, stop: StopFlag
+        self,
+        cfg: TrainConfig,
+        mode: PrecisionMode,
+        context: WorkerContext,
+        ranks: Ranks,
+        stop: StopFlag,
+        result: RunResult,
+        ready: Ready,
     ) -> None:
         self.cfg, self.mode, self.context, self.ranks, self.stop = cfg, mode, context, ranks, stop
-        self.result = RunResult(cfg, mode, context, ranks)
+        self.result = result
+        self.model_cfg, self.data, self.data_fingerprint = ready.model_cfg, ready.data, ready.data_fingerprint
+        self.census, self.route = ready.census, ready.route
         self.global_batch = cfg.batch_size * ranks.world_size
         self.fault = Fault.from_env(cfg.precision, cfg.phase)
-        self.start_step, self.error = 0, None
-        self.metrics: MetricsProcessor | None = None
+        self.error: str | None = None
         self.cores_at_start: contention.Snapshot | None = None
-        self.route: gemm_route.Route | None = None
-
-    def train(self) -> Status:
-        """Bad input raises before anything is written; from the first step on, the result is
-        written whatever happens."""
-        problem = self.build()
-        if problem:
-            # Measuring a run that does not compute what its mode promises would only waste hours.
-            print(f"INVALID RUN: {problem}; not training", file=sys.stderr, flush=True)
-            return self.finish(Status.INVALID, problem)
-        status = Status.FAILED
-        try:
-            status = self.replay() or self.loop()
-            if status is Status.OK:  # saved first: a failing evaluation must not cost the training
-                self.save(self.cfg.steps, complete=True)
-                self.evaluate(self.cfg.steps)
-        except BaseException as exc:  # the final evaluation or save too: the run did not end well
-            status, self.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.finish(status, self.error)
-        return status
-
-    def build(self) -> str | None:
-        """The model, optimizer, data and recorders; a problem when the ISA ceiling the libraries
-        report contradicts the mode (then nothing else is built)."""
-        cfg, ranks = self.cfg, self.ranks
-        self.init_ms = time.time_ns() // 1_000_000  # MLPerf's init_start: the set-up's start
-        self.model_cfg, self.data = model_and_data(cfg)
-        self.data_fingerprint = self.data.fingerprint()
-        self.mode.apply_math_mode()
-        self.census = KernelCensus(self.mode, self.context)
-        if problem := self.census.ceiling_problem():
-            return problem
-        self.route = gemm_route.in_worker(
-            cfg.fp32_gemm, self.mode, self.context.amx_usable, self.context.machine_key
-        )
-        torch.manual_seed(cfg.seed)
-        model = BertForPreTraining(self.model_cfg)
-        if cfg.phase == 2:
-            checkpoint.load_weights(cfg.checkpoint, model)
-        if self.mode.weights:  # before the optimizer: its moments take the weights' dtype
-            model.to(getattr(torch, self.mode.weights))
-        if ranks.distributed:  # the same initial weights everywhere, a dropout stream per rank
-            torch.manual_seed(cfg.seed + 1000 * ranks.rank)
-        groups = parameter_groups(model, cfg.weight_decay)
-        optimizer = Lamb(groups, lr=cfg.learning_rate, betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
-        if cfg.resume:
-            self.start_step = resume(cfg, ranks.world_size, self.data, model, optimizer)
-        model.train()
+        self.start_step, model, optimizer = self._initial_state()
         self.model, self.optimizer, self.backend = backends.prepare(
-            cfg.backend, model, optimizer, self.mode.autocast, self.context.machine_key, ranks.distributed
+            cfg.backend, model, optimizer, mode.autocast, context.machine_key, ranks.distributed
         )
         self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
         if cfg.compile:  # dynamic: the MLM head's row count changes with every batch's masked tokens
@@ -136,7 +134,7 @@ class Trainer:
         self.metrics = MetricsProcessor(
             cfg.output if ranks.is_main else None, cfg.steps, cfg.log_every, self.start_step
         )
-        self.mllog = self._start_mllog()
+        self.mllog = self._start_mllog(ready.init_ms)
         self.batches = iter(
             training_loader(
                 self.data,
@@ -150,7 +148,38 @@ class Trainer:
             )
         )
         self._announce()
-        return None
+
+    def train(self) -> Status:
+        """From the first step on, the result is written whatever happens."""
+        status = Status.FAILED
+        try:
+            status = self.replay() or self.loop()
+            if status is Status.OK:  # saved first: a failing evaluation must not cost the training
+                self.save(self.cfg.steps, complete=True)
+                self.evaluate(self.cfg.steps)
+        except BaseException as exc:  # the final evaluation or save too: the run did not end well
+            status, self.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.finish(status, self.error)
+        return status
+
+    def _initial_state(self) -> tuple[int, BertForPreTraining, Lamb]:
+        """The step to start after, and the model and optimizer: new, or from the checkpoint."""
+        cfg, ranks = self.cfg, self.ranks
+        torch.manual_seed(cfg.seed)
+        model = BertForPreTraining(self.model_cfg)
+        if cfg.phase == 2:
+            checkpoint.load_weights(cfg.checkpoint, model)
+        if self.mode.weights:  # before the optimizer: its moments take the weights' dtype
+            model.to(getattr(torch, self.mode.weights))
+        if ranks.distributed:  # the same initial weights everywhere, a dropout stream per rank
+            torch.manual_seed(cfg.seed + 1000 * ranks.rank)
+        groups = parameter_groups(model, cfg.weight_decay)
+        optimizer = Lamb(groups, lr=cfg.learning_rate, betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
+        start_step = resume(cfg, ranks.world_size, self.data, model, optimizer) if cfg.resume else 0
+        model.train()
+        return start_step, model, optimizer
 
     def replay(self) -> Status | None:
         """Read the data up to the checkpoint's step, so that a resumed run sees the same batches."""
@@ -288,18 +317,19 @@ class Trainer:
 
     def finish(self, status: Status, error: str | None) -> Status:
         """Close the recorders and write the result (rank 0)."""
-        figures = {**self._figures(), **self.census.fields()} if self.metrics else self.census.fields()
-        if self.route:
-            figures.update(fp32_gemm=self.route.library, fp32_gemm_reason=self.route.reason)
-        if self.metrics:
-            self.metrics.close()
+        figures = {
+            **self._figures(),
+            **self.census.fields(),
+            "fp32_gemm": self.route.library,
+            "fp32_gemm_reason": self.route.reason,
+        }
+        self.metrics.close()
         if self.ranks.is_main:  # first: on a full disk the small result may still fit, the log not
             write_result(self.cfg.output, self.result.build(status, error, figures))
-        if self.metrics:
-            accuracy = figures.get("eval_mlm_accuracy")
-            reached = status is Status.OK and accuracy is not None and accuracy >= self.cfg.target_accuracy
-            self.mllog.run_stop(reached, figures.get("steps_completed", 0) * self.global_batch)
-            self.mllog.close()
+        accuracy = figures.get("eval_mlm_accuracy")
+        reached = status is Status.OK and accuracy is not None and accuracy >= self.cfg.target_accuracy
+        self.mllog.run_stop(reached, figures.get("steps_completed", 0) * self.global_batch)
+        self.mllog.close()
         self.ranks.close()
         return status
 
@@ -338,11 +368,11 @@ class Trainer:
             **self.backend,
         }
 
-    def _start_mllog(self) -> MLPerfLog:
+    def _start_mllog(self, init_ms: int) -> MLPerfLog:
         cfg = self.cfg
         mllog = MLPerfLog(cfg.output / "mllog.txt" if self.ranks.is_main else None, append=cfg.resume)
         platform = cfg.submission_platform or f"{self.context.cpu_model}, {len(self.context.cores)} cores"
-        mllog.init(Submission(cfg.submission_org, platform, cfg.submission_division), self.init_ms)
+        mllog.init(Submission(cfg.submission_org, platform, cfg.submission_division), init_ms)
         mllog.run_start(
             global_batch_size=self.global_batch,
             lr=cfg.learning_rate,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from harness.precision import mkl_verbose, onednn_verbose
+from harness.precision.probe import recorded
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,6 @@ def groups(text: str) -> list[GemmGroup]:
 
 def record_step(step: Callable[[], None]) -> dict:
     """Run one step with both verbose logs on: its wall time and its GEMM groups (as dicts)."""
-    from harness.precision.probe import recorded
-
     with recorded() as recording:
         start = time.perf_counter()
         step()

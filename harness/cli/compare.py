@@ -6,10 +6,15 @@ import argparse
 from pathlib import Path
 
 from harness.cli.flags import add_fields, from_args
+from harness.datasets.synth import cached_default
+from harness.files import folder_lock
 from harness.launch.launchers import LaunchOptions
 from harness.launch.ranks import RankLayout
-from harness.plan.plan import CompareConfig
+from harness.plan.executor import Comparison, check_output
+from harness.plan.plan import CompareConfig, make_plan
+from harness.reports.render import render_run_set
 from harness.results.convergence import Criteria
+from harness.train.backends import check_available
 from harness.train.config import TrainConfig
 
 TRAIN_FIELDS = (
@@ -38,13 +43,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.datasets.synth import cached_default
-    from harness.files import folder_lock
-    from harness.plan.executor import Comparison, check_output
-    from harness.plan.plan import make_plan
-    from harness.reports.render import render_run_set
-    from harness.train.backends import check_available
-
     cfg: CompareConfig = from_args(CompareConfig, args)
     criteria: Criteria = from_args(Criteria, args)
     criteria.validate()

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.cli.flags import add_fields
-from harness.datasets.synth import SynthSpec
+from harness.cli.flags import add_fields, from_args
+from harness.datasets.synth import SynthSpec, synthesize
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.cli.flags import from_args
-    from harness.datasets.synth import synthesize
-
     print(json.dumps(synthesize(args.output, from_args(SynthSpec, args), reuse=args.reuse), indent=2))
     return 0

@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 import json
 
+from harness.machine import platform
+from harness.precision.modes import admit, format_admissions, load_modes
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("detect", help="what this CPU and OS offer (CPUID, AMX permission, cores)")
@@ -13,13 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.machine.platform import as_dict, detect, format_table
-    from harness.precision.modes import admit, format_admissions, load_modes
-
-    platform = detect()
+    here = platform.detect()
     if args.json:
-        modes = {m.name: dataclasses.asdict(admit(m, platform)) for m in load_modes().values()}
-        print(json.dumps({**as_dict(platform), "modes": modes}, indent=2))
+        modes = {m.name: dataclasses.asdict(admit(m, here)) for m in load_modes().values()}
+        print(json.dumps({**platform.as_dict(here), "modes": modes}, indent=2))
     else:
-        print(f"{format_table(platform)}\n\n{format_admissions(platform)}")
+        print(f"{platform.format_table(here)}\n\n{format_admissions(here)}")
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.flags import add_fields
-from harness.gate.config import GateConfig
+from harness.cli.flags import add_fields, from_args
+from harness.gate.config import GateConfig, SpeedupFloor, parse_max_regression
+from harness.gate.judge import GateRequest, gate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,10 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.cli.flags import from_args
-    from harness.gate.config import SpeedupFloor, parse_max_regression
-    from harness.gate.judge import GateRequest, gate
-
     general, per_mode = GateConfig.max_regression, {}
     for spec in args.max_regression:
         mode, share = parse_max_regression(spec)

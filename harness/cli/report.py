@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.flags import add_fields, from_args
+from harness.reports.render import render
 from harness.results.convergence import Criteria
 
 
@@ -34,8 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.reports.render import render
-
     criteria: Criteria = from_args(Criteria, args)
     criteria.validate()
     return render(args.directories, args.output, criteria)

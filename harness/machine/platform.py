@@ -18,6 +18,11 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
+import cpuinfo
+import torch
+
+from harness.machine.versions import library_versions
+
 XTILECFG_BIT, XTILEDATA_BIT = 17, 18
 ARCH_REQ_XCOMP_PERM, SYS_ARCH_PRCTL = 0x1023, 158
 
@@ -172,12 +177,7 @@ def _memory_gib() -> float:
 
 @cache
 def detect() -> Platform:
-    import cpuinfo  # py-cpuinfo: runs CPUID itself, ~1 s, so imported and called only here
-    import torch
-
-    from harness.machine.versions import library_versions
-
-    info = cpuinfo.get_cpu_info()
+    info = cpuinfo.get_cpu_info()  # py-cpuinfo runs CPUID itself, ~1 s: called once per process
     flags = sorted(set(info.get("flags", [])))
     has = set(flags).__contains__
     xcr0 = xgetbv0() if os.uname().machine == "x86_64" and has("osxsave") else None

@@ -14,7 +14,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import torch
+
+from harness.precision import fp32_math
+from harness.precision.census import Census
 from harness.precision.modes import PrecisionMode
+from harness.precision.probe import recorded
 from harness.precision.roofline import lookup
 
 MARGIN = 1.10
@@ -66,11 +71,6 @@ def choose(requested: str, mode: PrecisionMode, amx_usable: bool, peak: dict | N
 
 def prove() -> str | None:
     """Why fp32 GEMMs under the switch are not fp32 math in oneDNN in this process, or None."""
-    import torch
-
-    from harness.precision.census import Census
-    from harness.precision.probe import recorded
-
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(256, 1024, generator=generator), torch.randn(1024, 512, generator=generator))
     with recorded() as recording:
@@ -89,10 +89,6 @@ def prove() -> str | None:
 def settle(route: Route, mode: PrecisionMode) -> Route:
     """Apply the route in this worker (after the ISA ceiling probe, whose headers it would take);
     the route that holds, printed."""
-    import torch
-
-    from harness.precision import fp32_math  # torch loads only in the worker
-
     if route.library == "onednn" and mode.fp32_math == "ieee":
         if not fp32_math.set_precision("bf16"):
             route = Route("mkl", f"torch {torch.__version__} has no torch.backends.mkldnn.matmul switch")
@@ -105,8 +101,6 @@ def settle(route: Route, mode: PrecisionMode) -> Route:
 
 def in_worker(requested: str, mode: PrecisionMode, amx_usable: bool, machine_key: str) -> Route:
     """Choose the route from this machine's stored roofline and settle it in this worker."""
-    import torch
-
     threads = torch.get_num_threads()
     # a capped fp32 mode's GEMMs are fp32's on a machine without AMX: fp32's roofline stands in
     peak = lookup(mode.name, machine_key, threads) or lookup("fp32", machine_key, threads)

@@ -14,13 +14,13 @@ import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
 
 from harness.errors import HarnessError
+from harness.machine.platform import CAPABILITIES, Platform
+from harness.precision import fp32_math
 from harness.results.records import Status
-
-if TYPE_CHECKING:
-    from harness.machine.platform import Platform
 
 AMX_CAP, AVX512_BF16_CAP = "AVX512_CORE_AMX", "AVX512_CORE_BF16"
 
@@ -102,18 +102,12 @@ class PrecisionMode:
         return env
 
     def autocast_context(self) -> contextlib.AbstractContextManager:
-        import torch
-
         if self.autocast is None:
             return contextlib.nullcontext()
         return torch.autocast("cpu", dtype=getattr(torch, self.autocast))
 
     def apply_math_mode(self) -> None:
         """Set the process-wide fp32 matmul precision (call once in the worker)."""
-        import torch
-
-        from harness.precision import fp32_math  # torch loads only in the worker
-
         if self.fp32_math == "ieee":
             fp32_math.set_precision("ieee")
         elif not fp32_math.set_precision(self.fp32_math):
@@ -145,8 +139,6 @@ class PrecisionMode:
             raise HarnessError(
                 f"{source}: mode {self.name!r}: a name is letters, digits and -_+. (it names files)"
             )
-        from harness.machine.platform import CAPABILITIES, Platform
-
         known = {f.name for f in fields(Platform) if f.type in ("bool", bool)} | set(CAPABILITIES)
         for feature in self.requires:
             if feature not in known:
@@ -239,8 +231,6 @@ class Admission:
 
 def admit(mode: PrecisionMode, platform: Platform) -> Admission:
     """What `mode` means on `platform`, decided from the machine before any process starts."""
-    from harness.machine.platform import CAPABILITIES
-
     missing = tuple(platform.lacks(mode.requires))
     gemm_isa = None
     if mode.gemm_unit == "amx" and platform.amx_usable:

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
+import torch
+
 from harness.precision import mkl_verbose, onednn_verbose
 
 
@@ -43,8 +45,6 @@ class Recording:
 @contextlib.contextmanager
 def recorded() -> Iterator[Recording]:
     """Run the block with oneDNN's verbose (with execution times) and MKL's verbose on."""
-    import torch
-
     recording = Recording()
     with _captured_stdout_fd() as sink:
         with (
@@ -64,7 +64,8 @@ def _record(work: Callable[[], None]) -> str:
 
 def ceilings() -> tuple[str | None, str | None]:
     """(the ISA oneDNN allows itself under the cap, MKL's header ISA), from one tiny call to each."""
-    import torch
+    # imported here, not at the top: its import warns that torch.jit.script_method is deprecated,
+    # and only this probe, in the worker, needs it
     import torch.utils.mkldnn
 
     def one_call_each() -> None:

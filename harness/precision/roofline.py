@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from harness.errors import HarnessError
 from harness.files import HOME_ENV, harness_home, writable_home, write_atomic, write_error
 
@@ -29,8 +31,6 @@ def writable_store() -> Path:
 
 
 def store_key(machine_key: str, threads: int) -> str:
-    import torch
-
     return f"{machine_key} | {threads} threads | torch {torch.__version__}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from harness.gate.config import GateConfig
@@ -127,9 +128,7 @@ def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig)
         return Check("throughput", label, False, f"the {side} run set's ok runs recorded no throughput")
     r = ratio(cur, base)
     change, limit = r.value - 1, cfg.threshold(str(b["precision"]), str(b["backend"]))
-    left_out = sorted(set(b["ok_run_ids"].split()) - set(base_ids)) + sorted(
-        set(c["ok_run_ids"].split()) - set(cur_ids)
-    )
+    left_out = [*_contended(b, base_ids), *_contended(c, cur_ids)]
     figures = {
         "baseline_seq_per_s": Spread.of(base).median,
         "current_seq_per_s": Spread.of(cur).median,
@@ -161,12 +160,7 @@ def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig)
         )
     # Too few runs for a p-value below alpha: the threshold alone judges, and the check says how
     # large a change these runs could have told from noise.
-    cv, source = between_run_cv(base, cur), "between runs"
-    if math.isnan(cv):  # one run a side: only the spread of the steps inside them is known
-        cv = max(
-            Spread.of(timed_samples(s.steps, ids)).cv for s, ids in ((baseline, base_ids), (current, cur_ids))
-        )
-        source = "of the steps within the runs, a lower bound"
+    cv, source = _spread(base, cur, ((baseline, base_ids), (current, cur_ids)))
     detectable = detectable_change(cv, len(cur), len(base), cfg.alpha)
     figures["detectable_change"] = detectable
     regressed = -change > limit
@@ -184,6 +178,24 @@ def _judge(label: str, baseline: RunSet, b, current: RunSet, c, cfg: GateConfig)
         + ("REGRESSION" if regressed else "within threshold"),
         figures,
     )
+
+
+def _contended(stats: pd.Series, quiet_ids: list[str]) -> list[str]:
+    """The ok runs of a configuration left out of its throughput: they shared their cores."""
+    return sorted(set(stats["ok_run_ids"].split()) - set(quiet_ids))
+
+
+def _spread(
+    base: np.ndarray, cur: np.ndarray, sides: tuple[tuple[RunSet, list[str]], ...]
+) -> tuple[float, str]:
+    """The coefficient of variation a detectable change is computed from (the runs' rates `base`
+    and `cur`, else the steps of each side's runs), and where it comes from."""
+    cv = between_run_cv(base, cur)
+    if not math.isnan(cv):
+        return cv, "between runs"
+    # one run a side: only the spread of the steps inside them is known
+    cv = max(Spread.of(timed_samples(s.steps, ids)).cv for s, ids in sides)
+    return cv, "of the steps within the runs, a lower bound"
 
 
 def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:

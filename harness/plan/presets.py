@@ -32,6 +32,17 @@ class Preset:
     """Evaluations per run, evenly spaced, the last at its end: the points of the convergence
     curves that precisions are judged on."""
 
+    def unjudged(self) -> str | None:
+        """Why a run set of this preset is not judged for convergence, or None. A preset that
+        evaluates each run once (default, smoke) measures speed: a few steps and one evaluation
+        say nothing of how a precision converges."""
+        if self.evaluations > 1:
+            return None
+        return (
+            f"the preset ({self.description}) evaluates each run once, at its end; "
+            "--preset convergence --seeds 3 judges convergence"
+        )
+
 
 PRESETS: dict[str, Preset] = {
     # BERT-Large as the package measured it. Budgets sized so 3 precisions x 2 phases finish in

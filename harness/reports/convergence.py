@@ -8,6 +8,7 @@ from harness.reports.charts import Series, line_chart
 from harness.reports.htmlkit import esc
 from harness.results.convergence import (
     METRICS,
+    MIN_SEEDS,
     Criteria,
     Curve,
     band,
@@ -96,9 +97,43 @@ def _per_evaluation(verdicts) -> str:
     return f'<ul id="equivalence-steps" class="muted">{"".join(items)}</ul>'
 
 
-def section(runs: pd.DataFrame, steps: pd.DataFrame, colors: dict[str, str], criteria: Criteria) -> str:
-    """Empty when no run evaluated; otherwise the charts, and with two or more fp32 seeds the
-    equivalence verdicts; the time to target whenever fp32 evaluated."""
+def _judged(curves: list[Curve], criteria: Criteria) -> str:
+    """The equivalence verdicts, given MIN_SEEDS fp32 seeds in the first phase."""
+    first = min(c.phase for c in curves)
+    seeds = sum(1 for c in curves if c.precision == "fp32" and c.phase == first)
+    if seeds < MIN_SEEDS:
+        return (
+            f'<p class="muted">Not judged: fp32 ran {seeds} seed{"" if seeds == 1 else "s"} here; '
+            f"--seeds {MIN_SEEDS} or more give its band and a verdict.</p>"
+        )
+    verdicts = judge_precisions(curves, criteria.equivalence_margin)
+    if not verdicts:
+        return ""
+    return (
+        f'<p class="muted">Two one-sided Welch t-tests over the seeds (0.05 each) at every evaluation; '
+        f"the margin is {criteria.equivalence_margin:g} times fp32's seed-to-seed standard deviation "
+        "there. Equivalent needs both figures inside it at the last evaluation.</p>"
+        f"{_verdict_table(verdicts)}{_per_evaluation(verdicts)}"
+    )
+
+
+def _targets(curves: list[Curve], criteria: Criteria) -> str:
+    # accuracy and loss: at a plateau of the accuracy (a model that predicts the commonest
+    # tokens) the loss still tells the precisions apart
+    targets = times_to_target(curves, criteria.target_accuracy) + times_to_target(curves, metric="eval_loss")
+    items = "".join(f"<li>p{t.phase}: {esc(t.text())}</li>" for t in targets)
+    return (
+        f'<h3>Time to target</h3><ul id="time-to-target">{items}</ul>'
+        '<p class="muted">Time: the training steps\' own wall time, evaluations left out; medians over '
+        "the seeds that reach the target.</p>"
+    )
+
+
+def section(
+    runs: pd.DataFrame, steps: pd.DataFrame, colors: dict[str, str], criteria: Criteria, unjudged: str | None
+) -> str:
+    """Empty when no run evaluated; otherwise the charts, and unless `unjudged` says why the run
+    set is not judged at all, the equivalence verdicts and the time to target."""
     curves = load_curves(runs, steps)
     if not curves:
         return ""
@@ -106,29 +141,8 @@ def section(runs: pd.DataFrame, steps: pd.DataFrame, colors: dict[str, str], cri
     charts = "".join(
         f"<h3>Phase {p}: {esc(LABELS[m])}</h3>{_chart(curves, p, m, colors)}" for p in phases for m in METRICS
     )
-    seeds = sum(1 for c in curves if c.precision == "fp32" and c.phase == phases[0])
-    verdicts = judge_precisions(curves, criteria.equivalence_margin)
-    if seeds < 2:
-        judged = (
-            f'<p class="muted">fp32 ran {seeds} seed here: --seeds 3 or more gives its band and a '
-            "verdict.</p>"
-        )
-    elif verdicts:
-        judged = (
-            f'<p class="muted">Two one-sided Welch t-tests over the seeds (0.05 each) at every evaluation; '
-            f"the margin is {criteria.equivalence_margin:g} times fp32's seed-to-seed standard deviation "
-            "there. Equivalent needs both figures inside it at the last evaluation.</p>"
-            f"{_verdict_table(verdicts)}{_per_evaluation(verdicts)}"
-        )
+    if unjudged:
+        judged = f'<div id="judged"><p class="muted">Convergence not judged: {esc(unjudged)}.</p></div>'
     else:
-        judged = ""
-    # accuracy and loss: at a plateau of the accuracy (a model that predicts the commonest
-    # tokens) the loss still tells the precisions apart
-    targets = times_to_target(curves, criteria.target_accuracy) + times_to_target(curves, metric="eval_loss")
-    target_html = "".join(f"<li>p{t.phase}: {esc(t.text())}</li>" for t in targets)
-    return (
-        f'<h2>Convergence against fp32\'s seeds</h2>{charts}<div id="judged">{judged}</div>'
-        f'<h3>Time to target</h3><ul id="time-to-target">{target_html}</ul>'
-        '<p class="muted">Time: the training steps\' own wall time, evaluations left out; medians over '
-        "the seeds that reach the target.</p>"
-    )
+        judged = f'<div id="judged">{_judged(curves, criteria)}</div>{_targets(curves, criteria)}'
+    return f"<h2>Convergence against fp32's seeds</h2>{charts}{judged}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import write_atomic
+from harness.plan.presets import Preset
 from harness.reports.charts import (
     Interval,
     Series,
@@ -23,6 +24,7 @@ from harness.reports.charts import (
 from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.results.convergence import Criteria
+from harness.results.files import read_plan
 from harness.results.records import Status
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
@@ -54,9 +56,10 @@ def _speed(r: Ratio) -> tuple[str, str]:
     return ("good" if r.value > 1 else "bad"), f"{'faster' if r.value > 1 else 'SLOWER'}: {r.text()}"
 
 
-def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]:
+def verdicts(runs: pd.DataFrame, tolerance: float | None) -> list[tuple[str, str, str]]:
     """(phase and mode, css class, sentence) per non-fp32 mode and phase: its speed against
-    fp32's, from the runs' medians, and its convergence."""
+    fp32's, from the runs' medians, and its convergence (its final loss within `tolerance` of
+    fp32's; None: a run set whose convergence is not judged)."""
     out = []
     modes = _modes(runs)
     for precision in [m for m in dict.fromkeys(modes) if m != "fp32"]:
@@ -89,8 +92,11 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
                 )
                 continue
             worst = float((gaps.abs() / (mine["final_loss"] - gaps)).max())
+            converges = tolerance is None or worst <= tolerance
             loss = (
-                f"final loss {'within' if worst <= tolerance else 'OUTSIDE'} {tolerance:.0%} of fp32's "
+                "convergence not judged"
+                if tolerance is None
+                else f"final loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's "
                 f"(largest gap {worst:.2%})"
             )
             if pd.concat([mine, fp32])["contended"].fillna(False).astype(bool).any():
@@ -104,7 +110,7 @@ def verdicts(runs: pd.DataFrame, tolerance: float) -> list[tuple[str, str, str]]
                 if mine["emulated"].fillna(False).any()
                 else ""
             )
-            out.append((label, css if worst <= tolerance else "bad", f"{speed}{emulated}; {loss}"))
+            out.append((label, css if converges else "bad", f"{speed}{emulated}; {loss}"))
     return out
 
 
@@ -184,11 +190,18 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
     runset = load_runset(compare_dir)
     runs, steps, machine = runset.runs, runset.steps, runset.machine
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
+    unjudged = Preset(**read_plan(compare_dir)["preset"]).unjudged()
+    tolerance = None if unjudged else criteria.loss_tolerance
+    judging = (
+        f"convergence not judged: {unjudged}"
+        if unjudged
+        else f"convergence tolerance {criteria.loss_tolerance:.0%} of fp32's final loss (one seed)"
+    )
     run_modes = dict(zip(runs["run_id"], _modes(runs), strict=True))
     verdict_html = (
         "".join(
             f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
-            for p, c, text in verdicts(runs, criteria.loss_tolerance)
+            for p, c, text in verdicts(runs, tolerance)
         )
         or "<li>only fp32 was run</li>"
     )
@@ -282,15 +295,14 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>harness comparison: {esc(compare_dir.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>BERT pre-training: precision comparison</h1>
-<p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; convergence tolerance
-{criteria.loss_tolerance:.0%} of fp32's final loss (one seed)</p>
+<p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; {esc(judging)}</p>
 {_contention_banner(runs)}
 <h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
 <h2>Summary</h2><div id="summary">{summary}</div>
 <h2>Problems</h2><ul id="problems">{problem_html}</ul>
 <h2>Throughput</h2>{_bars(runs, colors)}
 <h2>Loss curves</h2>{charts}
-{convergence_section(runs, steps, colors, criteria)}
+{convergence_section(runs, steps, colors, criteria, unjudged)}
 <h2>Efficiency</h2><div id="efficiency">{efficiency}</div>{_mfu_note(runs)}
 <h2>ISA actually used</h2><div id="isa">{isa}</div>
 <h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose

@@ -10,7 +10,9 @@ than a few seeds' noise is not one that fp32 itself can tell apart.
 
 Time to target: the wall time (the steps' own time, evaluations left out) and the steps a run
 needs to reach an eval accuracy. The target defaults to the lowest final accuracy among fp32's
-seeds, so that every fp32 seed reaches it within its budget.
+seeds, so that every fp32 seed reaches it within its budget. Against fewer than three fp32 seeds,
+or where a precision's time (or its miss of the target) lies inside fp32's seed spread, it is
+"not judged", with the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ METRICS = {"eval_mlm_accuracy": True, "eval_loss": False}
 """The figures judged, and whether higher is better."""
 MAX_SEEDS = 50
 """Beyond this many seeds a side, "inconclusive" names no count."""
+MIN_SEEDS = 3
+"""fp32 seeds below which no difference from fp32 is judged: with fewer, the seed spread a
+difference must exceed is not measured (MARGIN_SD is sized for three)."""
 
 
 @dataclass(frozen=True)
@@ -257,9 +262,13 @@ class TimeToTarget:
     step_ratio: float | None = None
     time_ratio: float | None = None
     """Against fp32's medians."""
+    not_judged: str | None = None
+    """Why no claim is made against fp32: too few fp32 seeds, or a difference inside their spread."""
 
     def text(self) -> str:
         name = _TARGET_NAMES[self.metric]
+        if self.not_judged:
+            return f"{self.precision}: time to {name} {self.target:.4f} not judged: {self.not_judged}"
         if self.reached == 0:
             return f"{self.precision} does not reach {name} {self.target:.4f} within its budget"
         seeds = "" if self.reached == self.seeds else f" ({self.reached} of {self.seeds} seeds)"
@@ -281,6 +290,59 @@ def _reach(curve: Curve, metric: str, target: float) -> tuple[int, float] | None
     return None if hit.empty else (int(hit["step"].iloc[0]), float(hit["train_time_s"].iloc[0]))
 
 
+def _best(curve: Curve, metric: str) -> float:
+    values = curve.evals[metric]
+    return float(values.max() if METRICS[metric] else values.min())
+
+
+def _why_not_judged(row: TimeToTarget, fp32: list[Curve], own: list[Curve]) -> str | None:
+    """What keeps a precision's time to target from being told apart from fp32's, or None."""
+    if len(fp32) < MIN_SEEDS:
+        return (
+            f"fp32 ran {len(fp32)} seed{'' if len(fp32) == 1 else 's'}; --seeds {MIN_SEEDS} or more "
+            "give the seed spread a difference is judged against"
+        )
+    if not row.reached:
+        finals = [float(c.evals[row.metric].iloc[-1]) for c in fp32]
+        best = float(np.median([_best(c, row.metric) for c in own]))
+        miss, spread = abs(best - row.target), max(finals) - min(finals)
+        if miss > spread:
+            return None
+        return f"its best ({best:.4f}) misses it by {miss:.4f}, inside fp32's seed spread ({spread:.4f})"
+    times = [h[1] for h in (_reach(c, row.metric, row.target) for c in fp32) if h is not None]
+    if row.seconds is None or not times or not min(times) <= row.seconds <= max(times):
+        return None
+    return f"its {row.seconds:.1f} s lies inside fp32's seeds' {min(times):.1f}..{max(times):.1f} s"
+
+
+def _phase_times(ours: list[Curve], metric: str, goal: float) -> list[TimeToTarget]:
+    """Each precision's time to `goal` in one phase, fp32 first, judged against fp32's."""
+    rows = []
+    for precision in sorted({c.precision for c in ours}, key=lambda p: (p != "fp32", p)):
+        seeds = [c for c in ours if c.precision == precision]
+        hits = [h for h in (_reach(c, metric, goal) for c in seeds) if h is not None]
+        steps = float(np.median([h[0] for h in hits])) if hits else None
+        seconds = float(np.median([h[1] for h in hits])) if hits else None
+        rows.append(
+            TimeToTarget(ours[0].phase, precision, metric, goal, len(seeds), len(hits), steps, seconds)
+        )
+    fp32 = [c for c in ours if c.precision == "fp32"]
+    base = next((r for r in rows if r.precision == "fp32" and r.reached), None)
+    judged = []
+    for r in rows:
+        why = (
+            None
+            if r.precision == "fp32"
+            else _why_not_judged(r, fp32, [c for c in ours if c.precision == r.precision])
+        )
+        if why:
+            r = replace(r, not_judged=why)
+        elif base is not None and r.reached and r.precision != "fp32":
+            r = replace(r, step_ratio=r.steps / base.steps, time_ratio=r.seconds / base.seconds)
+        judged.append(r)
+    return judged
+
+
 def times_to_target(
     curves: list[Curve], target: float | None = None, metric: str = "eval_mlm_accuracy"
 ) -> list[TimeToTarget]:
@@ -292,20 +354,6 @@ def times_to_target(
         ours = [c for c in curves if c.phase == phase]
         finals = [c.evals[metric].iloc[-1] for c in ours if c.precision == "fp32"]
         goal = target if target is not None else (float(worst(finals)) if finals else None)
-        if goal is None:
-            continue
-        phase_rows = []
-        for precision in sorted({c.precision for c in ours}, key=lambda p: (p != "fp32", p)):
-            seeds = [c for c in ours if c.precision == precision]
-            hits = [h for h in (_reach(c, metric, goal) for c in seeds) if h is not None]
-            steps = float(np.median([h[0] for h in hits])) if hits else None
-            seconds = float(np.median([h[1] for h in hits])) if hits else None
-            phase_rows.append(
-                TimeToTarget(phase, precision, metric, goal, len(seeds), len(hits), steps, seconds)
-            )
-        base = next((r for r in phase_rows if r.precision == "fp32" and r.reached), None)
-        for r in phase_rows:
-            if base is not None and r.reached and r.precision != "fp32":
-                r = replace(r, step_ratio=r.steps / base.steps, time_ratio=r.seconds / base.seconds)
-            rows.append(r)
+        if goal is not None:
+            rows += _phase_times(ours, metric, goal)
     return rows

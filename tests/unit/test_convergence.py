@@ -84,7 +84,25 @@ def test_time_to_target_on_the_loss_is_reached_downwards_from_fp32s_highest_fina
     assert rows["bf16-pure"].reached == 0
     assert rows["bf16-pure"].text() == "bf16-pure does not reach loss 4.4100 within its budget"
     accuracy = {r.precision: r for r in times_to_target(curves + stalled)}
-    assert accuracy["bf16-pure"].reached == 3 and accuracy["bf16-pure"].step_ratio == 1.0
+    # the same times as fp32's seeds: no ratio is claimed from inside their spread
+    assert accuracy["bf16-pure"].reached == 3 and accuracy["bf16-pure"].step_ratio is None
+    assert accuracy["bf16-pure"].text() == (
+        "bf16-pure: time to accuracy 0.2950 not judged: its 30.0 s lies inside fp32's seeds' 30.0..30.0 s"
+    )
+
+
+def test_time_to_target_is_not_judged_on_too_few_fp32_seeds_or_inside_their_spread():
+    one = [_curve("fp32", 0, FP32[0]), _curve("bf16", 0, [0.1, 0.2, 0.2999]), _curve("bf16", 1, FP32[0])]
+    for row in times_to_target(one) + times_to_target(one, metric="eval_loss"):
+        if row.precision == "bf16":
+            assert row.not_judged and row.time_ratio is None
+            assert "not judged: fp32 ran 1 seed; --seeds 3 or more give the seed spread" in row.text()
+    # three fp32 seeds end 0.295..0.305: a bf16 that ends 0.0001 short of 0.295 is inside that spread
+    curves = [_curve("fp32", i, a) for i, a in enumerate(FP32)]
+    short = [_curve("bf16", i, [0.1, 0.2, 0.2949]) for i in range(3)]
+    (bf16,) = [r for r in times_to_target(curves + short) if r.precision == "bf16"]
+    assert bf16.reached == 0 and "does not reach" not in bf16.text()
+    assert bf16.not_judged == "its best (0.2949) misses it by 0.0001, inside fp32's seed spread (0.0100)"
 
 
 def test_criteria_refuse_what_cannot_judge():
@@ -134,11 +152,16 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
             specs.append({k: runs[-1][k] for k in ("run_id", "phase", "precision", "repeat")})
     write_plan(tmp_path, {"runs": specs, "outcomes": [], "preset": {"timing_warmup": 0}})
     steps = steps_table(tmp_path)
-    html = section(pd.DataFrame(runs), steps, {"fp32": "#111", "bf16-pure": "#c00"}, Criteria())
+    html = section(pd.DataFrame(runs), steps, {"fp32": "#111", "bf16-pure": "#c00"}, Criteria(), None)
     assert "<polygon" in html  # the band
     assert 'id="equivalence"' in html and ">worse<" in html
     assert "bf16-pure does not reach accuracy 0.2950 within its budget" in html
     assert "bf16-pure does not reach loss 4.4100 within its budget" in html
     assert "fp32 reaches accuracy 0.2950 in 15.0 s (30 steps)" in html
-    one_seed = section(pd.DataFrame(runs[:1] + runs[3:4]), steps, {}, Criteria())
-    assert "--seeds 3 or more" in one_seed
+    one_seed = section(pd.DataFrame(runs[:1] + runs[3:4]), steps, {}, Criteria(), None)
+    assert "Not judged: fp32 ran 1 seed here; --seeds 3 or more" in one_seed
+    assert 'id="equivalence"' not in one_seed and "does not reach" not in one_seed
+    # a run set of a preset that measures speed: the curves, and no verdict of any kind
+    speed = section(pd.DataFrame(runs), steps, {}, Criteria(), "one evaluation a run")
+    assert "<polygon" in speed and "Convergence not judged: one evaluation a run." in speed
+    assert 'id="equivalence"' not in speed and 'id="time-to-target"' not in speed

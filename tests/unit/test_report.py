@@ -52,6 +52,15 @@ def test_report_is_self_contained_and_complete(comparison):
     assert machine["cpu_model"] in page
 
 
+def test_a_smoke_or_default_preset_makes_no_convergence_claim(comparison):
+    """Their runs evaluate once, at their end: a speed measurement, not evidence of convergence."""
+    page = (comparison / "report.html").read_text()
+    assert "convergence not judged: the preset (bert-tiny, 20 + 10 steps" in page
+    assert "Convergence not judged: the preset" in page
+    for claim in ("within 2%", "OUTSIDE", "does not reach", "reaches", 'id="equivalence"'):
+        assert claim not in page, claim
+
+
 def test_verdicts_name_speed_and_convergence(capsys, comparison):
     out = {label: (css, text) for label, css, text in verdicts(runs_table(comparison), tolerance=0.02)}
     # a verdict per phase: phase 1's runs finished, phase 2's crashed
@@ -158,6 +167,11 @@ def test_a_mode_refused_here_is_a_warning_and_the_same_computation_is_noise():
     ((label, css, text),) = verdicts(_runs(fp32, {**same, "same_computation_as_fp32": False}), 0.02)
     assert (label, css) == ("p1 avx-fp32", "muted") and text.startswith("speed-up 1.300x (1/1 runs")
     assert "not tested" in text
+    # a run set whose convergence is not judged: its loss gap colours nothing
+    far = {**same, "same_computation_as_fp32": False, "final_loss": 12.0, "loss_gap_vs_fp32": 3.0}
+    ((label, css, text),) = verdicts(_runs(fp32, far), None)
+    assert css == "muted" and text.endswith("; convergence not judged")
+    assert verdicts(_runs(fp32, far), 0.02)[0][1] == "bad"
 
 
 def _repeats(base: dict, precision: str, phase: int, speeds: list[float]) -> list[dict]:

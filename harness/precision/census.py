@@ -37,6 +37,8 @@ class Entry:
     names (mkl:avx2)."""
     dtype: str | None
     gemm: bool
+    amx_tiles: bool
+    """Computed on AMX's tiles (onednn_verbose.Execution.on_amx_tiles), not merely at an AMX level."""
     calls: int
     time_ms: float
     gflop: float | None
@@ -64,22 +66,17 @@ class Census:
         onednn_header = report.isa or onednn_header
         for e in report.executions:
             isa = onednn_verbose.implementation_isa(e.implementation, onednn_header)
-            key = ("onednn", e.primitive, e.implementation, isa, e.dtype, e.is_gemm)
+            key = ("onednn", e.primitive, e.implementation, isa, e.dtype, e.is_gemm, e.on_amx_tiles)
             groups.setdefault(key, []).append((e.time_ms or 0.0, e.flops))
         header, calls = mkl_verbose.parse(text)
         mkl_header = header or mkl_header
         for c in calls:
-            key = (
-                "mkl",
-                c.function,
-                c.function,
-                f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}",
-                c.dtype,
-                c.is_gemm,
-            )
+            isa = f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}"
+            tiles = c.is_gemm and "amx" in isa and c.dtype in onednn_verbose.TILE_DTYPES
+            key = ("mkl", c.function, c.function, isa, c.dtype, c.is_gemm, tiles)
             groups.setdefault(key, []).append((c.time_ms, c.flops))
         entries = []
-        for (library, primitive, kernel, isa, dtype, gemm), runs in groups.items():
+        for (library, primitive, kernel, isa, dtype, gemm, tiles), runs in groups.items():
             flops = [f for _, f in runs]
             entries.append(
                 Entry(
@@ -89,6 +86,7 @@ class Census:
                     isa,
                     dtype,
                     gemm,
+                    tiles,
                     len(runs),
                     sum(t for t, _ in runs),
                     None if None in flops else sum(flops) / 1e9,
@@ -122,7 +120,14 @@ class Census:
 
     @property
     def amx_kernels(self) -> list[str]:
+        """Every kernel at an AMX level, on its tiles or not: what an `avx-*` mode's cap forbids."""
         return [f"{e.primitive}/{e.kernel}" for e in self.entries if "amx" in e.isa]
+
+    @property
+    def amx_tile_share(self) -> float:
+        """The share of GEMM time computed on AMX's tiles."""
+        total = self.gemm_time_ms
+        return sum(e.time_ms for e in self.entries if e.gemm and e.amx_tiles) / total if total > 0 else 0.0
 
     @property
     def kernels(self) -> list[str]:
@@ -136,10 +141,10 @@ class Census:
             "kernel_census": [asdict(e) for e in self.entries],
             "gemm_isa_share": shares,
             "gemm_isa": next(iter(shares), None),
-            "amx_gemm_share": sum(v for k, v in shares.items() if "amx" in k),
+            "amx_gemm_share": self.amx_tile_share,
             "mkl_isa": self.mkl_isa,
             "kernels": self.kernels,
-            "amx_used": bool(self.amx_kernels),
+            "amx_used": any(e.amx_tiles for e in self.entries),
         }
 
 

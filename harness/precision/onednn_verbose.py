@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 _PREFIXES = ("onednn_verbose", "dnnl_verbose")
 _DTYPES = ("f32", "bf16", "f16", "s8", "u8", "s32", "f64", "f8_e5m2", "f8_e4m3", "s4", "u4")
 GEMM_PRIMITIVES = ("matmul", "inner_product")
+TILE_DTYPES = ("bf16", "f16", "s8", "u8")
+"""The types AMX's tiles multiply (AMX-BF16, AMX-FP16, AMX-INT8): f32 reaches them only as the
+bf16 or f16 math an attribute allows (attr-fpmath)."""
+_FPMATH = re.compile(r"attr-fpmath:(\w+)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,21 @@ class Execution:
     @property
     def is_gemm(self) -> bool:
         return self.primitive in GEMM_PRIMITIVES
+
+    @property
+    def math_dtype(self) -> str | None:
+        """The type it multiplies in: its data's, or the bf16/f16 math an f32 kernel is allowed."""
+        fpmath = _FPMATH.search(self.attributes)
+        if self.dtype == "f32" and fpmath is not None and fpmath.group(1) in TILE_DTYPES:
+            return fpmath.group(1)
+        return self.dtype
+
+    @property
+    def on_amx_tiles(self) -> bool:
+        """AMX's tiles computed it: a GEMM at an AMX level that multiplies a type they take. The
+        level alone is no evidence: on an AMX machine oneDNN names its JIT kernels after it, and an
+        fp32 step's GELU runs `eltwise,jit:avx10_1_512_amx` on f32 data, in vector registers."""
+        return self.is_gemm and "amx" in self.isa and self.math_dtype in TILE_DTYPES
 
     @property
     def flops(self) -> float | None:
@@ -134,7 +153,7 @@ class VerboseReport:
 
     @property
     def amx_used(self) -> bool:
-        return any("amx" in k.split("/", 1)[1] for k in self.kernels)
+        return any(e.on_amx_tiles for e in self.executions)
 
     @property
     def kernel_isas(self) -> list[str]:

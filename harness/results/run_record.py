@@ -67,8 +67,10 @@ class RunRecord:
     gemm_isa: str | None = None
     """The ISA that ran most of the GEMM time."""
     amx_gemm_share: float | None = None
+    """The share of GEMM time computed on AMX's tiles (harness.precision.census.Entry.amx_tiles)."""
     kernels: list[str] = field(default_factory=list)
     amx_used: bool | None = None
+    """A GEMM computed on AMX's tiles; an AMX level in a kernel's name alone does not count."""
     census_step: int | None = None
 
     # What the data and model were

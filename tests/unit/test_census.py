@@ -282,6 +282,8 @@ def test_census_of_an_amx_bf16_step():
     assert census.share_on("amx", "bf16") == pytest.approx(times["avx10_1_512_amx"] / sum(times.values()))
     assert census.gemm_isa_share()["avx10_1_512_amx"] >= 0.9
     assert census.summary()["gemm_isa"] == "avx10_1_512_amx"
+    assert census.summary()["amx_used"] is True
+    assert census.summary()["amx_gemm_share"] == pytest.approx(census.gemm_isa_share()["avx10_1_512_amx"])
     kernels = {(e.primitive, e.kernel, e.dtype) for e in census.entries if e.gemm and e.library == "onednn"}
     assert kernels == {
         ("matmul", "brg_matmul:avx10_1_512_amx", "bf16"),
@@ -295,6 +297,23 @@ def test_census_of_an_amx_bf16_step():
     assert problem is not None and problem.startswith("avx-bf16 must stay off AMX but the step ran ")
     assert "matmul/brg_matmul:avx10_1_512_amx" in problem
     assert "inner_product/brgemm:avx10_1_512_amx" in problem
+
+
+def test_an_fp32_step_on_an_amx_host_used_no_amx_though_its_gelu_names_the_amx_level():
+    """Issue 37: fp32's GELU eltwise runs `jit:avx10_1_512_amx` on f32 data, its GEMMs all in MKL's
+    AVX-512 SGEMM: the JIT level is no AMX tile, and fp32 must not read as run on AMX."""
+    text = trace("spr_amx_fp32_step.txt")
+    eltwise = [line for line in text.splitlines() if ",eltwise,jit:avx10_1_512_amx," in line]
+    assert eltwise and all("data:f32:" in line for line in eltwise)
+    census = Census.from_verbose(text, None)
+    summary = census.summary()
+    assert census.gemm_isa_share() == {"mkl:avx512": 1.0}
+    assert summary["amx_used"] is False and summary["amx_gemm_share"] == 0
+    assert not any(e["amx_tiles"] for e in summary["kernel_census"])
+    assert not onednn_verbose.parse(text).amx_used
+    # the level is still what an avx-* cap forbids: had avx-fp32 run this, its cap did not hold
+    assert census.amx_kernels == ["eltwise/jit:avx10_1_512_amx"]
+    assert census_problem(MODES["fp32"], admit(MODES["fp32"], SAPPHIRE_RAPIDS).gemm_isa, census) is None
 
 
 def test_census_of_an_avx512_bf16_step_against_either_promise():
@@ -359,6 +378,8 @@ def test_an_avx_fp32_step_that_ran_an_amx_kernel_is_invalid():
     census = Census.from_verbose(text, None)
     assert census.mkl_isa is not None and mkl_verbose.isa_label(census.mkl_isa) == "avx512"  # MKL's cap held
     assert census.amx_kernels == ["matmul/brg_matmul:avx10_1_512_amx"]
+    # f32 data with bf16 math (attr-fpmath:bf16) at the AMX level: the tiles computed it
+    assert census.summary()["amx_used"] is True
     times = gemm_times(text)
     assert census.gemm_isa_share()["avx10_1_512_amx"] == pytest.approx(
         times["avx10_1_512_amx"] / sum(times.values())

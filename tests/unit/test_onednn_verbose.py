@@ -69,3 +69,15 @@ def test_capped_below_amx():
 def test_no_verbose_output():
     r = parse("nothing here\n")
     assert r.isa is None and r.kernels == [] and not r.amx_used
+
+
+def test_amx_used_means_a_gemm_on_amx_tiles_not_an_amx_level():
+    head = "onednn_verbose,v1,primitive,exec,cpu,"
+    gelu = head + "eltwise,jit:avx10_1_512_amx,forward_training,data:f32::blocked:abc::f0,,,4x128x512,0.01"
+    gemm = head + "matmul,brg_matmul:avx10_1_512_amx,undef,src:f32::blocked:ab::f0 wei:f32::blocked:ab::f0"
+    assert not parse(gelu).amx_used  # the JIT level of an AMX machine, in vector registers
+    assert not parse(gemm + ",attr-scratchpad:user,,8x16:16x32,0.01").amx_used  # f32 math: no tile takes it
+    bf32 = parse(gemm + ",attr-fpmath:bf16 attr-scratchpad:user,,8x16:16x32,0.01")
+    assert bf32.amx_used and bf32.executions[0].math_dtype == "bf16"  # f32 data, bf16 math: tiles
+    bf16_gelu = gelu.replace("data:f32", "data:bf16")
+    assert not parse(bf16_gelu).amx_used  # bf16 data, but no matrix for a tile to multiply

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -22,7 +22,7 @@ from harness.files import DISK_FULL_EXIT, check_folder, folder_lock
 from harness.launch.launchers import LaunchOptions
 from harness.launch.runner import Log
 from harness.machine.platform import as_dict, detect, fingerprint_key
-from harness.plan.plan import RunSpec
+from harness.plan.plan import Outcome, Plan, RunSpec
 from harness.plan.presets import Preset
 from harness.precision.modes import get_precision, same_computation_pairs
 from harness.results.files import PLAN_FILE, plan_exists, read_plan, read_result, write_machine, write_plan
@@ -33,18 +33,6 @@ from harness.train.start import start_training
 
 DONE = (Status.OK, Status.INVALID, Status.DIVERGED)
 """Outcomes that --resume keeps; any other run is run again."""
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    status: Status
-    """The worker's own status from its result, else refused (bad input or a mode the machine
-    lacks), crashed (no result), timeout, interrupted or skipped (its phase-1 run did not
-    succeed)."""
-    exit_code: int | None
-    wall_time_s: float
-    log_tail: str
 
 
 class Comparison:
@@ -68,8 +56,8 @@ class Comparison:
         check_output(output, resume)
         if resume:
             saved = read_plan(output)
-            _require_same_plan(output, saved["runs"], plan)
-            self.outcomes = {o["run_id"]: Outcome(**o) for o in saved["outcomes"]}
+            _require_same_plan(output, saved.runs, plan)
+            self.outcomes = {o.run_id: o for o in saved.outcomes}
         platform = detect()
         self.machine_key = fingerprint_key(as_dict(platform))
         self.same_computation = same_computation_pairs(
@@ -86,14 +74,8 @@ class Comparison:
         return self.output / "runs" / run_id
 
     def _save_plan(self) -> None:
-        data = {
-            "dataset": str(self.dataset),
-            "preset": asdict(self.preset),
-            "same_computation": self.same_computation,
-            "runs": [asdict(s) for s in self.plan],
-            "outcomes": [asdict(o) for o in self.outcomes.values()],
-        }
-        write_plan(self.output, data)
+        outcomes = list(self.outcomes.values())
+        write_plan(self.output, Plan(self.dataset, self.preset, self.plan, outcomes, self.same_computation))
 
     def run(self) -> int:
         """Run what is not done yet; returns 0, or 130 when interrupted."""
@@ -221,12 +203,12 @@ def check_output(output: Path, resume: bool) -> None:
         )
 
 
-def _require_same_plan(output: Path, saved: list[dict], plan: list[RunSpec]) -> None:
+def _require_same_plan(output: Path, saved: list[RunSpec], plan: list[RunSpec]) -> None:
     """--resume with other flags would mix runs of different settings in one comparison."""
-    if [r["run_id"] for r in saved] != [s.run_id for s in plan]:
+    if [r.run_id for r in saved] != [s.run_id for s in plan]:
         raise HarnessError(f"--resume: {output}/{PLAN_FILE} plans other runs; repeat the original flags")
-    for old, spec in zip(saved, plan, strict=True):
-        new = asdict(spec)
+    for saved_spec, spec in zip(saved, plan, strict=True):
+        old, new = asdict(saved_spec), asdict(spec)
         changed = [k for k in new if old.get(k) != new[k]]
         if changed:
             k = changed[0]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.files import check_folder
 from harness.plan.presets import Preset, get_preset
 from harness.precision.modes import load_modes
+from harness.results.records import Status
 from harness.train.config import TrainConfig
 
 
@@ -111,6 +113,63 @@ class RunSpec:
             backend=self.backend,
             **settings,  # type: ignore[arg-type]
         )
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: Status
+    """The worker's own status from its result, else refused (bad input or a mode the machine
+    lacks), crashed (no result), timeout, interrupted or skipped (its phase-1 run did not
+    succeed)."""
+    exit_code: int | None
+    wall_time_s: float
+    log_tail: str
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # plan.json holds its value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A comparison's plan.json: its data, preset and runs, and how each run has ended so far."""
+
+    dataset: Path
+    preset: Preset
+    runs: list[RunSpec]
+    outcomes: list[Outcome] = field(default_factory=list)
+    same_computation: list[tuple[str, str]] = field(default_factory=list)
+    """The pairs of its modes that run the same kernels on its machine."""
+
+    def outcome(self, run_id: str) -> Outcome | None:
+        return next((o for o in self.outcomes if o.run_id == run_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": str(self.dataset),
+            "preset": asdict(self.preset),
+            "same_computation": [list(pair) for pair in self.same_computation],
+            "runs": [asdict(s) for s in self.runs],
+            "outcomes": [asdict(o) for o in self.outcomes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan `to_dict` wrote; raises TypeError or ValueError for one it did not."""
+        return cls(
+            Path(data["dataset"]),
+            _typed(Preset, data["preset"]),
+            [_typed(RunSpec, s) for s in data["runs"]],
+            [_typed(Outcome, o) for o in data["outcomes"]],
+            [(a, b) for a, b in data.get("same_computation", [])],
+        )
+
+
+def _typed(cls: type, data: dict[str, Any]) -> Any:
+    """A dataclass from its JSON fields: lists back to tuples; a field a later version added is
+    left out, one an earlier version lacked takes its default."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
 
 
 def _run_id(phase: int, precision: str, backend: str, repeat: int) -> str:

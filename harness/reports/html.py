@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import write_atomic
-from harness.plan.presets import Preset
 from harness.reports.charts import (
     Interval,
     Series,
@@ -190,7 +189,7 @@ def render(compare_dir: Path, criteria: Criteria) -> str:
     runset = load_runset(compare_dir)
     runs, steps, machine = runset.runs, runset.steps, runset.machine
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
-    unjudged = Preset(**read_plan(compare_dir)["preset"]).unjudged()
+    unjudged = read_plan(compare_dir).preset.unjudged()
     tolerance = None if unjudged else criteria.loss_tolerance
     judging = (
         f"convergence not judged: {unjudged}"

@@ -18,10 +18,11 @@ from typing import IO
 
 from harness.errors import HarnessError
 from harness.files import write_atomic, write_error
-from harness.results.records import EvalRecord, Status, StepRecord, is_eval
+from harness.plan.plan import Plan
+from harness.results.records import METRICS_FILE, RESULT_FILE, EvalRecord, Status, StepRecord, is_eval
 from harness.results.run_record import RunRecord
 
-RESULT_FILE, METRICS_FILE, PLAN_FILE = "result.json", "metrics.jsonl", "plan.json"
+PLAN_FILE = "plan.json"
 VERSION = 1
 RESULT_FORMAT, METRICS_FORMAT, PLAN_FORMAT = "harness.result", "harness.train.metrics", "harness.plan"
 
@@ -195,14 +196,19 @@ def plan_exists(compare_dir: Path) -> bool:
     return (compare_dir / PLAN_FILE).is_file()
 
 
-def write_plan(compare_dir: Path, data: dict) -> None:
-    write_atomic(compare_dir / PLAN_FILE, _dump({"format": PLAN_FORMAT, "version": VERSION, **data}))
+def write_plan(compare_dir: Path, plan: Plan) -> None:
+    write_atomic(
+        compare_dir / PLAN_FILE, _dump({"format": PLAN_FORMAT, "version": VERSION, **plan.to_dict()})
+    )
 
 
-def read_plan(compare_dir: Path) -> dict:
+def read_plan(compare_dir: Path) -> Plan:
     path = compare_dir / PLAN_FILE
     data = _load(path, PLAN_FORMAT)
     for key in ("runs", "outcomes", "preset"):
         if key not in data:
             raise HarnessError(f"{path}: no {key!r}: not a `harness compare` plan")
-    return data
+    try:
+        return Plan.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise HarnessError(f"{path}: not a `harness compare` plan ({type(exc).__name__}: {exc})") from None

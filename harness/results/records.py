@@ -8,6 +8,9 @@ from enum import StrEnum
 from harness.errors import INPUT_ERROR_EXIT
 from harness.files import DISK_FULL_EXIT
 
+RESULT_FILE, METRICS_FILE = "result.json", "metrics.jsonl"
+"""A run's record of itself and of its steps, in its output folder (harness.results.files)."""
+
 LOSS_TOLERANCE = 0.02
 """Default: a precision converges like fp32 when its final loss is within this share of fp32's."""
 

@@ -14,8 +14,10 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.files import write_atomic
+from harness.plan.plan import Outcome, RunSpec
 from harness.results.files import metrics_records, read_plan, read_result
 from harness.results.records import Status
+from harness.results.run_record import RunRecord
 from harness.results.stats import ratio
 
 RUN_COLUMNS: dict[str, str] = {
@@ -80,68 +82,47 @@ STEP_COLUMNS: dict[str, str] = {
 """`timed`: the step counts in the throughput statistics (not a warm-up step, not an eval row)."""
 
 
-def _run_row(spec: dict, outcome: dict | None, run_dir: Path) -> dict:
-    row: dict = {k: spec.get(k) for k in ("run_id", "phase", "precision", "repeat", "model", "batch_size")}
-    row["backend"] = spec.get("backend", "stock")
-    row["status"] = outcome["status"] if outcome else Status.NOT_RUN
-    if outcome and outcome["status"] in (
-        Status.CRASHED,
-        Status.TIMEOUT,
-        Status.SKIPPED,
-        Status.INTERRUPTED,
-        Status.REFUSED,
-    ):
-        last = outcome["log_tail"].splitlines()[-1] if outcome["log_tail"] else "no output"
-        code = f"exit code {outcome['exit_code']}; " if outcome["exit_code"] is not None else ""
-        row["error"] = f"{code}last output: {last}"
+_ENDED_WITHOUT_RESULT = (Status.CRASHED, Status.TIMEOUT, Status.SKIPPED, Status.INTERRUPTED, Status.REFUSED)
+"""Outcomes whose error is the last line of the run's log: it wrote no result to say it."""
+
+
+def _error(outcome: Outcome | None, result: RunRecord | None) -> str | None:
+    invalid = result.invalid_reason if result is not None and result.status is Status.INVALID else None
+    if result is not None and (result.error or invalid):
+        return result.error or invalid
+    if outcome is None or outcome.status not in _ENDED_WITHOUT_RESULT:
+        return None
+    last = outcome.log_tail.splitlines()[-1] if outcome.log_tail else "no output"
+    code = f"exit code {outcome.exit_code}; " if outcome.exit_code is not None else ""
+    return f"{code}last output: {last}"
+
+
+def _run_row(spec: RunSpec, outcome: Outcome | None, run_dir: Path) -> dict:
+    """A run's row: each column its result.json has a figure for (a RunRecord field of that name),
+    else the plan's (a RunSpec field); then the columns made from them. Figures against fp32 are
+    runs_table's."""
     r = read_result(run_dir)
+    row = {c: _first(getattr(r, c, None), getattr(spec, c, None)) for c in RUN_COLUMNS}
+    row["status"] = outcome.status if outcome else Status.NOT_RUN
+    row["error"] = _error(outcome, r)
     if r is None:
         return row
-    for key in (
-        "seq_len",
-        "batch_size",
-        "steps_measured",
-        "throughput_seq_per_s",
-        "throughput_p10",
-        "throughput_p90",
-        "step_time_cv",
-        "model_tflops_per_s",
-        "mfu",
-        "final_loss",
-        "eval_mlm_accuracy",
-        "isa_cap",
-        "isa_verified",
-        "amx_used",
-        "emulated",
-        "valid",
-        "gemm_isa",
-        "amx_gemm_share",
-        "fp32_gemm",
-        "contended",
-        "cpu_available",
-        "threads",
-        "cpu_model",
-        "started_at",
-        "wall_time_s",
-        "peak_rss_gib",
-    ):
-        if getattr(r, key) is not None:
-            row[key] = getattr(r, key)
     # sorted: two runs of the same kernels list them alike, whatever their times
     row["kernels"] = "; ".join(sorted(r.kernels))
     row["torch_version"] = r.versions["torch"]
-    invalid = r.invalid_reason if r.status is Status.INVALID else None
-    row["error"] = r.error or invalid or row.get("error")
     if r.throughput_seq_per_s is not None and r.seq_len is not None:
         row["tokens_per_s"] = r.throughput_seq_per_s * r.seq_len
     return row
 
 
+def _first(*values: object) -> object:
+    return next((v for v in values if v is not None), None)
+
+
 def runs_table(compare_dir: Path) -> pd.DataFrame:
     """A row per planned run, with speed-up and loss gap against fp32 of the same phase and repeat."""
     plan = read_plan(compare_dir)
-    outcomes = {o["run_id"]: o for o in plan["outcomes"]}
-    rows = [_run_row(s, outcomes.get(s["run_id"]), compare_dir / "runs" / s["run_id"]) for s in plan["runs"]]
+    rows = [_run_row(s, plan.outcome(s.run_id), compare_dir / "runs" / s.run_id) for s in plan.runs]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df = df.astype(RUN_COLUMNS)
     # the reference: stock fp32 (an ipex fp32 run then shows what IPEX buys)
@@ -190,15 +171,14 @@ CENSUS_COLUMNS = (
 
 def census_table(compare_dir: Path) -> pd.DataFrame:
     """Every run's kernel census (result.json), a row per kernel, with its share of the GEMM time."""
-    plan = read_plan(compare_dir)
     rows = []
-    for spec in plan["runs"]:
-        result = read_result(compare_dir / "runs" / spec["run_id"])
+    for spec in read_plan(compare_dir).runs:
+        result = read_result(compare_dir / "runs" / spec.run_id)
         entries = result.kernel_census if result else []
         gemm_ms = sum(e["time_ms"] for e in entries if e["gemm"])
         for e in entries:
             share = e["time_ms"] / gemm_ms if e["gemm"] and gemm_ms else None
-            rows.append({"run_id": spec["run_id"], **e, "gemm_time_share": share})
+            rows.append({"run_id": spec.run_id, **e, "gemm_time_share": share})
     return pd.DataFrame(rows, columns=list(CENSUS_COLUMNS))
 
 
@@ -214,16 +194,16 @@ def _cold_steps(run_dir: Path, timing_warmup: int) -> set[int]:
 def steps_table(compare_dir: Path) -> pd.DataFrame:
     plan = read_plan(compare_dir)
     frames = []
-    for spec in plan["runs"]:
-        run_dir = compare_dir / "runs" / spec["run_id"]
+    for spec in plan.runs:
+        run_dir = compare_dir / "runs" / spec.run_id
         records = metrics_records(run_dir)
         if not records:
             continue
         # An evaluation line shares its step with the training line: merge them into one row.
         frame = pd.DataFrame(records).groupby("step", as_index=False).first()
         for key in ("run_id", "phase", "precision", "repeat"):
-            frame[key] = spec[key]
-        cold = _cold_steps(run_dir, plan["preset"]["timing_warmup"])
+            frame[key] = getattr(spec, key)
+        cold = _cold_steps(run_dir, plan.preset.timing_warmup)
         frame["timed"] = frame.reindex(columns=["seq_per_s"])["seq_per_s"].notna() & ~frame["step"].isin(cold)
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

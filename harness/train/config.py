@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from harness.errors import HarnessError
 from harness.files import check_folder
-from harness.results.files import METRICS_FILE, RESULT_FILE
+from harness.results.records import METRICS_FILE, RESULT_FILE
 
 Fp32Gemm = Literal["auto", "mkl", "onednn"]
 """Where fp32 GEMMs go (harness.precision.gemm_route): declared here, so that checking a flag

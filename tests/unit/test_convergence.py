@@ -1,11 +1,15 @@
 """Convergence against fp32's seeds: the equivalence test, time to target, and the report section,
 on curves made here (the figures of a real convergence run are in docs/results.md#zen-4-convergence)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
+from harness.plan.plan import Plan, RunSpec
+from harness.plan.presets import get_preset
 from harness.reports.convergence import section
 from harness.results.convergence import Criteria, Curve, judge, judge_precisions, times_to_target
 from harness.results.files import write_metrics, write_plan
@@ -149,8 +153,8 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
             runs.append(
                 {"run_id": run_id, "phase": 1, "precision": precision, "repeat": seed, "status": "ok"}
             )
-            specs.append({k: runs[-1][k] for k in ("run_id", "phase", "precision", "repeat")})
-    write_plan(tmp_path, {"runs": specs, "outcomes": [], "preset": {"timing_warmup": 0}})
+            specs.append(RunSpec(run_id, 1, precision, seed, "bert-tiny", 30, 8, 1e-3, None, None))
+    write_plan(tmp_path, Plan(tmp_path, replace(get_preset("convergence"), timing_warmup=0), specs))
     steps = steps_table(tmp_path)
     html = section(pd.DataFrame(runs), steps, {"fp32": "#111", "bf16-pure": "#c00"}, Criteria(), None)
     assert "<polygon" in html  # the band

@@ -52,7 +52,7 @@ def test_a_plan_that_cannot_run_is_refused_naming_the_flag(changes, message):
 
 def test_resume_refuses_a_plan_whose_settings_changed(tmp_path):
     smoke = get_preset("smoke")
-    saved = [dataclasses.asdict(s) for s in make_plan(CompareConfig(preset="smoke"), smoke)]
+    saved = make_plan(CompareConfig(preset="smoke"), smoke)
     same = make_plan(CompareConfig(preset="smoke"), smoke)
     _require_same_plan(tmp_path, saved, same)
     longer = make_plan(CompareConfig(preset="smoke", steps=50), smoke)

@@ -7,6 +7,8 @@ import pytest
 from conftest import RUNSETS
 
 from harness.errors import HarnessError
+from harness.plan.plan import CompareConfig, Outcome, Plan, make_plan
+from harness.plan.presets import get_preset
 from harness.results.files import (
     METRICS_FILE,
     RESULT_FILE,
@@ -90,11 +92,32 @@ def test_a_resumed_writer_keeps_the_records_up_to_the_checkpoint(tmp_path):
     assert [(s.step, s.loss) for s in steps] == [(1, 10.0), (2, 10.0), (3, 7.0)]
 
 
+def test_a_plan_reads_back_as_the_types_that_wrote_it(tmp_path):
+    preset = get_preset("smoke")
+    runs = make_plan(CompareConfig(preset="smoke", phases="1,2", precisions="fp32,bf16"), preset)
+    outcomes = [
+        Outcome(runs[0].run_id, "ok", 0, 12.5, "done"),
+        Outcome(runs[1].run_id, "refused", 2, 0.1, ""),
+    ]
+    plan = Plan(tmp_path / "data", preset, runs, outcomes, [("fp32", "avx-fp32")])
+    write_plan(tmp_path, plan)
+    assert json.loads((tmp_path / "plan.json").read_text())["version"] == 1
+    assert read_plan(tmp_path) == plan
+    assert read_plan(tmp_path).outcome(runs[1].run_id).status == "refused"
+    # a plan written before a field existed takes its default; one a later version added is left out
+    old = json.loads((tmp_path / "plan.json").read_text())
+    del old["runs"][0]["backend"], old["preset"]["evaluations"]
+    old["outcomes"][0]["later"] = 1
+    (tmp_path / "plan.json").write_text(json.dumps(old))
+    assert read_plan(tmp_path) == plan
+
+
 def test_a_plan_without_its_runs_is_not_a_plan(tmp_path):
-    write_plan(tmp_path, {"runs": [], "outcomes": [], "preset": {}})
-    assert read_plan(tmp_path)["version"] == 1
     (tmp_path / "plan.json").write_text(json.dumps({"runs": []}))
     with pytest.raises(HarnessError, match=r"plan.json: no 'outcomes': not a `harness compare` plan"):
+        read_plan(tmp_path)
+    (tmp_path / "plan.json").write_text(json.dumps({"runs": [{"run_id": "x"}], "outcomes": [], "preset": {}}))
+    with pytest.raises(HarnessError, match=r"plan.json: not a `harness compare` plan \((TypeError|KeyError)"):
         read_plan(tmp_path)
 
 

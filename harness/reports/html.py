@@ -7,6 +7,7 @@ ISA each run really used. Failed, diverged, invalid and skipped runs are shown a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -185,129 +186,179 @@ def _loss_chart(steps: pd.DataFrame, phase: int, colors: dict[str, str], run_mod
     )
 
 
+SUMMARY = [
+    ("run_id", "run", "s"),
+    ("status", "status", "s"),
+    ("model", "model", "s"),
+    ("seq_len", "seq", "d"),
+    ("batch_size", "batch", "d"),
+    ("throughput_seq_per_s", "seq/s", ".3f"),
+    ("throughput_p10", "p10", ".3f"),
+    ("throughput_p90", "p90", ".3f"),
+    ("step_time_cv", "step cv", ".1%"),
+    ("speedup_vs_fp32", "speed-up", ".2f"),
+    ("final_loss", "final loss", ".4f"),
+    ("loss_gap_vs_fp32", "gap vs fp32", "+.4f"),
+    ("eval_mlm_accuracy", "eval MLM acc", ".4f"),
+]
+EFFICIENCY = [
+    ("run_id", "run", "s"),
+    ("tokens_per_s", "tokens/s", ".1f"),
+    ("model_tflops_per_s", "model TFLOP/s", ".4f"),
+    ("mfu", "MFU", ".1%"),
+    ("threads", "threads", "d"),
+    ("wall_time_s", "wall s", ".1f"),
+    ("peak_rss_gib", "peak RSS GiB", ".2f"),
+]
+ISA = [
+    ("run_id", "run", "s"),
+    ("isa_cap", "ISA cap", "s"),
+    ("isa_verified", "oneDNN's ceiling", "s"),
+    ("gemm_isa", "GEMM ISA (most time)", "s"),
+    ("amx_gemm_share", "AMX share of GEMM time", ".1%"),
+    ("fp32_gemm", "fp32 GEMMs in", "s"),
+    ("amx_used", "AMX used", "s"),
+    ("emulated", "emulated", "s"),
+    ("valid", "valid", "s"),
+]
+CENSUS = [
+    ("run_id", "run", "s"),
+    ("library", "library", "s"),
+    ("primitive", "primitive", "s"),
+    ("kernel", "kernel", "s"),
+    ("isa", "ISA", "s"),
+    ("dtype", "dtype", "s"),
+    ("calls", "calls", "d"),
+    ("time_ms", "time ms", ".2f"),
+    ("gflop", "GFLOP", ".2f"),
+    ("gemm_time_share", "share of GEMM time", ".1%"),
+]
+"""The columns of the page's tables: (runs.csv or census column, heading, format)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """What the sections of one run set's page read."""
+
+    compare_dir: Path
+    runs: pd.DataFrame
+    steps: pd.DataFrame
+    machine: dict
+    criteria: Criteria
+    unjudged: str | None
+    """Why the run set's convergence is not judged (its preset's), or None."""
+
+    @property
+    def colors(self) -> dict[str, str]:
+        return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(self.runs)))}
+
+
+def _header(page: Page) -> str:
+    judging = (
+        f"convergence not judged: {page.unjudged}"
+        if page.unjudged
+        else f"convergence tolerance {page.criteria.loss_tolerance:.0%} of fp32's final loss (one seed)"
+    )
+    return (
+        f"<h1>BERT pre-training: precision comparison</h1>\n"
+        f'<p class="muted">{esc(page.compare_dir.resolve())} &middot; {len(page.runs)} runs &middot; '
+        f"{esc(judging)}</p>\n{_contention_banner(page.runs)}"
+    )
+
+
+def _verdicts_section(page: Page) -> str:
+    tolerance = None if page.unjudged else page.criteria.loss_tolerance
+    items = "".join(
+        f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
+        for p, c, text in verdicts(page.runs, tolerance)
+    )
+    return f'<h2>Verdicts</h2><ul id="verdicts">{items or "<li>only fp32 was run</li>"}</ul>'
+
+
+def _summary_section(page: Page) -> str:
+    return f'<h2>Summary</h2><div id="summary">{table(page.runs, SUMMARY)}</div>'
+
+
+NO_PROBLEMS = '<li class="good">every run finished ok</li>'
+
+
+def _problems_section(page: Page) -> str:
+    problems = page.runs[page.runs.status != Status.OK]
+    items = "".join(
+        f'<li><b>{esc(r.run_id)}</b> <span class="bad">{esc(r.status)}</span>: '
+        f"<code>{esc(r.error)}</code></li>"
+        for r in problems.itertuples()
+    )
+    return f'<h2>Problems</h2><ul id="problems">{items or NO_PROBLEMS}</ul>'
+
+
+def _throughput_section(page: Page) -> str:
+    return f"<h2>Throughput</h2>{_bars(page.runs, page.colors)}"
+
+
+def _loss_section(page: Page) -> str:
+    run_modes = dict(zip(page.runs["run_id"], _modes(page.runs), strict=True))
+    charts = "".join(
+        f"<h3>Phase {p}</h3>{_loss_chart(page.steps, p, page.colors, run_modes)}"
+        for p in sorted(page.runs["phase"].dropna().unique())
+    )
+    return f"<h2>Loss curves</h2>{charts}"
+
+
+def _convergence_section(page: Page) -> str:
+    return convergence_section(page.runs, page.steps, page.colors, page.criteria, page.unjudged)
+
+
+def _efficiency_section(page: Page) -> str:
+    return (
+        f'<h2>Efficiency</h2><div id="efficiency">{table(page.runs, EFFICIENCY)}</div>{_mfu_note(page.runs)}'
+    )
+
+
+def _isa_section(page: Page) -> str:
+    census = census_table(page.compare_dir)
+    census_html = (
+        table(census, CENSUS) if len(census) else '<p class="muted">no run recorded a kernel census</p>'
+    )
+    return (
+        f'<h2>ISA actually used</h2><div id="isa">{table(page.runs, ISA)}</div>\n'
+        "<h3>Kernel census</h3><p class=\"muted\">One untimed step of each run, with oneDNN's and MKL's "
+        "verbose\noutput on: every kernel the libraries ran, by data type. GEMMs that neither library "
+        f'reports were\ncomputed by PyTorch itself.</p><div id="census">{census_html}</div>'
+    )
+
+
+def _machine_section(page: Page) -> str:
+    fields = [(k, v) for k, v in page.machine.items() if k not in ("flags", "versions")]
+    fields += list(page.machine.get("versions", {}).items())
+    rows = "".join(f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>' for k, v in fields)
+    return f'<h2>Machine</h2><table id="machine">{rows}</table>'
+
+
+SECTIONS = (
+    _header,
+    _verdicts_section,
+    _summary_section,
+    _problems_section,
+    _throughput_section,
+    _loss_section,
+    _convergence_section,
+    _efficiency_section,
+    _isa_section,
+    _machine_section,
+)
+"""The page, top to bottom."""
+
+
 def render(compare_dir: Path, criteria: Criteria) -> str:
     runset = load_runset(compare_dir)
-    runs, steps, machine = runset.runs, runset.steps, runset.machine
-    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(_modes(runs)))}
     unjudged = read_plan(compare_dir).preset.unjudged()
-    tolerance = None if unjudged else criteria.loss_tolerance
-    judging = (
-        f"convergence not judged: {unjudged}"
-        if unjudged
-        else f"convergence tolerance {criteria.loss_tolerance:.0%} of fp32's final loss (one seed)"
-    )
-    run_modes = dict(zip(runs["run_id"], _modes(runs), strict=True))
-    verdict_html = (
-        "".join(
-            f'<li><b>{esc(p)}</b>: <span class="{c}">{esc(text)}</span></li>'
-            for p, c, text in verdicts(runs, tolerance)
-        )
-        or "<li>only fp32 was run</li>"
-    )
-    summary = table(
-        runs,
-        [
-            ("run_id", "run", "s"),
-            ("status", "status", "s"),
-            ("model", "model", "s"),
-            ("seq_len", "seq", "d"),
-            ("batch_size", "batch", "d"),
-            ("throughput_seq_per_s", "seq/s", ".3f"),
-            ("throughput_p10", "p10", ".3f"),
-            ("throughput_p90", "p90", ".3f"),
-            ("step_time_cv", "step cv", ".1%"),
-            ("speedup_vs_fp32", "speed-up", ".2f"),
-            ("final_loss", "final loss", ".4f"),
-            ("loss_gap_vs_fp32", "gap vs fp32", "+.4f"),
-            ("eval_mlm_accuracy", "eval MLM acc", ".4f"),
-        ],
-    )
-    efficiency = table(
-        runs,
-        [
-            ("run_id", "run", "s"),
-            ("tokens_per_s", "tokens/s", ".1f"),
-            ("model_tflops_per_s", "model TFLOP/s", ".4f"),
-            ("mfu", "MFU", ".1%"),
-            ("threads", "threads", "d"),
-            ("wall_time_s", "wall s", ".1f"),
-            ("peak_rss_gib", "peak RSS GiB", ".2f"),
-        ],
-    )
-    isa = table(
-        runs,
-        [
-            ("run_id", "run", "s"),
-            ("isa_cap", "ISA cap", "s"),
-            ("isa_verified", "oneDNN's ceiling", "s"),
-            ("gemm_isa", "GEMM ISA (most time)", "s"),
-            ("amx_gemm_share", "AMX share of GEMM time", ".1%"),
-            ("fp32_gemm", "fp32 GEMMs in", "s"),
-            ("amx_used", "AMX used", "s"),
-            ("emulated", "emulated", "s"),
-            ("valid", "valid", "s"),
-        ],
-    )
-    census = census_table(compare_dir)
-    census_html = (
-        table(
-            census,
-            [
-                ("run_id", "run", "s"),
-                ("library", "library", "s"),
-                ("primitive", "primitive", "s"),
-                ("kernel", "kernel", "s"),
-                ("isa", "ISA", "s"),
-                ("dtype", "dtype", "s"),
-                ("calls", "calls", "d"),
-                ("time_ms", "time ms", ".2f"),
-                ("gflop", "GFLOP", ".2f"),
-                ("gemm_time_share", "share of GEMM time", ".1%"),
-            ],
-        )
-        if len(census)
-        else '<p class="muted">no run recorded a kernel census</p>'
-    )
-    problems = runs[runs.status != Status.OK]
-    problem_html = (
-        "".join(
-            f'<li><b>{esc(r.run_id)}</b> <span class="bad">{esc(r.status)}</span>: '
-            f"<code>{esc(r.error)}</code></li>"
-            for r in problems.itertuples()
-        )
-        or '<li class="good">every run finished ok</li>'
-    )
-    charts = "".join(
-        f"<h3>Phase {p}</h3>{_loss_chart(steps, p, colors, run_modes)}"
-        for p in sorted(runs["phase"].dropna().unique())
-    )
-    machine_rows = "".join(
-        f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>'
-        for k, v in machine.items()
-        if k not in ("flags", "versions")
-    )
-    versions = machine.get("versions", {})
-    machine_rows += "".join(
-        f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>' for k, v in versions.items()
-    )
+    page = Page(compare_dir, runset.runs, runset.steps, runset.machine, criteria, unjudged)
+    body = "\n".join(section(page) for section in SECTIONS)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>harness comparison: {esc(compare_dir.name)}</title>
 <style>{CSS}</style></head><body>
-<h1>BERT pre-training: precision comparison</h1>
-<p class="muted">{esc(compare_dir.resolve())} &middot; {len(runs)} runs &middot; {esc(judging)}</p>
-{_contention_banner(runs)}
-<h2>Verdicts</h2><ul id="verdicts">{verdict_html}</ul>
-<h2>Summary</h2><div id="summary">{summary}</div>
-<h2>Problems</h2><ul id="problems">{problem_html}</ul>
-<h2>Throughput</h2>{_bars(runs, colors)}
-<h2>Loss curves</h2>{charts}
-{convergence_section(runs, steps, colors, criteria, unjudged)}
-<h2>Efficiency</h2><div id="efficiency">{efficiency}</div>{_mfu_note(runs)}
-<h2>ISA actually used</h2><div id="isa">{isa}</div>
-<h3>Kernel census</h3><p class="muted">One untimed step of each run, with oneDNN's and MKL's verbose
-output on: every kernel the libraries ran, by data type. GEMMs that neither library reports were
-computed by PyTorch itself.</p><div id="census">{census_html}</div>
-<h2>Machine</h2><table id="machine">{machine_rows}</table>
+{body}
 </body></html>
 """
 

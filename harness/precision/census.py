@@ -39,6 +39,8 @@ class Entry:
     gemm: bool
     amx_tiles: bool
     """Computed on AMX's tiles (onednn_verbose.Execution.on_amx_tiles), not merely at an AMX level."""
+    batched: bool
+    """A batched GEMM: attention's scores and context (Execution.is_batched, Call.is_batched)."""
     calls: int
     time_ms: float
     gflop: float | None
@@ -66,17 +68,26 @@ class Census:
         onednn_header = report.isa or onednn_header
         for e in report.executions:
             isa = onednn_verbose.implementation_isa(e.implementation, onednn_header)
-            key = ("onednn", e.primitive, e.implementation, isa, e.dtype, e.is_gemm, e.on_amx_tiles)
+            key = (
+                "onednn",
+                e.primitive,
+                e.implementation,
+                isa,
+                e.dtype,
+                e.is_gemm,
+                e.on_amx_tiles,
+                e.is_batched,
+            )
             groups.setdefault(key, []).append((e.time_ms or 0.0, e.flops))
         header, calls = mkl_verbose.parse(text)
         mkl_header = header or mkl_header
         for c in calls:
             isa = f"mkl:{mkl_verbose.isa_label(mkl_header, c.dtype)}"
             tiles = c.is_gemm and "amx" in isa and c.dtype in onednn_verbose.TILE_DTYPES
-            key = ("mkl", c.function, c.function, isa, c.dtype, c.is_gemm, tiles)
+            key = ("mkl", c.function, c.function, isa, c.dtype, c.is_gemm, tiles, c.is_batched)
             groups.setdefault(key, []).append((c.time_ms, c.flops))
         entries = []
-        for (library, primitive, kernel, isa, dtype, gemm, tiles), runs in groups.items():
+        for (library, primitive, kernel, isa, dtype, gemm, tiles, batched), runs in groups.items():
             flops = [f for _, f in runs]
             entries.append(
                 Entry(
@@ -87,6 +98,7 @@ class Census:
                     dtype,
                     gemm,
                     tiles,
+                    batched,
                     len(runs),
                     sum(t for t, _ in runs),
                     None if None in flops else sum(flops) / 1e9,
@@ -117,6 +129,16 @@ class Census:
             if e.gemm and _meets(e.isa, promised) and (dtype is None or e.dtype == dtype)
         )
         return hit / total if total > 0 else 0.0
+
+    def gemm_seconds(self) -> tuple[dict[str, float], float]:
+        """The GEMMs' seconds by library and ISA (`mkl:avx512`, `onednn:avx10_1_512_amx`), the
+        batched ones left out, and the batched ones' (attention's)."""
+        by_unit: dict[str, float] = {}
+        for e in self.entries:
+            if e.gemm and not e.batched:
+                unit = e.isa if e.library == "mkl" else f"{e.library}:{e.isa}"  # MKL's isa names it
+                by_unit[unit] = by_unit.get(unit, 0.0) + e.time_ms / 1e3
+        return by_unit, sum(e.time_ms for e in self.entries if e.gemm and e.batched) / 1e3
 
     @property
     def amx_kernels(self) -> list[str]:

@@ -33,6 +33,11 @@ class Call:
         return "GEMM" in self.function and "GEMV" not in self.function
 
     @property
+    def is_batched(self) -> bool:
+        """SGEMM_BATCH and its kin: attention's scores and context, a batch of matrices a call."""
+        return self.is_gemm and "_BATCH" in self.function
+
+    @property
     def dtype(self) -> str:
         fn = self.function
         for prefix, dtype in (

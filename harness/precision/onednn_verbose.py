@@ -55,6 +55,13 @@ class Execution:
         return self.primitive in GEMM_PRIMITIVES
 
     @property
+    def is_batched(self) -> bool:
+        """A batch of matrices on both sides (`8x128x128:8x128x64`): attention's scores and context.
+        A linear layer on 3-D input multiplies by one 2-D weight (`4x128x128:128x384`)."""
+        parts = self.problem.split(":")
+        return self.primitive == "matmul" and len(parts) > 1 and parts[1].count("x") > 1
+
+    @property
     def math_dtype(self) -> str | None:
         """The type it multiplies in: its data's, or the bf16/f16 math an f32 kernel is allowed."""
         fpmath = _FPMATH.search(self.attributes)

@@ -1,11 +1,12 @@
 """Every chart on the harness's pages, as inline SVG drawn by one scale and axis code.
 
-Two kinds: `line_chart` (loss over steps, throughput over run sets) and `interval_chart` (a
-median with its p10..p90 per run or configuration). Both have axes with ticks, labels and units.
+Three kinds: `line_chart` (loss over steps, throughput over run sets), `interval_chart` (a
+median with its p10..p90 per run or configuration) and `stacked_chart` (the shares of a whole per
+run: where a step's time goes). Each has axes with ticks, labels and units.
 Lines that coincide stay visible: each series has its own dash pattern, and the earlier ones are
 drawn wider underneath, so two identical curves show as a wide line with a dashed one on it.
 
-Hand-written rather than matplotlib's SVG backend: these two kinds are all the pages need, the
+Hand-written rather than matplotlib's SVG backend: these kinds are all the pages need, the
 page stays a few kilobytes (matplotlib writes each glyph as a path), and the install stays small.
 """
 
@@ -304,4 +305,64 @@ def _interval(r: Interval, y: float, row_h: float, left: float, sx: _Scale) -> l
         f'<text x="{sx(end) + 6:.1f}" y="{mid + 4:.1f}" font-size="11">{r.median:.4g}'
         f"{esc(' ' + r.note if r.note else '')}</text>"
     )
+    return parts
+
+
+@dataclass
+class Stack:
+    """One row of a stacked chart: its parts' values, drawn as shares of their sum; the note
+    where it has none (a run that recorded no split)."""
+
+    label: str
+    parts: dict[str, float]
+    note: str = ""
+
+
+def stacked_chart(
+    chart_id: str, rows: list[Stack], colors: dict[str, str], x_label: str, width: int = 900
+) -> str:
+    """A bar per row across 0..100%, each part its share in its colour, the parts' legend below.
+    A part below zero (two clocks that disagree by a rounding) is drawn as nothing; its value
+    stays in the bar's tooltip."""
+    if not rows:
+        return '<p class="muted">nothing to chart</p>'
+    row_h, left, right, top = 20, 250, width - 40, 10
+    bottom = top + row_h * len(rows)
+    legend_y = bottom + 52
+    height = legend_y + 16 * ((len(colors) + 2) // 3) + 4
+    sx = _Scale(0.0, 100.0, left, right)
+    parts = [f'<svg id="{chart_id}" class="chart" width="{width}" height="{height}" role="img" {FONT}>']
+    parts += _grid(sx, [0, 25, 50, 75, 100], top, bottom, vertical=True)
+    parts.append(
+        f'<text x="{(left + right) / 2:.0f}" y="{bottom + 34}" font-size="12" text-anchor="middle">'
+        f"{esc(x_label)}</text>"
+    )
+    for i, r in enumerate(rows):
+        parts += _stack(r, top + i * row_h, row_h, left, sx, colors)
+    for i, (name, color) in enumerate(colors.items()):
+        x, y = left + (i % 3) * (right - left) / 3, legend_y + 16 * (i // 3)
+        parts.append(f'<rect x="{x:.0f}" y="{y - 9}" width="12" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{x + 18:.0f}" y="{y}" font-size="11">{esc(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _stack(r: Stack, y: float, row_h: float, left: float, sx: _Scale, colors: dict[str, str]) -> list[str]:
+    mid = y + row_h / 2
+    parts = [f'<text x="{left - 8}" y="{mid + 4:.1f}" font-size="12" text-anchor="end">{esc(r.label)}</text>']
+    total = sum(v for v in r.parts.values() if v > 0)
+    if total <= 0:
+        parts.append(
+            f'<text x="{left + 6}" y="{mid + 4:.1f}" font-size="11" fill="#a15c00">{esc(r.note)}</text>'
+        )
+        return parts
+    start = 0.0
+    for name, value in r.parts.items():
+        share = max(value, 0.0) / total * 100
+        parts.append(
+            f'<rect x="{sx(start):.1f}" y="{y + 3}" width="{sx(start + share) - sx(start):.1f}" '
+            f'height="{row_h - 6}" fill="{colors[name]}"><title>{esc(r.label)}: {esc(name)} '
+            f"{value:.4g} s ({share:.1f}%)</title></rect>"
+        )
+        start += share
     return parts

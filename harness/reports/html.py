@@ -16,10 +16,12 @@ from harness.files import write_atomic
 from harness.reports.charts import (
     Interval,
     Series,
+    Stack,
     centred_mean,
     interval_chart,
     line_chart,
     smoothing_window,
+    stacked_chart,
 )
 from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
@@ -29,6 +31,7 @@ from harness.results.records import Status
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
+from harness.results.time_split import TimeSplit
 
 
 def _modes(runs: pd.DataFrame) -> pd.Series:
@@ -233,7 +236,27 @@ CENSUS = [
     ("gflop", "GFLOP", ".2f"),
     ("gemm_time_share", "share of GEMM time", ".1%"),
 ]
+TIME = [
+    ("run_id", "run", "s"),
+    ("census_step_s", "step s", ".3f"),
+    ("gemm_s", "GEMMs s", ".3f"),
+    ("attention_gemm_s", "attention GEMMs s", ".3f"),
+    ("other_compute_s", "rest of fwd+bwd s", ".3f"),
+    ("optimizer_s", "optimizer s", ".3f"),
+    ("data_wait_s", "data wait s", ".4f"),
+    ("harness_s", "harness s", ".4f"),
+    ("gemm_by_isa", "GEMMs by library:ISA (s)", "s"),
+]
 """The columns of the page's tables: (runs.csv or census column, heading, format)."""
+TIME_COLORS = {
+    "attention's batched GEMMs": "#7b4fb8",
+    "rest of forward and backward": "#e08a1e",
+    "optimizer": "#2e9a4a",
+    "data wait": "#999999",
+    "harness": "#c0392b",
+}
+GEMM_COLORS = ("#1f4e99", "#3f7fd0", "#7fb0ea", "#0b2a5c", "#a9c9f0")
+"""The parts of a step's time, each its colour; the GEMMs by library and ISA in blues."""
 
 
 @dataclass(frozen=True)
@@ -315,6 +338,25 @@ def _efficiency_section(page: Page) -> str:
     )
 
 
+def _time_section(page: Page) -> str:
+    """Where each run's census step went (harness.results.time_split), as shares of the step."""
+    splits = {r["run_id"]: TimeSplit.from_columns(r) for r in page.runs.to_dict("records")}
+    units = dict.fromkeys(u for split in splits.values() if split for u in split.gemm_s)
+    colors = {f"GEMM {u}": GEMM_COLORS[i % len(GEMM_COLORS)] for i, u in enumerate(units)} | TIME_COLORS
+    rows = [
+        Stack(run_id, split.parts() if split else {}, "no census step recorded")
+        for run_id, split in splits.items()
+    ]
+    chart = stacked_chart("time-split-chart", rows, colors, "share of the census step's wall time, %")
+    return (
+        '<h2>Where the time goes</h2><p class="muted">The census step of each run (one untimed step '
+        "with the libraries' verbose logs on, a little slower than a timed one): its GEMMs as the "
+        "libraries timed them, by library and ISA; attention's batched GEMMs; the rest of forward "
+        "and backward; the optimizer; the wait for data; and the harness's own work, the rest of "
+        f'the step.</p>{chart}<div id="time-split">{table(page.runs, TIME)}</div>'
+    )
+
+
 def _isa_section(page: Page) -> str:
     census = census_table(page.compare_dir)
     census_html = (
@@ -344,6 +386,7 @@ SECTIONS = (
     _loss_section,
     _convergence_section,
     _efficiency_section,
+    _time_section,
     _isa_section,
     _machine_section,
 )

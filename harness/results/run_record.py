@@ -72,6 +72,8 @@ class RunRecord:
     amx_used: bool | None = None
     """A GEMM computed on AMX's tiles; an AMX level in a kernel's name alone does not count."""
     census_step: int | None = None
+    time_split: dict[str, Any] | None = None
+    """Where the census step's time went (harness.results.time_split.TimeSplit)."""
 
     # What the data and model were
     model_config: dict[str, Any] | None = None

@@ -19,6 +19,7 @@ from harness.results.files import metrics_records, read_plan, read_result
 from harness.results.records import Status
 from harness.results.run_record import RunRecord
 from harness.results.stats import ratio
+from harness.results.time_split import TimeSplit
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "string",
@@ -60,6 +61,15 @@ RUN_COLUMNS: dict[str, str] = {
     "started_at": "string",
     "wall_time_s": "float64",
     "peak_rss_gib": "float64",
+    # where the census step's time went (harness.results.time_split)
+    "census_step_s": "float64",
+    "gemm_s": "float64",
+    "gemm_by_isa": "string",
+    "attention_gemm_s": "float64",
+    "other_compute_s": "float64",
+    "optimizer_s": "float64",
+    "data_wait_s": "float64",
+    "harness_s": "float64",
     "error": "string",
 }
 STEP_COLUMNS: dict[str, str] = {
@@ -112,6 +122,8 @@ def _run_row(spec: RunSpec, outcome: Outcome | None, run_dir: Path) -> dict:
     row["torch_version"] = r.versions["torch"]
     if r.throughput_seq_per_s is not None and r.seq_len is not None:
         row["tokens_per_s"] = r.throughput_seq_per_s * r.seq_len
+    if r.time_split is not None:
+        row.update(TimeSplit.from_dict(r.time_split).columns())
     return row
 
 

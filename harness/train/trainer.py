@@ -29,7 +29,7 @@ from harness.train.config import TrainConfig
 from harness.train.distributed import Ranks
 from harness.train.evaluate import evaluate, to_batch
 from harness.train.faults import Fault
-from harness.train.hooks import KernelCensus, StepClock, StopFlag
+from harness.train.hooks import FORWARD_BACKWARD, OPTIMIZER, KernelCensus, StepClock, StopFlag
 from harness.train.metrics import MetricsProcessor
 from harness.train.mllog import MLPerfLog, Submission
 from harness.train.result import RunResult
@@ -214,12 +214,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.census.recording(step) as verbose:
-            with clock.computing():
+            with clock.computing(FORWARD_BACKWARD):
                 out = self._forward_backward(raw)
             losses, masked = self._reduce(out, step)
             if not math.isfinite(losses[0]):
                 return self._diverged(step, f"loss is {losses[0]}")
-            with clock.computing():
+            with clock.computing(OPTIMIZER):
                 grad_norm = self.optimizer.step_if_finite()
                 self.optimizer.zero_grad(set_to_none=True)
             if grad_norm is None:
@@ -230,7 +230,7 @@ class Trainer:
         if verbose is None:
             return None
         self.error = self.census.judge(
-            verbose.text + (self.fault.census_lines(step) if self.fault else ""), self.ranks
+            verbose.text + (self.fault.census_lines(step) if self.fault else ""), self.ranks, clock
         )
         if self.error:
             print(f"INVALID RUN: {self.error}; stopping", file=sys.stderr, flush=True)
@@ -272,7 +272,7 @@ class Trainer:
     def _record(
         self, step: int, clock: StepClock, losses: tuple, lr: float, grad_norm: float, masked: int
     ) -> None:
-        wall = clock.elapsed()
+        wall = clock.stop()
         self.metrics.step(
             StepRecord(
                 step=step,

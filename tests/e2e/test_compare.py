@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from harness_cli import launch
 
 from harness.results.files import read_result
@@ -50,6 +51,17 @@ def test_smoke_comparison_of_three_precisions(capfd, monkeypatch, synth_dir, tmp
     assert runs["isa_verified"].notna().all()
     assert set(runs["isa_cap"]) == {"AVX512_CORE_AMX", "AVX512_CORE_BF16"}
     assert not runs.loc[runs.precision == "avx-fp32", "amx_used"].any()
+    # where each census step's time went: its parts add up to the step
+    parts = ["gemm_s", "attention_gemm_s", "other_compute_s", "optimizer_s", "data_wait_s", "harness_s"]
+    assert ((runs[parts].sum(axis=1) - runs["census_step_s"]).abs() < 1e-9).all()
+    assert (runs["optimizer_s"] > 0).all()
+    fp32 = runs[runs.precision == "fp32"]
+    assert (fp32["gemm_s"] > 0).all() and (fp32["attention_gemm_s"] > 0).all()
+    for row in fp32.itertuples():  # by library and ISA: the route's library (--fp32-gemm) among them
+        units = dict(item.rsplit(" ", 1) for item in row.gemm_by_isa.split("; "))
+        assert sum(map(float, units.values())) == pytest.approx(row.gemm_s, abs=1e-5)
+        assert any(unit.startswith(f"{row.fp32_gemm}:") for unit in units)
+    assert 'id="time-split-chart"' in (out / "report.html").read_text()
     # the sentinel counts none of the harness's own processes (parent, worker, data loaders) as a
     # neighbour. The hypervisor's steal is left out: it is the host's, and on a shared VM it once
     # took 13% of a 1-second run here and flagged it contended

@@ -11,6 +11,7 @@ from harness.files import folder_lock
 from harness.launch.launchers import LaunchOptions
 from harness.launch.ranks import RankLayout
 from harness.plan.executor import Comparison, check_output
+from harness.plan.peaks import measure_unmeasured
 from harness.plan.plan import CompareConfig, make_plan
 from harness.reports.render import render_run_set
 from harness.results.convergence import Criteria
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # is made or run started (the data set is not among them).
     plan[0].train_config(cfg.dataset or Path(), cfg.output / "runs", preset, **settings).validate()
     dataset = cfg.dataset or cached_default(preset.synth_examples)
+    measure_unmeasured(list(dict.fromkeys(s.precision for s in plan)), options, cfg.roofline_size)
     with folder_lock(cfg.output, "--output"):  # one compare at a time in a folder
         comparison = Comparison(
             cfg.output, dataset, preset, plan, cfg.resume, options, settings, cfg.keep_checkpoints

@@ -46,6 +46,9 @@ class CompareConfig:
     """Seconds after which a run is stopped as `timeout` (default: the preset's)."""
     keep_checkpoints: bool = False
     """Keep every run's model_save (default: delete those no run of the plan reads)."""
+    roofline_size: int = 4096
+    """The matrix size of the matmul peak compare measures first for a mode this machine has none
+    stored for (as `harness roofline --size`): every report's MFU divides by it."""
 
     def workload(self) -> Preset:
         """The preset, with --timeout applied. Refuses, naming the flag, what would otherwise
@@ -63,6 +66,8 @@ class CompareConfig:
                 f"--steps {self.steps} leaves no timed step: preset {self.preset} leaves each run's "
                 f"first {preset.timing_warmup} steps out of the statistics; give --steps above it"
             )
+        if self.roofline_size < 64:
+            raise HarnessError(f"--roofline-size must be >= 64, got {self.roofline_size}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise HarnessError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         check_folder(self.output, "--output")

@@ -1,6 +1,7 @@
 """`harness roofline`: a peak per mode, measured in its own worker, found again by training runs."""
 
 import json
+import re
 
 from harness_cli import launch, result
 
@@ -68,3 +69,22 @@ def test_modes_the_machine_lacks_are_skipped_and_named(capfd, monkeypatch, tmp_p
 def test_bad_roofline_input_exits_2(capfd):
     proc = launch(capfd, "roofline", "--size", 8)
     assert proc.returncode == 2 and proc.stderr.strip() == "harness: --size must be >= 64 and --repeats >= 1"
+
+
+def test_compare_measures_a_missing_roofline_once_before_its_plan(capfd, monkeypatch, synth_dir, tmp_path):
+    """Issue 37: MFU on every report, the roofline measured first where none is stored."""
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    flags = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--steps", 4]
+    flags += ["--roofline-size", 128, "--dataset", synth_dir]
+    first = launch(capfd, "compare", *flags, "--output", tmp_path / "a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "[roofline] no matmul peak stored for fp32 on this machine" in first.stderr
+    assert re.search(r"\[roofline\] fp32: measured in \d+ s, stored", first.stderr)
+    # before the plan: its first run starts after the peak is stored
+    assert first.stderr.index("[roofline] fp32: measured") < first.stderr.index("[1/1 p1-fp32-r0]")
+    (peaks,) = json.loads((tmp_path / "home" / "roofline.json").read_text()).values()
+    assert peaks["fp32"]["size"] == 128
+    r = result(tmp_path / "a" / "runs" / "p1-fp32-r0")
+    assert r.mfu == r.model_tflops_per_s * 1e3 / peaks["fp32"]["gflops"]
+    again = launch(capfd, "compare", *flags, "--output", tmp_path / "b")
+    assert again.returncode == 0 and "[roofline]" not in again.stderr

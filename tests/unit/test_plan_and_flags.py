@@ -64,6 +64,8 @@ def test_resume_refuses_a_plan_whose_settings_changed(tmp_path):
         )
     with pytest.raises(HarnessError, match="--timeout must be > 0 seconds"):
         CompareConfig(timeout=0).workload()
+    with pytest.raises(HarnessError, match="--roofline-size must be >= 64, got 8"):
+        CompareConfig(roofline_size=8).workload()
 
 
 def test_every_train_config_field_is_a_flag_with_its_default_and_docstring():

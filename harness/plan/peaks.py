@@ -1,0 +1,68 @@
+"""MFU on every report: before its plan, `harness compare` measures the matmul peak of each of its
+modes that this machine has none stored for (harness.precision.roofline), at the thread count its
+workers will run at, each mode in its own worker as `harness roofline` does. The store keeps the
+peaks: a later compare on the same machine, threads and torch finds them and measures nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from harness.bench.roofline import run_all
+from harness.errors import HarnessError
+from harness.launch.launchers import LaunchOptions
+from harness.machine.cores import resolve_cores, split_cores
+from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.precision import roofline
+from harness.precision.modes import admit, get_precision
+
+REPEATS = 10
+"""Timed matmuls per path, as `harness roofline`'s default."""
+
+
+def worker_cores(options: LaunchOptions) -> list[int]:
+    """The cores of one worker of the plan's runs: every core, or one instance's or rank's share."""
+    cores = resolve_cores(options.cores)
+    workers = options.instances * options.layout.nproc_per_node
+    return split_cores(cores, workers)[0] if workers > 1 else cores
+
+
+def unmeasured(names: list[str], options: LaunchOptions) -> tuple[list[str], list[int]]:
+    """The modes the plan may run here whose peak the store lacks for its workers' cores, and
+    those cores."""
+    platform = detect()
+    cores = worker_cores(options)
+    key = fingerprint_key(as_dict(platform))
+    todo = []
+    for name in names:
+        runs = admit(get_precision(name), platform).runs(options.allow_emulation)
+        if runs and roofline.lookup(name, key, len(cores)) is None:
+            todo.append(name)
+    return todo, cores
+
+
+def measure_unmeasured(names: list[str], options: LaunchOptions, size: int) -> None:
+    """Measure and store the missing peaks, saying which and how long they took. A measurement
+    that fails leaves those runs without MFU, not the comparison without runs."""
+    todo, cores = unmeasured(names, options)
+    if not todo:
+        return
+    print(
+        f"[roofline] no matmul peak stored for {', '.join(todo)} on this machine at {len(cores)} "
+        "threads: measuring it before the plan, each mode in its own worker",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = time.perf_counter()
+    try:
+        run_all(todo, size, REPEATS, options.allow_emulation, ",".join(map(str, cores)))
+    except HarnessError as exc:
+        print(f"[roofline] not measured ({exc}): these runs report no MFU", file=sys.stderr, flush=True)
+        return
+    print(
+        f"[roofline] {', '.join(todo)}: measured in {time.perf_counter() - start:.0f} s, stored for "
+        "later compares on this machine",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -56,7 +56,7 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
 
 
 def table(peaks: dict[str, dict]) -> list[str]:
-    """A line per mode and path, then what each mode's MFU divides by."""
+    """A line per mode and path, then what each mode's MFU divides by and its stream bandwidth."""
     lines = [f"{'mode':<10} {'dtype':<9} {'path':<14} {'library':<8} {'GFLOP/s':>9} {'p10..p90':>17}  kernel"]
     for name, peak in peaks.items():
         for p in peak["paths"]:
@@ -74,5 +74,8 @@ def table(peaks: dict[str, dict]) -> list[str]:
         note = "; emulated: the CPU has no instructions for its number format" if peak["emulated"] else ""
         lines.append(
             f"  {name}: MFU divides by {peak['gflops']:.1f} GFLOP/s, {peak['path']} ({peak['library']}){note}"
+        )
+        lines.append(
+            f"  {name}: the optimizer streams at {peak['stream_gbytes_per_s']:.1f} GB/s (speed of light)"
         )
     return lines

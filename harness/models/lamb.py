@@ -107,6 +107,19 @@ class Lamb(torch.optim.Optimizer):
             self._update(norm)
         return norm
 
+    def streamed_bytes(self) -> int:
+        """The bytes a step must move at the least: LAMB's three passes (the global gradient norm;
+        the moments with each tensor's norms; the trust-ratio step) read the gradients twice and
+        the weights and both moments twice each, and write those three once. Every pass streams
+        more than any cache holds, so this at the memory's bandwidth is the step's speed of light."""
+        total = 0
+        for p in (p for g in self.param_groups for p in g["params"]):
+            state = self.state.get(p) or {"exp_avg": p, "exp_avg_sq": p}  # before its first step
+            moments = state["exp_avg"].element_size() + state["exp_avg_sq"].element_size()
+            # a gradient is in its parameter's dtype (and set to None between steps)
+            total += p.numel() * p.element_size() * 5 + p.numel() * 3 * moments
+        return total
+
     def _grads(self) -> list[torch.Tensor]:
         return [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
 

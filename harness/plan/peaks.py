@@ -29,15 +29,17 @@ def worker_cores(options: LaunchOptions) -> list[int]:
 
 
 def unmeasured(names: list[str], options: LaunchOptions) -> tuple[list[str], list[int]]:
-    """The modes the plan may run here whose peak the store lacks for its workers' cores, and
-    those cores."""
+    """The modes the plan may run here whose peak (or stream bandwidth) the store lacks for its
+    workers' cores, and those cores."""
     platform = detect()
     cores = worker_cores(options)
     key = fingerprint_key(as_dict(platform))
     todo = []
     for name in names:
         runs = admit(get_precision(name), platform).runs(options.allow_emulation)
-        if runs and roofline.lookup(name, key, len(cores)) is None:
+        peak = roofline.lookup(name, key, len(cores))
+        # a peak stored before the stream bandwidth was measured beside it gives no speed of light
+        if runs and (peak is None or "stream_gbytes_per_s" not in peak):
             todo.append(name)
     return todo, cores
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from harness.errors import HarnessError
+from harness.precision import stream
 from harness.precision.census import Census
 from harness.precision.modes import PrecisionMode
 from harness.precision.probe import recorded
@@ -46,7 +47,7 @@ def _library(call: Callable[[], object]) -> tuple[str, str]:
 
 def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
     """GFLOP/s of `size`^3 matmuls in the mode's compute dtype through every path (in the worker);
-    the best path's figures at the top level."""
+    the best path's figures at the top level, and the stream bandwidth beside them."""
     mode.apply_math_mode()
     results = []
     for name, call in _paths(mode, size).items():
@@ -79,6 +80,7 @@ def measure(mode: PrecisionMode, size: int, repeats: int) -> dict:
     best = max(timed, key=lambda r: r["gflops"])
     return {
         **best,
+        **stream.bandwidth(repeats),
         "paths": results,
         "size": size,
         "repeats": repeats,

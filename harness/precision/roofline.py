@@ -1,4 +1,6 @@
-"""The roofline store: each precision mode's large-GEMM peak, the figure MFU is measured against.
+"""The roofline store: each precision mode's large-GEMM peak, the figure MFU is measured against,
+and the memory bandwidth an optimizer streams at (harness.precision.stream) measured beside it:
+together, a step's speed of light (harness.results.time_split).
 
 `harness roofline` (harness.bench.roofline) measures the peaks (harness.precision.matmul_peak)
 and saves them in $HARNESS_HOME/roofline.json under the machine's fingerprint, the thread count

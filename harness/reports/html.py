@@ -130,16 +130,21 @@ def _contention_banner(runs: pd.DataFrame) -> str:
     )
 
 
-def _mfu_note(runs: pd.DataFrame) -> str:
-    """What fills an MFU shown as "-": a roofline measured on this machine before the run."""
-    missing = runs[(runs.status == Status.OK) & runs.mfu.isna()]
+MFU_MISSING = 'MFU "-": no large-matmul peak was measured'
+SOL_MISSING = 'Speed of light "-": no matmul peak with its stream bandwidth was measured'
+
+
+def _roofline_note(runs: pd.DataFrame, column: str, note_id: str, lacking: str) -> str:
+    """What fills a figure shown as "-" for a run that finished: `harness roofline` on this
+    machine, before the runs (compare measures it first where the store has none)."""
+    missing = runs[(runs.status == Status.OK) & runs[column].isna()]
     if missing.empty:
         return ""
     modes = ",".join(dict.fromkeys(missing.precision))
     return (
-        f'<p id="mfu-note" class="muted">MFU "-": no large-matmul peak was measured for {esc(modes)} on this '
-        f"machine at this thread count. <code>python -m harness roofline --precisions {esc(modes)}</code> "
-        "measures it; runs after it report their MFU against it.</p>"
+        f'<p id="{note_id}" class="muted">{lacking} for {esc(modes)} on this machine at this thread '
+        f"count. <code>python -m harness roofline --precisions {esc(modes)}</code> measures it; "
+        "runs after it report against it.</p>"
     )
 
 
@@ -209,6 +214,7 @@ EFFICIENCY = [
     ("tokens_per_s", "tokens/s", ".1f"),
     ("model_tflops_per_s", "model TFLOP/s", ".4f"),
     ("mfu", "MFU", ".1%"),
+    ("speed_of_light_share", "% of speed of light", ".1%"),
     ("threads", "threads", "d"),
     ("wall_time_s", "wall s", ".1f"),
     ("peak_rss_gib", "peak RSS GiB", ".2f"),
@@ -246,6 +252,8 @@ TIME = [
     ("data_wait_s", "data wait s", ".4f"),
     ("harness_s", "harness s", ".4f"),
     ("gemm_by_isa", "GEMMs by library:ISA (s)", "s"),
+    ("speed_of_light_s", "speed of light s", ".3f"),
+    ("speed_of_light_share", "% of speed of light", ".1%"),
 ]
 """The columns of the page's tables: (runs.csv or census column, heading, format)."""
 TIME_COLORS = {
@@ -333,9 +341,8 @@ def _convergence_section(page: Page) -> str:
 
 
 def _efficiency_section(page: Page) -> str:
-    return (
-        f'<h2>Efficiency</h2><div id="efficiency">{table(page.runs, EFFICIENCY)}</div>{_mfu_note(page.runs)}'
-    )
+    note = _roofline_note(page.runs, "mfu", "mfu-note", MFU_MISSING)
+    return f'<h2>Efficiency</h2><div id="efficiency">{table(page.runs, EFFICIENCY)}</div>{note}'
 
 
 def _time_section(page: Page) -> str:
@@ -348,13 +355,22 @@ def _time_section(page: Page) -> str:
         for run_id, split in splits.items()
     ]
     chart = stacked_chart("time-split-chart", rows, colors, "share of the census step's wall time, %")
+    note = _roofline_note(page.runs, "speed_of_light_s", "sol-note", SOL_MISSING)
     return (
         '<h2>Where the time goes</h2><p class="muted">The census step of each run (one untimed step '
         "with the libraries' verbose logs on, a little slower than a timed one): its GEMMs as the "
         "libraries timed them, by library and ISA; attention's batched GEMMs; the rest of forward "
         "and backward; the optimizer; the wait for data; and the harness's own work, the rest of "
-        f'the step.</p>{chart}<div id="time-split">{table(page.runs, TIME)}</div>'
+        f'the step.</p>{chart}<p class="muted">{SPEED_OF_LIGHT}</p>'
+        f'<div id="time-split">{table(page.runs, TIME)}</div>{note}'
     )
+
+
+SPEED_OF_LIGHT = (
+    "Speed of light: the census step's GEMM FLOPs at the mode's matmul peak plus the optimizer's "
+    "least bytes (LAMB's three passes) at the stream bandwidth, both measured by harness roofline; "
+    "% of speed of light: that over the timed steps' median step time."
+)
 
 
 def _isa_section(page: Page) -> str:

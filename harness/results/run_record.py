@@ -112,6 +112,14 @@ class RunRecord:
     final_loss_steps: int | None = None
     roofline_gflops: float | None = None
     mfu: float | None = None
+    optimizer_bytes: int | None = None
+    """What the optimizer's step must stream at the least (harness.models.lamb.Lamb.streamed_bytes)."""
+    stream_gbytes_per_s: float | None = None
+    """The memory bandwidth `harness roofline` measured beside the peak."""
+    speed_of_light_s: float | None = None
+    """The census step's GEMM FLOPs at the peak plus the optimizer's bytes at the bandwidth."""
+    speed_of_light_share: float | None = None
+    """speed_of_light_s over the timed steps' median: how near the machine's limits the run came."""
 
     # The last evaluation
     eval_mlm_accuracy: float | None = None

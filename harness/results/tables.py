@@ -70,6 +70,8 @@ RUN_COLUMNS: dict[str, str] = {
     "optimizer_s": "float64",
     "data_wait_s": "float64",
     "harness_s": "float64",
+    "speed_of_light_s": "float64",
+    "speed_of_light_share": "float64",
     "error": "string",
 }
 STEP_COLUMNS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """Where a step's time goes: the census step (harness.train.hooks.KernelCensus) split into its
 GEMMs by library and ISA, attention's batched GEMMs, the rest of forward and backward, the
-optimizer, the wait for data and the harness's own work.
+optimizer, the wait for data and the harness's own work; and beside it the step's speed of light.
 
 The GEMMs' times are the libraries' own (their verbose logs time every call); the other parts come
 from the step's clock (harness.train.hooks.StepClock): forward and backward less the GEMMs in
@@ -96,3 +96,12 @@ class TimeSplit:
             "data_wait_s": self.data_wait_s,
             "harness_s": self.harness_s,
         }
+
+
+def speed_of_light(
+    gemm_flops: float, peak_gflops: float, optimizer_bytes: float, stream_gbps: float
+) -> float:
+    """The seconds a step takes at the machine's limits: its GEMM FLOPs at the matmul peak, plus
+    the optimizer's bytes at the stream bandwidth (harness roofline measures both). The rest of
+    a step (element-wise work, attention's softmax) is left out: at the limit it would overlap."""
+    return gemm_flops / (peak_gflops * 1e9) + optimizer_bytes / (stream_gbps * 1e9)

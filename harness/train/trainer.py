@@ -24,6 +24,7 @@ from harness.precision.modes import PrecisionMode
 from harness.precision.roofline import lookup as roofline_lookup
 from harness.results.files import write_result
 from harness.results.records import Status, StepRecord
+from harness.results.time_split import speed_of_light
 from harness.train import backends, checkpoint
 from harness.train.config import TrainConfig
 from harness.train.distributed import Ranks
@@ -345,6 +346,7 @@ class Trainer:
             # peak per rank (each measured at this rank's thread count).
             summary["roofline_gflops"] = peak["gflops"] * self.ranks.world_size
             summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / summary["roofline_gflops"]
+            summary.update(self._speed_of_light(peak, summary["step_time_median_s"]))
         cores = (
             contention.judge(
                 self.cores_at_start,
@@ -366,6 +368,23 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             **cores,
             **self.backend,
+        }
+
+    def _speed_of_light(self, peak: dict, step_time_s: float) -> dict:
+        """The census step's speed of light (harness.results.time_split) and the timed steps'
+        median against it; nothing where the store has no stream bandwidth beside the peak."""
+        census = next((s for s in self.metrics.steps if s.step == self.census.step), None)
+        if census is None or "stream_gbytes_per_s" not in peak:
+            return {}
+        streamed = self.optimizer.streamed_bytes()
+        # each rank computes its share of the FLOPs at its own peak, and the whole optimizer step
+        flops = census.model_flops / self.ranks.world_size
+        seconds = speed_of_light(flops, peak["gflops"], streamed, peak["stream_gbytes_per_s"])
+        return {
+            "optimizer_bytes": streamed,
+            "stream_gbytes_per_s": peak["stream_gbytes_per_s"],
+            "speed_of_light_s": seconds,
+            "speed_of_light_share": seconds / step_time_s,
         }
 
     def _start_mllog(self, init_ms: int) -> MLPerfLog:

@@ -5,6 +5,9 @@ import re
 
 from harness_cli import launch, result
 
+from harness.results.files import read_metrics
+from harness.results.time_split import speed_of_light
+
 TINY = ["--model", "bert-tiny", "--steps", 3, "--batch-size", 4, "--eval-examples", 4]
 
 
@@ -44,6 +47,9 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(capfd, monkeypatch
         assert f"fp32       float32   {p['path']:<14} {p['library']:<8}" in proc.stdout
     best = f"fp32: MFU divides by {fp32['gflops']:.1f} GFLOP/s, {fp32['path']} ({fp32['library']})"
     assert best in proc.stdout
+    # beside the peak, the bandwidth the optimizer streams at
+    assert fp32["stream_p10"] <= fp32["stream_gbytes_per_s"] <= fp32["stream_p90"] and fp32["stream_mib"] > 0
+    assert f"fp32: the optimizer streams at {fp32['stream_gbytes_per_s']:.1f} GB/s" in proc.stdout
 
     out = tmp_path / "run"
     proc = launch(
@@ -53,6 +59,13 @@ def test_roofline_measures_each_mode_and_training_reports_mfu(capfd, monkeypatch
     r = result(out)
     assert r.roofline_gflops == fp32["gflops"]
     assert r.mfu == r.model_tflops_per_s * 1e3 / fp32["gflops"]
+    # the speed of light: the census step's GEMM FLOPs at the peak, LAMB's bytes at the bandwidth
+    census = next(s for s in read_metrics(out)[0] if s.step == r.census_step)
+    assert r.stream_gbytes_per_s == fp32["stream_gbytes_per_s"] and r.optimizer_bytes == r.parameters * 44
+    assert r.speed_of_light_s == speed_of_light(
+        census.model_flops, fp32["gflops"], r.optimizer_bytes, fp32["stream_gbytes_per_s"]
+    )
+    assert r.speed_of_light_share == r.speed_of_light_s / r.step_time_median_s
 
 
 def test_modes_the_machine_lacks_are_skipped_and_named(capfd, monkeypatch, tmp_path):

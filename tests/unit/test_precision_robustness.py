@@ -120,6 +120,10 @@ PEAK = {
             "gflops_p90": 101.0,
         }
     ],
+    "stream_gbytes_per_s": 20.0,
+    "stream_p10": 19.0,
+    "stream_p90": 21.0,
+    "stream_mib": 128,
     "size": 64,
     "repeats": 1,
     "dtype": "float32",

@@ -6,12 +6,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import cli
+from harness.models.lamb import Lamb
 from harness.precision.census import Census
 from harness.results.files import read_result, write_result
 from harness.results.tables import read_runs
-from harness.results.time_split import TimeSplit
+from harness.results.time_split import TimeSplit, speed_of_light
 
 TRACES = Path(__file__).parents[1] / "traces"
 _MKL_MS = {"us": 1e-3, "ms": 1.0}
@@ -71,3 +73,23 @@ def test_runs_csv_and_the_report_carry_each_runs_split(runsets):
         assert f"p1-fp32-r0: {part} {seconds:.4g} s" in chart.replace("&#x27;", "'")
     assert "p1-avx-fp32-r0</text>" in chart and "no census step recorded" in chart
     assert 'id="time-split"' in page
+    # recorded before harness roofline measured the stream bandwidth: the page says what measures it
+    assert 'id="sol-note"' in page and "python -m harness roofline --precisions fp32,avx-fp32" in page
+
+
+def test_lamb_streams_its_gradients_twice_and_its_weights_and_moments_three_times():
+    model = torch.nn.Linear(8, 4)  # 36 fp32 parameters
+    optimizer = Lamb(model.parameters())
+    # (2 gradient + 3 weight + 3 + 3 moment accesses) x 4 bytes, before the state exists and after
+    assert optimizer.streamed_bytes() == 36 * 11 * 4
+    model(torch.ones(2, 8)).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # as between a run's steps: no gradient is held
+    assert optimizer.streamed_bytes() == 36 * 11 * 4
+    pure = Lamb(torch.nn.Linear(8, 4).to(torch.bfloat16).parameters())  # bf16-pure: 2 bytes each
+    assert pure.streamed_bytes() == 36 * 11 * 2
+
+
+def test_the_speed_of_light_adds_the_gemms_at_the_peak_and_the_optimizer_at_the_bandwidth():
+    # 2 TFLOP at 1000 GFLOP/s, 4 GB at 20 GB/s
+    assert speed_of_light(2e12, 1000.0, 4e9, 20.0) == pytest.approx(2.0 + 0.2)

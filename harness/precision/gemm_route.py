@@ -102,6 +102,8 @@ def settle(route: Route, mode: PrecisionMode) -> Route:
 def in_worker(requested: str, mode: PrecisionMode, amx_usable: bool, machine_key: str) -> Route:
     """Choose the route from this machine's stored roofline and settle it in this worker."""
     threads = torch.get_num_threads()
-    # a capped fp32 mode's GEMMs are fp32's on a machine without AMX: fp32's roofline stands in
-    peak = lookup(mode.name, machine_key, threads) or lookup("fp32", machine_key, threads)
+    # fp32's roofline decides for every fp32 mode: a capped mode's GEMMs are fp32's on a machine
+    # without AMX, and two measurements of the same GEMMs, each within its noise, could route them
+    # apart and make fp32 and avx-fp32 compute differently (compare measures each mode's peak)
+    peak = lookup("fp32", machine_key, threads) or lookup(mode.name, machine_key, threads)
     return settle(choose(requested, mode, amx_usable, peak), mode)

@@ -63,7 +63,11 @@ def save(name: str, current: Path, baselines_dir: Path) -> Path:
         "fingerprint": fingerprint(read_machine(folder)),
     }
     target = baselines_dir / name
-    _refuse_foreign(target)
+    if target.exists():
+        # before any copy, under the lock: outside it another save's swap (target renamed away,
+        # then the new one renamed in) can make a baseline look like a folder without its file
+        with folder_lock(baselines_dir, "--save-baseline", wait=True):
+            _refuse_foreign(target)
     try:
         baselines_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=baselines_dir))

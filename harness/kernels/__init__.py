@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from harness.errors import HarnessError
-from harness.precision.roofline import store_path
+from harness.files import harness_home
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(CSRC.glob("*.cpp"))
@@ -70,7 +70,7 @@ def build_key(machine_key: str) -> str:
 def load(machine_key: str) -> ModuleType:
     """The compiled kernels for this machine: built (about a minute) unless cached."""
     _ninja_on_path()
-    return compiled(store_path().parent / "kernels" / build_key(machine_key))
+    return compiled(harness_home() / "kernels" / build_key(machine_key))
 
 
 @cache

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.gate.config import GateConfig
-from harness.results.records import Status, mode_label
+from harness.results.records import Status, mode_label, reference_mode
 from harness.results.runsets import (
     KEY,
     RunSet,
@@ -242,10 +242,11 @@ def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
 
 
 def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check]:
-    """Final loss and eval accuracy against the baseline, and final loss against fp32 of the
-    current set."""
+    """Final loss and eval accuracy against the baseline, and final loss against the reference fp32
+    of the current set (records.reference_mode: fp32 on the mode's own backend, else stock's)."""
     checks = []
     cur_stats = key_stats(current)
+    planned = set(zip(cur_stats.precision, cur_stats.backend, strict=True))
     base_index = {tuple(r[k] for k in KEY): r for _, r in key_stats(baseline).iterrows()}
     for _, c in cur_stats.iterrows():
         label = key_label(c)
@@ -278,23 +279,35 @@ def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Chec
                         },
                     )
                 )
-        fp32 = cur_stats[
-            (cur_stats.precision == "fp32")
-            & (cur_stats.backend == "stock")
-            & (cur_stats.phase == c["phase"])
-            & (cur_stats.model == c["model"])
-            & (cur_stats.runs_ok > 0)
-        ]
-        if (c["precision"], c["backend"]) != ("fp32", "stock") and len(fp32):
-            ref = fp32.iloc[0]["final_loss"]
-            limit = ref * (1 + cfg.loss_tolerance)
-            checks.append(
-                Check(
-                    "loss vs fp32",
-                    label,
-                    bool(c["final_loss"] <= limit),
-                    f"fp32 {ref:.4f}, {c['precision']} {c['final_loss']:.4f}; limit {limit:.4f}",
-                    {"fp32": ref, "current": c["final_loss"], "limit": limit},
-                )
-            )
+        checks += _loss_vs_fp32(c, cur_stats, planned, cfg)
     return checks
+
+
+def _loss_vs_fp32(
+    c: pd.Series, cur_stats: pd.DataFrame, planned: set[tuple[str, str]], cfg: GateConfig
+) -> list[Check]:
+    """A mode's final loss against its reference fp32 run in the current set, if it has one."""
+    label = key_label(c)
+    ref_precision, ref_backend = reference_mode(c["precision"], c["backend"], planned)
+    fp32 = cur_stats[
+        (cur_stats.precision == ref_precision)
+        & (cur_stats.backend == ref_backend)
+        & (cur_stats.phase == c["phase"])
+        & (cur_stats.model == c["model"])
+        & (cur_stats.runs_ok > 0)
+    ]
+    if (c["precision"], c["backend"]) != (ref_precision, ref_backend) and len(fp32):
+        ref = fp32.iloc[0]["final_loss"]
+        limit = ref * (1 + cfg.loss_tolerance)
+        reference = mode_label(ref_precision, ref_backend)
+        return [
+            Check(
+                "loss vs fp32",
+                label,
+                bool(c["final_loss"] <= limit),
+                f"{reference} {ref:.4f}, {mode_label(c['precision'], c['backend'])} "
+                f"{c['final_loss']:.4f}; limit {limit:.4f}",
+                {"fp32": ref, "reference": reference, "current": c["final_loss"], "limit": limit},
+            )
+        ]
+    return []

@@ -27,7 +27,7 @@ from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.results.convergence import Criteria
 from harness.results.files import read_plan
-from harness.results.records import Status
+from harness.results.records import Status, reference_mode
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
@@ -60,61 +60,62 @@ def _speed(r: Ratio) -> tuple[str, str]:
 
 
 def verdicts(runs: pd.DataFrame, tolerance: float | None) -> list[tuple[str, str, str]]:
-    """(phase and mode, css class, sentence) per non-fp32 mode and phase: its speed against
-    fp32's, from the runs' medians, and its convergence (its final loss within `tolerance` of
-    fp32's; None: a run set whose convergence is not judged)."""
+    """(phase and mode, css class, sentence) per mode and phase that has a reference fp32 other than
+    itself (records.reference_mode: bf16+fused against fp32+fused, fp32+fused against fp32): its
+    speed against the reference's, from the runs' medians, and its convergence (its final loss
+    within `tolerance` of the reference's; None: a run set whose convergence is not judged)."""
     out = []
     modes = _modes(runs)
-    for precision in [m for m in dict.fromkeys(modes) if m != "fp32"]:
-        refused = _refusal(runs[modes == precision])
-        if refused:  # a mode this machine cannot run natively is not a failure of the run
-            out.append((precision, "warn", "not run here: " + refused))
+    pairs = list(zip(runs["precision"], runs["backend"], strict=True))
+    for (precision, backend), mode in dict(zip(pairs, modes, strict=True)).items():
+        reference = mode_label(*reference_mode(precision, backend, set(pairs)))
+        if mode == reference:
             continue
-        for phase in sorted(runs.loc[modes == precision, "phase"].dropna().unique()):
-            label = f"p{phase} {precision}"
-            mine = runs[(modes == precision) & (runs.phase == phase)]
-            fp32 = runs[(modes == "fp32") & (runs.phase == phase)]
-            bad = mine[mine.status != Status.OK]
-            if len(bad):
-                runs_text = ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples())
-                out.append((label, "bad", f"{len(bad)} of {len(mine)} runs did not finish ok: {runs_text}"))
-                continue
-            gaps = mine["loss_gap_vs_fp32"].dropna()
-            if gaps.empty:
-                out.append((label, "warn", "no fp32 run to compare with"))
-                continue
-            r = ratio(ok_rates(mine), ok_rates(fp32))
-            if mine["same_computation_as_fp32"].fillna(False).all():
-                out.append(
-                    (
-                        label,
-                        "muted",
-                        f"same computation on this CPU as fp32 (the same kernels, losses identical at "
-                        f"every step): the difference is noise (speed-up {r.text()})",
-                    )
-                )
-                continue
-            worst = float((gaps.abs() / (mine["final_loss"] - gaps)).max())
-            converges = tolerance is None or worst <= tolerance
-            loss = (
-                "convergence not judged"
-                if tolerance is None
-                else f"final loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of fp32's "
-                f"(largest gap {worst:.2%})"
-            )
-            if pd.concat([mine, fp32])["contended"].fillna(False).astype(bool).any():
-                out.append(
-                    (label, "warn", f"speed-up not judged: a run of it or of fp32 shared its cores; {loss}")
-                )
-                continue
-            css, speed = _speed(r)
-            emulated = (
-                " (emulated: this CPU has no instructions for its number format)"
-                if mine["emulated"].fillna(False).any()
-                else ""
-            )
-            out.append((label, css if converges else "bad", f"{speed}{emulated}; {loss}"))
+        refused = _refusal(runs[modes == mode])
+        if refused:  # a mode this machine cannot run natively is not a failure of the run
+            out.append((mode, "warn", "not run here: " + refused))
+            continue
+        for phase in sorted(runs.loc[modes == mode, "phase"].dropna().unique()):
+            mine = runs[(modes == mode) & (runs.phase == phase)]
+            ref = runs[(modes == reference) & (runs.phase == phase)]
+            out.append((f"p{phase} {mode}", *_verdict(mine, ref, reference, tolerance)))
     return out
+
+
+def _verdict(
+    mine: pd.DataFrame, ref: pd.DataFrame, reference: str, tolerance: float | None
+) -> tuple[str, str]:
+    """(css class, sentence) for one mode's runs of a phase against its reference's."""
+    bad = mine[mine.status != Status.OK]
+    if len(bad):
+        runs_text = ", ".join(f"{r.run_id} {r.status}" for r in bad.itertuples())
+        return "bad", f"{len(bad)} of {len(mine)} runs did not finish ok: {runs_text}"
+    gaps = mine["loss_gap_vs_fp32"].dropna()
+    if gaps.empty:
+        return "warn", f"no {reference} run to compare with"
+    r = ratio(ok_rates(mine), ok_rates(ref))
+    if mine["same_computation_as_fp32"].fillna(False).all():
+        return "muted", (
+            f"same computation on this CPU as {reference} (the same kernels, losses identical at "
+            f"every step): the difference is noise (speed-up {r.text()})"
+        )
+    worst = float((gaps.abs() / (mine["final_loss"] - gaps)).max())
+    converges = tolerance is None or worst <= tolerance
+    loss = (
+        "convergence not judged"
+        if tolerance is None
+        else f"final loss {'within' if converges else 'OUTSIDE'} {tolerance:.0%} of {reference}'s "
+        f"(largest gap {worst:.2%})"
+    )
+    if pd.concat([mine, ref])["contended"].fillna(False).astype(bool).any():
+        return "warn", f"speed-up not judged: a run of it or of {reference} shared its cores; {loss}"
+    css, speed = _speed(r)
+    emulated = (
+        " (emulated: this CPU has no instructions for its number format)"
+        if mine["emulated"].fillna(False).any()
+        else ""
+    )
+    return (css if converges else "bad"), f"{speed}{emulated}; {loss}"
 
 
 def _contention_banner(runs: pd.DataFrame) -> str:

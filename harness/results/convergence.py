@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.results.records import LOSS_TOLERANCE, Status
+from harness.results.records import LOSS_TOLERANCE, Status, mode_label
 
 ALPHA = 0.05
 """Each one-sided test's level (TOST at 0.05 is a 90% confidence interval inside the margin)."""
@@ -71,6 +71,7 @@ class Curve:
     run_id: str
     phase: int
     precision: str
+    """The mode: bf16, or bf16+fused on another backend than stock (records.mode_label)."""
     seed: int
     evals: pd.DataFrame
     """step, eval_mlm_accuracy, eval_loss, train_time_s (the steps' wall time up to that step)."""
@@ -96,9 +97,10 @@ def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
             }
         )
         first = rows.iloc[0]
-        curves.append(
-            Curve(str(run_id), int(first["phase"]), str(first["precision"]), int(first["repeat"]), frame)
-        )
+        run = runs.loc[runs["run_id"] == run_id].iloc[0]
+        # judged by mode: bf16+fused and bf16 are two curves, each against stock fp32's seeds
+        mode = mode_label(str(run["precision"]), str(run["backend"]))
+        curves.append(Curve(str(run_id), int(first["phase"]), mode, int(first["repeat"]), frame))
     return curves
 
 

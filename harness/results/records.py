@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
@@ -18,6 +19,17 @@ LOSS_TOLERANCE = 0.02
 def mode_label(precision: str, backend: str) -> str:
     """'bf16', or 'bf16+ipex' for a run on another backend than stock PyTorch."""
     return precision if backend == "stock" else f"{precision}+{backend}"
+
+
+def reference_mode(precision: str, backend: str, planned: Collection[tuple[str, str]]) -> tuple[str, str]:
+    """The (precision, backend) whose runs a mode's speed-up and loss gap are measured against:
+    fp32 on the mode's own backend where the set plans it (bf16+fused against fp32+fused: what the
+    cheaper precision buys, the implementation fixed), else stock fp32; and stock fp32 for a
+    backend's own fp32 (what the backend buys). Planned, not finished: a failed fp32+fused leaves
+    bf16+fused without a reference rather than silently changing what its ratio means."""
+    if precision != "fp32" and ("fp32", backend) in planned:
+        return ("fp32", backend)
+    return ("fp32", "stock")
 
 
 class Status(StrEnum):

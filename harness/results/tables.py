@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.plan.plan import Outcome, RunSpec
 from harness.results.files import metrics_records, read_plan, read_result
-from harness.results.records import Status
+from harness.results.records import Status, reference_mode
 from harness.results.run_record import RunRecord
 from harness.results.stats import ratio
 from harness.results.time_split import TimeSplit
@@ -39,6 +39,7 @@ RUN_COLUMNS: dict[str, str] = {
     "tokens_per_s": "float64",
     "model_tflops_per_s": "float64",
     "mfu": "float64",
+    "reference_run": "string",
     "speedup_vs_fp32": "float64",
     "final_loss": "float64",
     "eval_mlm_accuracy": "float64",
@@ -134,32 +135,34 @@ def _first(*values: object) -> object:
 
 
 def runs_table(compare_dir: Path) -> pd.DataFrame:
-    """A row per planned run, with speed-up and loss gap against fp32 of the same phase and repeat."""
+    """A row per planned run, with speed-up and loss gap against its reference fp32 run of the same
+    phase and repeat (records.reference_mode: fp32 on its own backend, else stock fp32)."""
     plan = read_plan(compare_dir)
     rows = [_run_row(s, plan.outcome(s.run_id), compare_dir / "runs" / s.run_id) for s in plan.runs]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df = df.astype(RUN_COLUMNS)
-    # the reference: stock fp32 (an ipex fp32 run then shows what IPEX buys)
-    reference = (df["precision"] == "fp32") & (df["backend"] == "stock") & (df["status"] == Status.OK)
-    baseline = df[reference].set_index(["phase", "repeat"])
+    planned = set(zip(df["precision"], df["backend"], strict=True))
+    ok = df[df["status"] == Status.OK].set_index(["phase", "repeat", "precision", "backend"])
     losses = {run_id: _losses(compare_dir / "runs" / run_id) for run_id in df["run_id"]}
     for i, row in df.iterrows():
-        key = (row["phase"], row["repeat"])
+        key = (row["phase"], row["repeat"], *reference_mode(row["precision"], row["backend"], planned))
         # an interrupted or diverged run's figures cover only part of the steps fp32 ran
-        if key in baseline.index and row["status"] == Status.OK:
-            base = baseline.loc[key]
-            df.loc[i, "speedup_vs_fp32"] = ratio(
-                [row["throughput_seq_per_s"]], [base["throughput_seq_per_s"]]
-            ).value
-            df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
-            if row["run_id"] != base["run_id"]:
-                # Different kernels round differently: bit-identical losses at every step, from the
-                # same census, mean that the two runs computed the same thing.
-                df.loc[i, "same_computation_as_fp32"] = bool(
-                    losses[row["run_id"]]
-                    and losses[row["run_id"]] == losses[base["run_id"]]
-                    and row["kernels"] == base["kernels"]
-                )
+        if key not in ok.index or row["status"] != Status.OK:
+            continue
+        base = ok.loc[key]
+        df.loc[i, "reference_run"] = base["run_id"]
+        df.loc[i, "speedup_vs_fp32"] = ratio(
+            [row["throughput_seq_per_s"]], [base["throughput_seq_per_s"]]
+        ).value
+        df.loc[i, "loss_gap_vs_fp32"] = row["final_loss"] - base["final_loss"]
+        if row["run_id"] != base["run_id"]:
+            # Different kernels round differently: bit-identical losses at every step, from the
+            # same census, mean that the two runs computed the same thing.
+            df.loc[i, "same_computation_as_fp32"] = bool(
+                losses[row["run_id"]]
+                and losses[row["run_id"]] == losses[base["run_id"]]
+                and row["kernels"] == base["kernels"]
+            )
     return df
 
 

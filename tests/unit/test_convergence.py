@@ -11,7 +11,7 @@ from harness.errors import HarnessError
 from harness.plan.plan import Plan, RunSpec
 from harness.plan.presets import get_preset
 from harness.reports.convergence import section
-from harness.results.convergence import Criteria, Curve, judge, judge_precisions, times_to_target
+from harness.results.convergence import Criteria, Curve, judge, judge_precisions, load_curves, times_to_target
 from harness.results.files import write_metrics, write_plan
 from harness.results.tables import steps_table
 
@@ -151,7 +151,14 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
             (tmp_path / "runs" / run_id).mkdir(parents=True)
             write_metrics(tmp_path / "runs" / run_id, records)
             runs.append(
-                {"run_id": run_id, "phase": 1, "precision": precision, "repeat": seed, "status": "ok"}
+                {
+                    "run_id": run_id,
+                    "phase": 1,
+                    "precision": precision,
+                    "backend": "stock",
+                    "repeat": seed,
+                    "status": "ok",
+                }
             )
             specs.append(RunSpec(run_id, 1, precision, seed, "bert-tiny", 30, 8, 1e-3, None, None))
     write_plan(tmp_path, Plan(tmp_path, replace(get_preset("convergence"), timing_warmup=0), specs))
@@ -169,3 +176,28 @@ def test_the_report_section_shades_fp32s_band_and_names_the_verdicts(tmp_path):
     speed = section(pd.DataFrame(runs), steps, {}, Criteria(), "one evaluation a run")
     assert "<polygon" in speed and "Convergence not judged: one evaluation a run." in speed
     assert 'id="equivalence"' not in speed and 'id="time-to-target"' not in speed
+
+
+def test_a_backends_runs_are_curves_of_their_own_mode():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["p1-bf16-r0", "p1-bf16-fused-r0"],
+            "precision": ["bf16", "bf16"],
+            "backend": ["stock", "fused"],
+            "status": ["ok", "ok"],
+        }
+    )
+    steps = pd.DataFrame(
+        {
+            "run_id": ["p1-bf16-r0", "p1-bf16-fused-r0"],
+            "phase": [1, 1],
+            "precision": ["bf16", "bf16"],
+            "repeat": [0, 0],
+            "step": [10, 10],
+            "step_time_s": [1.0, 0.5],
+            "eval_mlm_accuracy": [0.3, 0.3],
+            "eval_loss": [4.0, 4.0],
+        }
+    )
+    # one seed each, not two seeds of one bf16 whose band would pool two implementations
+    assert sorted(c.precision for c in load_curves(runs, steps)) == ["bf16", "bf16+fused"]

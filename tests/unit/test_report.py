@@ -15,6 +15,7 @@ from harness_cli import call
 from harness import cli
 from harness.reports.html import verdicts
 from harness.results.files import metrics_records, read_result, write_metrics, write_result
+from harness.results.records import reference_mode
 from harness.results.runsets import run_rates
 from harness.results.stats import ratio
 from harness.results.tables import RUN_COLUMNS, runs_table
@@ -204,6 +205,33 @@ def test_verdicts_are_per_phase_and_coloured_only_when_significant():
     slower = [*rows[:5], *_repeats(base, "bf16", 1, [7.0, 7.2, 6.9, 7.1, 7.3])]
     ((label, css, text),) = verdicts(_runs(*slower), 0.02)
     assert (label, css) == ("p1 bf16", "bad") and text.startswith("SLOWER: 0.7")
+
+
+def test_a_backends_bf16_is_judged_against_its_own_fp32_and_its_fp32_against_stocks():
+    base = {"status": "ok", "final_loss": 9.0, "loss_gap_vs_fp32": 0.0}
+    rows = [
+        *_repeats({**base, "backend": "stock"}, "fp32", 1, [10.0, 10.1, 9.9]),
+        *_repeats({**base, "backend": "stock"}, "bf16", 1, [20.0, 20.2, 19.8]),
+        *_repeats({**base, "backend": "fused"}, "fp32", 1, [13.0, 13.1, 12.9]),
+        *_repeats({**base, "backend": "fused"}, "bf16", 1, [39.0, 39.3, 38.7]),
+    ]
+    for i, row in enumerate(rows):
+        row["run_id"] = f"{row['run_id']}-{row['backend']}-{i}"
+    out = {label: text for label, _, text in verdicts(_runs(*rows), 0.02)}
+    assert set(out) == {"p1 bf16", "p1 fp32+fused", "p1 bf16+fused"}
+    assert out["p1 bf16"].startswith("faster: 2.0")  # 20 / 10: against stock fp32
+    assert out["p1 fp32+fused"].startswith("faster: 1.3") and "of fp32's" in out["p1 fp32+fused"]
+    # 39 / 13 = 3.0x against fp32+fused, not 3.9x against stock fp32: what bf16 buys on one backend
+    assert out["p1 bf16+fused"].startswith("faster: 3.0") and "of fp32+fused's" in out["p1 bf16+fused"]
+
+
+def test_reference_mode_is_fp32_of_the_same_backend_where_planned():
+    planned = {("fp32", "stock"), ("bf16", "stock"), ("fp32", "fused"), ("bf16", "fused"), ("bf16", "ipex")}
+    assert reference_mode("bf16", "fused", planned) == ("fp32", "fused")
+    assert reference_mode("fp32", "fused", planned) == ("fp32", "stock")
+    assert reference_mode("bf16", "ipex", planned) == ("fp32", "stock")  # no fp32+ipex planned
+    assert reference_mode("bf16", "stock", planned) == ("fp32", "stock")
+    assert reference_mode("fp32", "stock", planned) == ("fp32", "stock")
 
 
 def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(capsys, comparison, tmp_path):

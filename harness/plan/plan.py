@@ -13,6 +13,9 @@ from harness.precision.modes import load_modes
 from harness.results.records import Status
 from harness.train.config import TrainConfig
 
+AUTO_BACKEND = "auto"
+"""--backends' default: fused, and stock for a mode fused cannot run."""
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -22,8 +25,10 @@ class CompareConfig:
     """Comma-separated precision modes."""
     phases: str = "1,2"
     """1, 2 or 1,2 (phase 2 starts from phase 1's model_save)."""
-    backends: str = "stock"
-    """stock, fused, ipex, or several (stock,fused): compared like precisions."""
+    backends: str = AUTO_BACKEND
+    """stock, fused, ipex, or several (stock,fused): compared like precisions. auto: fused (our
+    kernels around the same oneDNN/MKL GEMMs, docs/fused.md), and stock for a mode fused cannot
+    run (bf16-pure: fused keeps fp32 master weights)."""
     preset: str = "default"
     """The workload: default (BERT-Large), smoke (bert-tiny, seconds a run), convergence."""
     model: str | None = None
@@ -200,6 +205,10 @@ def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
         raise HarnessError(f"--seeds must be >= 1, got {cfg.seeds}")
     if not backends or len(set(backends)) != len(backends):
         raise HarnessError(f"--backends {cfg.backends}: expected distinct backend names")
+    pairs = [(b, p) for b in backends for p in precisions]
+    if backends == [AUTO_BACKEND]:
+        modes = load_modes()
+        pairs = [("stock" if p in modes and modes[p].weights is not None else "fused", p) for p in precisions]
     return [
         RunSpec(
             run_id=_run_id(phase, precision, backend, repeat),
@@ -216,6 +225,5 @@ def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
         )
         for repeat in range(cfg.seeds)
         for phase in phases
-        for backend in backends
-        for precision in precisions
+        for backend, precision in pairs
     ]

@@ -12,10 +12,12 @@ from harness.results.convergence import (
     Criteria,
     Curve,
     band,
+    band_mode,
     judge_precisions,
     load_curves,
     times_to_target,
 )
+from harness.results.records import mode_label
 
 LABELS = {"eval_mlm_accuracy": "eval MLM accuracy", "eval_loss": "eval loss (MLM + NSP, nats)"}
 VERDICT_CLASS = {"equivalent": "good", "better": "good", "worse": "bad"}
@@ -145,4 +147,6 @@ def section(
         judged = f'<div id="judged"><p class="muted">Convergence not judged: {esc(unjudged)}.</p></div>'
     else:
         judged = f'<div id="judged">{_judged(curves, criteria)}</div>{_targets(curves, criteria)}'
-    return f"<h2>Convergence against fp32's seeds</h2>{charts}{judged}"
+    base = band_mode(runs)
+    named = "" if base is None or base[1] == "stock" else f" ({esc(mode_label(*base))}, labelled fp32)"
+    return f"<h2>Convergence against fp32's seeds{named}</h2>{charts}{judged}"

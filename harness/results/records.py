@@ -25,11 +25,13 @@ def reference_mode(precision: str, backend: str, planned: Collection[tuple[str, 
     """The (precision, backend) whose runs a mode's speed-up and loss gap are measured against:
     fp32 on the mode's own backend where the set plans it (bf16+fused against fp32+fused: what the
     cheaper precision buys, the implementation fixed), else stock fp32; and stock fp32 for a
-    backend's own fp32 (what the backend buys). Planned, not finished: a failed fp32+fused leaves
-    bf16+fused without a reference rather than silently changing what its ratio means."""
-    if precision != "fp32" and ("fp32", backend) in planned:
-        return ("fp32", backend)
-    return ("fp32", "stock")
+    backend's own fp32 (what the backend buys), or itself in a set without stock fp32. Planned, not
+    finished: a failed fp32+fused leaves bf16+fused without a reference rather than silently
+    changing what its ratio means."""
+    own, stock = ("fp32", backend), ("fp32", "stock")
+    if precision != "fp32":
+        return own if own in planned else stock
+    return stock if stock in planned else own
 
 
 class Status(StrEnum):

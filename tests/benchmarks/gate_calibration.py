@@ -49,7 +49,7 @@ def measure(out: Path, pairs: int, repeats: int, steps: int, slow: float) -> Non
         if (out / name / "runs.csv").is_file():
             continue  # measured by an earlier, interrupted call
         proc = harness(
-            *("compare", "--preset", "smoke", "--phases", "1", "--precisions", "fp32"),
+            *("compare", "--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--backends", "stock"),
             *("--seeds", repeats, "--steps", steps, "--output", out / name),
             env={"HARNESS_FAULT": fault} if fault else None,
         )

@@ -15,33 +15,40 @@ from harness.results.files import read_result
 from harness.results.tables import RUN_COLUMNS, read_runs, read_steps
 
 
-def compare(capfd, monkeypatch, out, *args, fault=None):
-    """A smoke compare with this process as its parent; `fault` reaches its workers."""
+def compare(capfd, monkeypatch, out, *args, fault=None, backends="stock"):
+    """A smoke compare with this process as its parent; `fault` reaches its workers; `backends`
+    None: the default (fused, built once into the default $HARNESS_HOME)."""
     if fault:
         monkeypatch.setenv("HARNESS_FAULT", fault)
     else:
         monkeypatch.delenv("HARNESS_FAULT", raising=False)
     # --allow-emulation: bf16 must run here even where the CPU has no bf16 instructions (marked emulated then)
-    return launch(capfd, "compare", "--preset", "smoke", "--output", out, "--allow-emulation", *args)
+    flags = ["--backends", backends] if backends else []
+    return launch(capfd, "compare", "--preset", "smoke", "--output", out, "--allow-emulation", *flags, *args)
 
 
 def test_smoke_comparison_of_three_precisions(capfd, monkeypatch, synth_dir, tmp_path):
     out = tmp_path / "cmp"
-    # 6 steps a run, 3 of them timing warm-up: without AVX-512, emulated bf16 takes seconds a step
+    # 6 steps a run, 3 of them timing warm-up: without AVX-512, emulated bf16 takes seconds a step.
+    # The default backend, as the README's main command runs it: fused
     proc = compare(
-        capfd, monkeypatch, out, "--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 6
+        capfd,
+        monkeypatch,
+        out,
+        *("--precisions", "fp32,avx-fp32,bf16", "--dataset", synth_dir, "--steps", 6),
+        backends=None,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = read_runs(out / "runs.csv")
     assert list(runs["run_id"]) == [
-        "p1-fp32-r0",
-        "p1-avx-fp32-r0",
-        "p1-bf16-r0",
-        "p2-fp32-r0",
-        "p2-avx-fp32-r0",
-        "p2-bf16-r0",
+        "p1-fp32-fused-r0",
+        "p1-avx-fp32-fused-r0",
+        "p1-bf16-fused-r0",
+        "p2-fp32-fused-r0",
+        "p2-avx-fp32-fused-r0",
+        "p2-bf16-fused-r0",
     ]
-    assert set(runs["status"]) == {"ok"}
+    assert set(runs["status"]) == {"ok"} and set(runs["backend"]) == {"fused"}
     assert dict(runs.dtypes.astype(str)) == RUN_COLUMNS  # stable dtypes on reading back
     assert list(runs["seq_len"]) == [128] * 3 + [512] * 3
     assert (runs.loc[runs.precision == "fp32", "speedup_vs_fp32"] == 1.0).all()
@@ -81,18 +88,18 @@ def test_smoke_comparison_of_three_precisions(capfd, monkeypatch, synth_dir, tmp
     assert list(runs.loc[runs.precision == "avx-fp32", "same_computation_as_fp32"]) == [same, same]
     if same:
         assert "fp32 and avx-fp32 run the same kernels on this CPU" in proc.stderr
-        assert "same computation on this CPU as fp32" in (out / "report.html").read_text()
+        assert "same computation on this CPU as fp32+fused" in (out / "report.html").read_text()
 
     steps = read_steps(out / "steps.csv")
     assert len(steps) == 6 * 6
-    assert steps.groupby("run_id")["step"].max().to_dict()["p2-bf16-r0"] == 6
+    assert steps.groupby("run_id")["step"].max().to_dict()["p2-bf16-fused-r0"] == 6
     assert steps["eval_mlm_accuracy"].notna().sum() == 6  # one evaluation per run, at its end
 
     # each phase-2 run started from its own precision's phase-1 model_save
     for precision in ("fp32", "avx-fp32", "bf16"):
-        result = json.loads((out / "runs" / f"p2-{precision}-r0" / "result.json").read_text())
-        assert result["config"]["checkpoint"] == str(out / "runs" / f"p1-{precision}-r0" / "model_save")
-    assert "p2-bf16-r0" in proc.stdout and "wrote" in proc.stdout
+        result = json.loads((out / "runs" / f"p2-{precision}-fused-r0" / "result.json").read_text())
+        assert result["config"]["checkpoint"] == str(out / "runs" / f"p1-{precision}-fused-r0" / "model_save")
+    assert "p2-bf16-fused-r0" in proc.stdout and "wrote" in proc.stdout
     # once phase 2 has read them, no checkpoint is left behind
     assert not list((out / "runs").glob("*/model_save")) and "deleted its model_save" in proc.stderr
 
@@ -192,7 +199,18 @@ def test_a_killed_compare_takes_its_run_with_it_and_resume_finishes(capfd, monke
     """SIGKILL gives the parent no chance to pass anything on: the kernel sends the worker SIGTERM
     (PR_SET_PDEATHSIG), and it checkpoints and stops instead of training on beside the next run."""
     out = tmp_path / "cmp"
-    common = ["--phases", "1", "--precisions", "fp32", "--dataset", synth_dir, "--steps", 100]
+    common = [
+        "--phases",
+        "1",
+        "--precisions",
+        "fp32",
+        "--backends",
+        "stock",
+        "--dataset",
+        synth_dir,
+        "--steps",
+        100,
+    ]
     parent = subprocess.Popen(
         [sys.executable, "-m", "harness", "compare", "--preset", "smoke", "--output", out, *map(str, common)],
         stderr=subprocess.PIPE,

@@ -24,6 +24,8 @@ def test_a_crashed_fp32_phase2_leaves_the_rest_of_the_set_reported(capfd, monkey
         "smoke",
         "--precisions",
         "fp32,avx-fp32",
+        "--backends",
+        "stock",
         "--phases",
         "1,2",
         "--steps",

@@ -29,6 +29,8 @@ def test_a_run_beside_a_cpu_hog_is_contended_and_not_judged(capfd, synth_dir, tm
             "smoke",
             "--precisions",
             "fp32",
+            "--backends",
+            "stock",
             "--phases",
             "1",
             "--steps",

@@ -9,7 +9,7 @@ from harness_cli import launch
 from harness import cli
 
 # Phase 1, fp32 only: the shortest plan whose slowdown the gate must see.
-PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--steps", 30]
+PLAN = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--backends", "stock", "--steps", 30]
 
 
 @pytest.fixture(scope="module")

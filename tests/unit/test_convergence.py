@@ -201,3 +201,7 @@ def test_a_backends_runs_are_curves_of_their_own_mode():
     )
     # one seed each, not two seeds of one bf16 whose band would pool two implementations
     assert sorted(c.precision for c in load_curves(runs, steps)) == ["bf16", "bf16+fused"]
+    # a set on one backend (compare's default): its fp32 is the band, labelled fp32
+    fused = runs.assign(precision=["fp32", "bf16"], backend="fused")
+    steps = steps.assign(precision=["fp32", "bf16"])
+    assert sorted(c.precision for c in load_curves(fused, steps)) == ["bf16+fused", "fp32"]

@@ -16,7 +16,7 @@ from harness.train.config import TrainConfig
 
 
 def test_the_plan_interleaves_precisions_within_each_phase_and_repeat():
-    cfg = CompareConfig(precisions="fp32,bf16", seeds=2, preset="smoke")
+    cfg = CompareConfig(precisions="fp32,bf16", seeds=2, preset="smoke", backends="stock")
     plan = make_plan(cfg, get_preset("smoke"))
     assert [s.run_id for s in plan] == [
         "p1-fp32-r0", "p1-bf16-r0", "p2-fp32-r0", "p2-bf16-r0",
@@ -33,6 +33,20 @@ def test_the_plan_interleaves_precisions_within_each_phase_and_repeat():
         Path("out/runs/p2-fp32-r0"),
     )
     assert make_plan(dataclasses.replace(cfg, steps=7), get_preset("smoke"))[3].steps == 7
+
+
+def test_the_default_backend_is_fused_and_stock_for_a_mode_with_bf16_weights():
+    plan = make_plan(CompareConfig(precisions="fp32,bf16,bf16-pure", phases="1"), get_preset("smoke"))
+    assert [(s.run_id, s.backend) for s in plan] == [
+        ("p1-fp32-fused-r0", "fused"),
+        ("p1-bf16-fused-r0", "fused"),
+        ("p1-bf16-pure-r0", "stock"),  # fused keeps fp32 masters: it would refuse bf16 weights
+    ]
+    # named, a backend is what every mode runs on (the worker refuses what it cannot run)
+    named = make_plan(
+        CompareConfig(precisions="bf16-pure", phases="1", backends="fused"), get_preset("smoke")
+    )
+    assert [s.backend for s in named] == ["fused"]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +70,7 @@ def test_resume_refuses_a_plan_whose_settings_changed(tmp_path):
     same = make_plan(CompareConfig(preset="smoke"), smoke)
     _require_same_plan(tmp_path, saved, same)
     longer = make_plan(CompareConfig(preset="smoke", steps=50), smoke)
-    with pytest.raises(HarnessError, match=r"run p1-fp32-r0 has steps 50, but .*plan.json planned 20"):
+    with pytest.raises(HarnessError, match=r"run p1-fp32-fused-r0 has steps 50, but .*plan.json planned 20"):
         _require_same_plan(tmp_path, saved, longer)
     with pytest.raises(HarnessError, match="plans other runs"):
         _require_same_plan(

@@ -232,6 +232,9 @@ def test_reference_mode_is_fp32_of_the_same_backend_where_planned():
     assert reference_mode("bf16", "ipex", planned) == ("fp32", "stock")  # no fp32+ipex planned
     assert reference_mode("bf16", "stock", planned) == ("fp32", "stock")
     assert reference_mode("fp32", "stock", planned) == ("fp32", "stock")
+    fused_only = {("fp32", "fused"), ("bf16", "fused")}  # the default backend's plan
+    assert reference_mode("fp32", "fused", fused_only) == ("fp32", "fused")
+    assert reference_mode("bf16", "fused", fused_only) == ("fp32", "fused")
 
 
 def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(capsys, comparison, tmp_path):

@@ -94,7 +94,9 @@ def test_a_resumed_writer_keeps_the_records_up_to_the_checkpoint(tmp_path):
 
 def test_a_plan_reads_back_as_the_types_that_wrote_it(tmp_path):
     preset = get_preset("smoke")
-    runs = make_plan(CompareConfig(preset="smoke", phases="1,2", precisions="fp32,bf16"), preset)
+    runs = make_plan(
+        CompareConfig(preset="smoke", phases="1,2", precisions="fp32,bf16", backends="stock"), preset
+    )
     outcomes = [
         Outcome(runs[0].run_id, "ok", 0, 12.5, "done"),
         Outcome(runs[1].run_id, "refused", 2, 0.1, ""),

@@ -2,7 +2,8 @@
 
 `Trainer.train` reads like the algorithm: build, replay the data order up to a checkpoint, step
 until the budget is spent or a step says stop, evaluate, save, write the result. The components
-it calls (metrics, checkpoints, kernel census, evaluation, MLPerf log) live beside it.
+it calls (metrics, checkpoints, kernel census, evaluation, MLPerf log, the result's figures) live
+beside it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -21,15 +22,14 @@ from harness.machine import contention
 from harness.models import BertConfig, BertForPreTraining, Lamb, parameter_groups, poly_warmup_lr
 from harness.precision import gemm_route
 from harness.precision.modes import PrecisionMode
-from harness.precision.roofline import lookup as roofline_lookup
 from harness.results.files import write_result
 from harness.results.records import Status, StepRecord
-from harness.results.time_split import speed_of_light
 from harness.train import backends, checkpoint
 from harness.train.config import TrainConfig
 from harness.train.distributed import Ranks
 from harness.train.evaluate import evaluate, to_batch
 from harness.train.faults import Fault
+from harness.train.figures import run_figures
 from harness.train.hooks import FORWARD_BACKWARD, OPTIMIZER, KernelCensus, StepClock, StopFlag
 from harness.train.metrics import MetricsProcessor
 from harness.train.mllog import MLPerfLog, Submission
@@ -319,7 +319,7 @@ class Trainer:
     def finish(self, status: Status, error: str | None) -> Status:
         """Close the recorders and write the result (rank 0)."""
         figures = {
-            **self._figures(),
+            **run_figures(self),
             **self.census.fields(),
             "fp32_gemm": self.route.library,
             "fp32_gemm_reason": self.route.reason,
@@ -333,59 +333,6 @@ class Trainer:
         self.mllog.close()
         self.ranks.close()
         return status
-
-    def _figures(self) -> dict:
-        cfg = self.cfg
-        # Steps just after a resume are as cold as the first ones: leave them out too.
-        summary = self.metrics.summary(
-            cfg.timing_warmup, self.global_batch, resumed_at=self.start_step, also_cold=(self.census.step,)
-        )
-        peak = roofline_lookup(self.mode.name, self.context.machine_key, torch.get_num_threads())
-        if peak and "model_tflops_per_s" in summary:
-            # MFU: model FLOP/s over the large-matmul peak of this mode on this machine, one
-            # peak per rank (each measured at this rank's thread count).
-            summary["roofline_gflops"] = peak["gflops"] * self.ranks.world_size
-            summary["mfu"] = summary["model_tflops_per_s"] * 1e3 / summary["roofline_gflops"]
-            summary.update(self._speed_of_light(peak, summary["step_time_median_s"]))
-        cores = (
-            contention.judge(
-                self.cores_at_start,
-                contention.Snapshot.take(self.context.cores),
-                len(self.context.cores),
-                cfg.contention_threshold,
-            )
-            if self.cores_at_start is not None
-            else {}
-        )
-        return {
-            "model_config": asdict(self.model_cfg),
-            "seq_len": self.data.shape.seq_len,
-            "max_predictions": self.data.shape.max_predictions,
-            "train_files": [s.path for s in self.data.train],
-            "eval_source": self.data.eval_source,
-            "data_fingerprint": self.data_fingerprint,
-            **summary,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            **cores,
-            **self.backend,
-        }
-
-    def _speed_of_light(self, peak: dict, step_time_s: float) -> dict:
-        """The census step's speed of light (harness.results.time_split) and the timed steps'
-        median against it; nothing where the store has no stream bandwidth beside the peak."""
-        census = next((s for s in self.metrics.steps if s.step == self.census.step), None)
-        if census is None or "stream_gbytes_per_s" not in peak:
-            return {}
-        streamed = self.optimizer.streamed_bytes()
-        # each rank computes its share of the FLOPs at its own peak, and the whole optimizer step
-        flops = census.model_flops / self.ranks.world_size
-        seconds = speed_of_light(flops, peak["gflops"], streamed, peak["stream_gbytes_per_s"])
-        return {
-            "optimizer_bytes": streamed,
-            "stream_gbytes_per_s": peak["stream_gbytes_per_s"],
-            "speed_of_light_s": seconds,
-            "speed_of_light_share": seconds / step_time_s,
-        }
 
     def _start_mllog(self, init_ms: int) -> MLPerfLog:
         cfg = self.cfg

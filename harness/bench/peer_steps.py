@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.models import BertForPreTraining, Lamb, load_config, parameter_groups
 from harness.models.flops import training_step_flops
 from harness.precision.modes import PrecisionMode
-from harness.train import backends
+from harness.train import prepare_backend
 from harness.train.evaluate import to_batch
 
 Step = Callable[[], None]
@@ -34,7 +34,7 @@ def harness_step(
     """Our step and its FLOPs."""
     model = BertForPreTraining(load_config(model_name)).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
-    model, optimizer, _ = backends.prepare(backend, model, optimizer, mode.autocast, machine_key)
+    model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode.autocast, machine_key)
     batch = to_batch(raw)
 
     def step() -> None:

@@ -8,7 +8,7 @@ the fused Q/K/V weight where the reference takes three. So IPEX gets our Lamb, a
 does not know: under bf16 it keeps the fp32 masters but leaves them untrained
 (harness.models.master_weights), so this module runs our Lamb over them.
 
-Imported by harness.train.backends only for an ipex run: IPEX imports only in its own environment.
+Imported by harness.train.prepare_backend only for an ipex run: IPEX imports only in its own environment.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from harness.precision import gemm_route
 from harness.precision.modes import PrecisionMode
 from harness.results.files import write_result
 from harness.results.records import Status, StepRecord
-from harness.train import backends, checkpoint
+from harness.train import checkpoint, prepare_backend
 from harness.train.config import TrainConfig
 from harness.train.distributed import Ranks
 from harness.train.evaluate import evaluate, to_batch
@@ -125,7 +125,7 @@ class Trainer:
         self.error: str | None = None
         self.cores_at_start: contention.Snapshot | None = None
         self.start_step, model, optimizer = self._initial_state()
-        self.model, self.optimizer, self.backend = backends.prepare(
+        self.model, self.optimizer, self.backend = prepare_backend.prepare(
             cfg.backend, model, optimizer, mode.autocast, context.machine_key, ranks.distributed
         )
         self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
@@ -313,7 +313,7 @@ class Trainer:
             complete=complete,
             config={**trajectory(cfg, self.ranks.world_size), "data_fingerprint": self.data_fingerprint},
         )
-        with backends.full_precision(self.optimizer):
+        with prepare_backend.full_precision(self.optimizer):
             checkpoint.save(cfg.output / "model_save", self.model, self.model_cfg, state)
 
     def finish(self, status: Status, error: str | None) -> Status:

@@ -173,7 +173,7 @@ def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
 
 def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
     """The saved model holds the fp32 weights, not their bf16 copies; the copies are back after."""
-    from harness.train import backends, checkpoint
+    from harness.train import checkpoint, prepare_backend
 
     cfg = NAMED_CONFIGS["bert-tiny"]
     model = BertForPreTraining(cfg)
@@ -184,7 +184,7 @@ def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
     state = checkpoint.TrainingState(
         step=0, phase=1, precision="bf16", optimizer={}, rng=torch.get_rng_state(), complete=False, config={}
     )
-    with backends.full_precision(optimizer):
+    with prepare_backend.full_precision(optimizer):
         checkpoint.save(tmp_path / "model_save", model, cfg, state)
     assert linears[0].weight.dtype == torch.bfloat16
     reloaded = BertForPreTraining(cfg)

@@ -1,0 +1,67 @@
+"""A worker's side of the backends (harness.train.backends): the model and optimizer handed to
+the run's backend, and the fp32 weights a checkpoint saves. Apart from backends.py because this
+side needs torch and the fused kernels' modules, which the parent process must not load: it
+checks and builds the backends before any worker starts."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from harness import kernels
+from harness.errors import HarnessError
+from harness.kernels.lamb import FusedLamb
+from harness.kernels.layers import fuse
+from harness.models.lamb import Lamb
+from harness.train.backends import check_available
+
+
+def prepare(
+    backend: str,
+    model: torch.nn.Module,
+    optimizer: Lamb,
+    autocast: str | None,
+    machine_key: str,
+    distributed: bool = False,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
+    """The model and optimizer to train with, and what to record about the backend. fused under
+    bf16 autocast holds the Linear layers' weights in bf16 copies its optimizer writes, except
+    with several ranks: DDP would then average the gradients in bf16."""
+    if backend == "stock":
+        return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
+    check_available(backend)
+    if next(model.parameters()).dtype != torch.float32:
+        raise HarnessError(
+            f"--backend {backend}: it keeps fp32 master weights, so a mode with bf16 weights "
+            "runs on the stock backend only"
+        )
+    if backend == "fused":
+        ops = kernels.load(machine_key)
+        fuse(model, ops)
+        fused = FusedLamb.like(optimizer, ops)
+        split = autocast == "bfloat16" and not distributed
+        if split:
+            fused.hold_in_bf16(
+                p for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()
+            )
+        return (
+            model,
+            fused,
+            {
+                "backend": "fused",
+                "backend_version": kernels.build_key(machine_key),
+                "bf16_weights": split,
+            },
+        )
+    # here only: ipex_backend imports intel_extension_for_pytorch as it loads, and IPEX is
+    # installed only in an environment of its own (harness.train.backends)
+    from harness.train import ipex_backend
+
+    return ipex_backend.prepare(model, optimizer, autocast)
+
+
+def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:
+    """While the block runs, the model holds its fp32 weights (the masters of the fused backend's
+    bf16 copies): what a checkpoint saves and phase 2 starts from."""
+    return optimizer.full_precision() if isinstance(optimizer, FusedLamb) else contextlib.nullcontext()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.tf_checkpoint.convert import convert
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,8 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.tf_checkpoint.convert import convert  # torch loads for this command only
-
     imported = convert(args.tf_prefix, args.config, args.output)
     kinds = ", ".join(sorted({n.rpartition("/")[2] for n in imported.slots})) or "none"
     others = ", ".join(imported.others) or "nothing else"

@@ -199,18 +199,8 @@ def test_a_killed_compare_takes_its_run_with_it_and_resume_finishes(capfd, monke
     """SIGKILL gives the parent no chance to pass anything on: the kernel sends the worker SIGTERM
     (PR_SET_PDEATHSIG), and it checkpoints and stops instead of training on beside the next run."""
     out = tmp_path / "cmp"
-    common = [
-        "--phases",
-        "1",
-        "--precisions",
-        "fp32",
-        "--backends",
-        "stock",
-        "--dataset",
-        synth_dir,
-        "--steps",
-        100,
-    ]
+    common = ["--phases", "1", "--precisions", "fp32", "--backends", "stock"]
+    common += ["--dataset", synth_dir, "--steps", 100]
     parent = subprocess.Popen(
         [sys.executable, "-m", "harness", "compare", "--preset", "smoke", "--output", out, *map(str, common)],
         stderr=subprocess.PIPE,

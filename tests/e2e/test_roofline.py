@@ -87,18 +87,8 @@ def test_bad_roofline_input_exits_2(capfd):
 def test_compare_measures_a_missing_roofline_once_before_its_plan(capfd, monkeypatch, synth_dir, tmp_path):
     """Issue 37: MFU on every report, the roofline measured first where none is stored."""
     monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
-    flags = [
-        "--preset",
-        "smoke",
-        "--phases",
-        "1",
-        "--precisions",
-        "fp32",
-        "--backends",
-        "stock",
-        "--steps",
-        4,
-    ]
+    flags = ["--preset", "smoke", "--phases", "1", "--precisions", "fp32", "--backends", "stock"]
+    flags += ["--steps", 4]
     flags += ["--roofline-size", 128, "--dataset", synth_dir]
     first = launch(capfd, "compare", *flags, "--output", tmp_path / "a")
     assert first.returncode == 0, first.stderr[-3000:]

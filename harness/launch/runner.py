@@ -90,6 +90,7 @@ def _worst(codes: list[int]) -> int:
 
 
 _PR_SET_PDEATHSIG = 1
+_SIG_DFL = ctypes.c_void_p(0)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -97,6 +98,12 @@ def _in_child(cores: Sequence[int] | None, parent: int) -> None:
     """Between fork and exec. The child is sent SIGTERM when we die, however we die (SIGKILL
     included): it then checkpoints and stops, instead of training on beside the next run. It is
     in a session of its own, so a terminal's signals reach it only through us."""
+    # An ignored signal stays ignored across exec, and Python then installs no handler of its own:
+    # started from a non-interactive shell's background job (CI runs so), which ignores SIGINT,
+    # the worker ignored the SIGINT we pass on while it still imported torch, and trained to the
+    # end. What we forward, it must hear.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        _libc.signal(sig, _SIG_DFL)
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # we died before the prctl
         os._exit(1)

@@ -4,16 +4,21 @@ A step's MFU says how far it is from the roofline, not why. This splits the step
 GEMMs, each shape at the rate it ran at, and everything else. A GEMM shape that runs below the
 roofline in the step and below it standalone too is bounded by its shape, not by our code; time
 outside the GEMMs is what a fusion or a cheaper optimizer could still win.
+
+The same recorded step, read by the kernel census (harness.precision.census), also splits into
+the parts a `harness train` run's census step splits into (harness.results.time_split).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from harness.bench.peer_steps import Step, StepParts
 from harness.precision import mkl_verbose, onednn_verbose
-from harness.precision.probe import recorded
+from harness.precision.census import Census
+from harness.precision.probe import ceilings, recorded
+from harness.results.time_split import TimeSplit
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,42 @@ def groups(text: str) -> list[GemmGroup]:
     return sorted(out, key=lambda g: g.seconds, reverse=True)
 
 
-def record_step(step: Callable[[], None]) -> dict:
-    """Run one step with both verbose logs on: its wall time and its GEMM groups (as dicts)."""
+@dataclass(frozen=True)
+class RecordedStep:
+    """One step run with both verbose logs on: what the libraries printed, its wall time and its
+    parts."""
+
+    text: str
+    step_s: float
+    parts: StepParts
+    onednn_header: str | None
+    mkl_header: str | None
+    """The ISA each library settled on: each prints it once per process, maybe before this step."""
+
+    def gemm_groups(self) -> dict:
+        """Its wall time and its GEMM groups (as dicts): what `bench peer --gemms` shows."""
+        return {"step_s": self.step_s, "groups": [asdict(g) for g in groups(self.text)]}
+
+    def time_split(self) -> TimeSplit:
+        """Where its time went, as a run's census step splits: a bare step waits for no data."""
+        census = Census.from_verbose(self.text, self.mkl_header, self.onednn_header)
+        return TimeSplit.of_step(
+            census.gemm_seconds(),
+            self.step_s,
+            data_s=0.0,
+            forward_backward_s=self.parts.forward_backward_s,
+            optimizer_s=self.parts.optimizer_s,
+        )
+
+
+def record_step(step: Step) -> RecordedStep:
+    """Run one step with both verbose logs on, timed as a timed step is."""
+    onednn_header, mkl_header = ceilings()
     with recorded() as recording:
         start = time.perf_counter()
-        step()
+        parts = step()
         wall = time.perf_counter() - start
-    return {"step_s": wall, "groups": [asdict(g) for g in groups(recording.text)]}
+    return RecordedStep(recording.text, wall, parts, onednn_header, mkl_header)
 
 
 def summary(label: str, recorded_step: dict, roofline_gflops: float | None, top: int) -> list[str]:

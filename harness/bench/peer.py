@@ -6,8 +6,9 @@ under the same autocast (harness.bench.peer_steps), and a real `harness train` r
 shape (its median step time against our bare step is the harness's own overhead: data pipeline,
 metrics, checks). Both models are credited with the same analytic FLOPs (the useful work of a
 BERT step), so MFU and the speed ratio compare like with like. One profiled step per
-implementation gives the top operators by self CPU time. This module measures; the table is
-harness.bench.peer_table's.
+implementation gives the top operators by self CPU time, and one step with the libraries' verbose
+logs on where its time goes, split as a `harness train` run's census step is
+(harness.results.time_split). This module measures; the table is harness.bench.peer_table's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from harness.precision import gemm_route, roofline
 from harness.precision.modes import PrecisionMode, get_precision
 from harness.results.files import read_metrics, read_result
 from harness.results.stats import Spread
+from harness.results.time_split import TimeSplit
 from harness.train import backends
 from harness.train.backends import check_available
 from harness.train.config import Fp32Gemm, TrainConfig, check_fp32_gemm
@@ -75,8 +77,9 @@ class PeerSpec:
     system_malloc: bool = False
     """Every worker with glibc malloc's defaults instead of the harness's (harness.launch.environment)."""
     gemms: bool = False
-    """One more step of each implementation, in the first round, with oneDNN's and MKL's verbose on:
-    its GEMM time by kernel and shape, their GFLOP/s, and the time outside them."""
+    """The GEMMs of the step each implementation runs, in the first round, with oneDNN's and MKL's
+    verbose on (the step the time split is read from): their time by kernel and shape, their
+    GFLOP/s, and the time outside them."""
 
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or min(self.warmup, self.top) < 0:
@@ -118,9 +121,18 @@ class PeerRound(PeerRun):
     """Fresh pages each timed step faulted in (bare steps only)."""
     gemms: dict | None = None
     """--gemms: one verbose step's GEMM groups (harness.bench.gemm_time.record_step)."""
+    time_split: TimeSplit | None = None
+    """Where one step's time went, first round only: the verbose step of a bare one, the census
+    step of a harness train run."""
     data_wait_fraction: float | None = None
     """harness train rows only, as its result records them."""
     harness_time_fraction: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PeerRound:
+        """A round as a worker wrote it (JSON): its split a TimeSplit again."""
+        split = data.get("time_split")
+        return cls(**{**data, "time_split": TimeSplit.from_dict(split) if split else None})
 
 
 @dataclass(frozen=True)
@@ -146,14 +158,18 @@ class PeerRow(PeerRun):
     harness_time_fraction: float | None
     top_operators: list[dict]
     gemms: dict | None
+    time_split: TimeSplit | None
     emulated: bool
     malloc: str
     roofline_gflops: float | None
     mfu: float | None
 
 
-def measure(impl: str, mode: PrecisionMode, spec: PeerSpec, context: WorkerContext) -> PeerRound:
-    """In the worker: time spec.steps steps after spec.warmup, then profile one."""
+def measure(
+    impl: str, mode: PrecisionMode, spec: PeerSpec, context: WorkerContext, first_round: bool
+) -> PeerRound:
+    """In the worker: time spec.steps steps after spec.warmup; in the first round, profile one
+    and record one with the verbose logs on (its time split, and with spec.gemms its GEMMs)."""
     mode.apply_math_mode()
     if impl == "harness":
         route = gemm_route.in_worker(spec.fp32_gemm, mode, context.amx_usable, context.machine_key)
@@ -173,6 +189,11 @@ def measure(impl: str, mode: PrecisionMode, spec: PeerSpec, context: WorkerConte
         step()
         times.append(time.perf_counter() - start)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    # ru_maxrss is in KiB on Linux: the worker's peak resident memory, read before the profiled
+    # and the verbose step add their records to it
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    operators = top_operators(step, spec.top) if spec.top and first_round else []
+    verbose = gemm_time.record_step(step) if first_round else None
     return PeerRound(
         impl=impl,
         backend=spec.backend if impl == "harness" else "transformers",
@@ -185,18 +206,18 @@ def measure(impl: str, mode: PrecisionMode, spec: PeerSpec, context: WorkerConte
         step_times=times,
         page_faults=faults,
         flops=flops,
-        # ru_maxrss is in KiB on Linux: the worker's peak resident memory
-        peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        top_operators=top_operators(step, spec.top) if spec.top else [],
-        gemms=gemm_time.record_step(step) if spec.gemms else None,
+        peak_rss_gib=peak_rss_gib,
+        top_operators=operators,
+        gemms=verbose.gemm_groups() if verbose and spec.gemms else None,
+        time_split=verbose.time_split() if verbose else None,
     )
 
 
 def measure_peer(job: Job, context: WorkerContext) -> int:
     """The peer task, in its worker: one implementation's step, timed."""
     settings = dict(job.settings)
-    impl = settings.pop("impl")
-    return write_figures(job, asdict(measure(impl, job.mode, PeerSpec(**settings), context)))
+    impl, first_round = settings.pop("impl"), settings.pop("first_round")
+    return write_figures(job, asdict(measure(impl, job.mode, PeerSpec(**settings), context, first_round)))
 
 
 def merge(rounds: list[PeerRound], emulated: bool, malloc: str, peak: dict | None) -> PeerRow:
@@ -223,6 +244,7 @@ def merge(rounds: list[PeerRound], emulated: bool, malloc: str, peak: dict | Non
         harness_time_fraction=_mean([r.harness_time_fraction for r in rounds]),
         top_operators=first.top_operators,
         gemms=first.gemms,
+        time_split=first.time_split,
         emulated=emulated,
         malloc=malloc,
         roofline_gflops=peak["gflops"] if peak else None,
@@ -278,6 +300,7 @@ def train_round(name: str, spec: PeerSpec, cores: list[int], emulated: bool) -> 
         data_wait_fraction=r.data_wait_fraction,
         harness_time_fraction=r.harness_time_fraction,
         top_operators=[],
+        time_split=TimeSplit.from_dict(r.time_split) if r.time_split else None,
     )
 
 
@@ -308,17 +331,16 @@ def _rounds(
     name = mode.name
     runs: dict[str, list[PeerRound]] = {}
     for round_ in range(spec.rounds):
-        # operators are profiled once, in the first round
-        first = dataclasses.replace(spec, top=spec.top if round_ == 0 else 0, gemms=spec.gemms and not round_)
         for impl in IMPLEMENTATIONS:
             print(
                 f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
                 file=sys.stderr,
                 flush=True,
             )
-            settings = {"impl": impl, **asdict(first)}
+            # operators are profiled, and a step recorded verbose, once: in the first round
+            settings = {"impl": impl, "first_round": round_ == 0, **asdict(spec)}
             measured = launchers.run_task(measure_peer, mode, context, settings, spec.system_malloc)
-            runs.setdefault(impl, []).append(PeerRound(**measured))
+            runs.setdefault(impl, []).append(PeerRound.from_dict(measured))
         if with_train:
             print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)
             runs.setdefault("harness train", []).append(train_round(name, spec, cores, context.emulated))

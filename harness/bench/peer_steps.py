@@ -1,11 +1,15 @@
 """bench peer's two training steps, on the same batch: ours (BertForPreTraining + LAMB, on the
 run's backend) and Hugging Face's (BertForPreTraining + fused AdamW), both under the mode's
-autocast and both credited with the same analytic FLOPs."""
+autocast and both credited with the same analytic FLOPs. Each step times its two parts, as a
+`harness train` step's clock does (harness.train.hooks.StepClock), so that one recorded step
+splits as a run's census step does (harness.results.time_split)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -18,7 +22,30 @@ from harness.precision.modes import PrecisionMode
 from harness.train import prepare_backend
 from harness.train.evaluate import to_batch
 
-Step = Callable[[], None]
+
+class StepParts(NamedTuple):
+    """A step's own work in the two parts TimeSplit.of_step takes; the step's wall time is timed
+    around the call, so what is left of it (the call, the timing) is neither."""
+
+    forward_backward_s: float
+    optimizer_s: float
+
+
+Step = Callable[[], StepParts]
+
+
+def _timed(forward_backward: Callable[[], None], optimizer_step: Callable[[], None]) -> Step:
+    """The step of the two parts, each timed, split where a `harness train` step's clock splits
+    it (after backward), so the three rows' parts mean the same."""
+
+    def step() -> StepParts:
+        start = time.perf_counter()
+        forward_backward()
+        middle = time.perf_counter()
+        optimizer_step()
+        return StepParts(middle - start, time.perf_counter() - middle)
+
+    return step
 
 
 def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
@@ -37,17 +64,19 @@ def harness_step(
     model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode.autocast, machine_key)
     batch = to_batch(raw)
 
-    def step() -> None:
+    def forward_backward() -> None:
         with mode.autocast_context():
             out = model(batch)
         out.loss.backward()
+
+    def optimizer_step() -> None:
         optimizer.step_if_finite()
         optimizer.zero_grad(set_to_none=True)
 
     flops = model.training_flops(
         raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
     )
-    return step, flops
+    return _timed(forward_backward, optimizer_step), flops
 
 
 def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[Step, int]:
@@ -67,7 +96,7 @@ def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[
     labels = torch.full_like(raw["input_ids"], -100)
     labels.scatter_(1, raw["masked_lm_positions"], raw["masked_lm_ids"])
 
-    def step() -> None:
+    def forward_backward() -> None:
         with mode.autocast_context():
             out = model(
                 input_ids=raw["input_ids"],
@@ -77,6 +106,8 @@ def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[
                 next_sentence_label=raw["next_sentence_labels"],
             )
         out.loss.backward()
+
+    def optimizer_step() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -85,7 +116,7 @@ def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[
     flops = training_step_flops(
         cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
     )
-    return step, flops
+    return _timed(forward_backward, optimizer_step), flops
 
 
 def top_operators(step: Step, top: int) -> list[dict]:

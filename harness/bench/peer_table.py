@@ -1,5 +1,5 @@
-"""bench peer's table: the rows side by side, the speed ratios and overheads, the top operators
-and (--gemms) each step's GEMM time."""
+"""bench peer's table: the rows side by side, the speed ratios and overheads, where one step of
+each went, the top operators and (--gemms) each step's GEMM time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from harness.results.stats import ratio
 
 
 def format_rows(rows: list[PeerRow]) -> str:
-    """The comparison table, the ratios and overheads, then the top operators."""
+    """The comparison table, the ratios and overheads, the time splits, then the top operators."""
     lines = [*_table(rows), ""]
     unmeasured = list(dict.fromkeys(r.precision for r in rows if r.mfu is None))
     if unmeasured:
@@ -19,6 +19,7 @@ def format_rows(rows: list[PeerRow]) -> str:
         )
     for precision in dict.fromkeys(r.precision for r in rows):
         lines += _ratios(precision, {r.impl: r for r in rows if r.precision == precision})
+    lines += _splits(rows)
     for r in rows:
         if r.top_operators:
             lines += ["", f"top operators, {r.precision} {r.impl} (one step, self CPU time):"]
@@ -51,6 +52,25 @@ def _table(rows: list[PeerRow]) -> list[str]:
             f"{r.model_tflops_per_s:>8.3f} {mfu:>6} {rss:>9} {faults:>11} {r.fp32_gemm or '-':>10}"
             f"{'  [emulated]' if r.emulated else ''}"
         )
+    return lines
+
+
+def _splits(rows: list[PeerRow]) -> list[str]:
+    """Each row's split step as seconds and shares of it, in the parts and order (TimeSplit.parts)
+    that a run's report draws, so bench and report read alike."""
+    splits = [(f"{r.precision} {r.impl}", r.time_split) for r in rows if r.time_split is not None]
+    if not splits:
+        return []
+    lines = [
+        "",
+        "where one step's time went (a step with the libraries' verbose logs on, a little slower "
+        "than a timed one; harness: the rest of the step; parts of 0 s left out):",
+    ]
+    for label, split in splits:
+        parts = ", ".join(
+            f"{name} {s:.3f} s ({s / split.step_s:.0%})" for name, s in split.parts().items() if s
+        )
+        lines.append(f"{label}: step {split.step_s:.3f} s = {parts}")
     return lines
 
 

@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="our training step against Hugging Face's, side by side",
         description="Time our BertForPreTraining + LAMB step, Hugging Face's BertForPreTraining + "
         "fused AdamW, and a real `harness train` run, per precision, each in a process with the "
-        "mode's environment; print the ratio, MFU, peak memory, the harness's overhead and the top "
-        "operators.",
+        "mode's environment; print the ratio, MFU, peak memory, the harness's overhead, where one "
+        "step of each went and the top operators.",
     )
     peer.add_argument("--precisions", default="fp32,bf16", help="comma-separated modes (default fp32,bf16)")
     add_fields(peer, PeerSpec)

@@ -2,7 +2,23 @@
 
 import json
 
+import pytest
 from harness_cli import launch
+
+
+def assert_split(row: dict) -> None:
+    """The row's step splits into parts that add up to it, GEMMs and optimizer among them."""
+    split = row["time_split"]
+    parts = [
+        *split["gemm_s"].values(),
+        split["attention_gemm_s"],
+        split["other_compute_s"],
+        split["optimizer_s"],
+        split["data_wait_s"],
+        split["harness_s"],
+    ]
+    assert sum(parts) == pytest.approx(split["step_s"], abs=1e-9)
+    assert sum(split["gemm_s"].values()) > 0 and split["optimizer_s"] > 0
 
 
 def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tmp_path):
@@ -53,6 +69,15 @@ def test_peer_benchmark_reports_both_sides_and_the_overhead(capfd, synth_dir, tm
         assert any(g["flops"] for g in r["gemms"]["groups"])
     assert "GEMMs of one fp32 harness step, verbose on: " in proc.stdout
     assert train["gemms"] is None
+    # where one step of each went: the bare ones split the step --gemms recorded, harness train
+    # its census step
+    for r in rows:
+        assert_split(r)
+    assert all(r["gemms"]["step_s"] == r["time_split"]["step_s"] for r in (ours, hf))
+    assert ours["time_split"]["data_wait_s"] == hf["time_split"]["data_wait_s"] == 0
+    for impl in ("harness", "hugging-face", "harness train"):
+        assert f"\nfp32 {impl}: step " in proc.stdout
+    assert " s = GEMM " in proc.stdout and ", optimizer " in proc.stdout
 
 
 def test_peer_benchmark_runs_our_step_on_the_fused_backend(capfd, monkeypatch, synth_dir, tmp_path):
@@ -89,3 +114,7 @@ def test_peer_benchmark_runs_our_step_on_the_fused_backend(capfd, monkeypatch, s
         ("harness train", "fused"),
     ]
     assert "harness backend: fused" in proc.stdout
+    # the split needs no --gemms: its verbose step is always recorded, its GEMM groups not kept
+    for r in rows:
+        assert_split(r)
+    assert rows[0]["gemms"] is None and "\nfp32 harness: step " in proc.stdout

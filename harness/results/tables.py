@@ -286,9 +286,11 @@ def read_steps(path: Path | None) -> pd.DataFrame:
 
 
 def summary_lines(df: pd.DataFrame) -> list[str]:
-    """The run table as fixed-width text, for the terminal."""
+    """The run table as fixed-width text, for the terminal; the run column as wide as its longest
+    name (p1-avx-fp32-fused-r0)."""
+    width = max([18, *(len(str(r)) for r in df["run_id"])])
     lines = [
-        f"{'run':<18} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
+        f"{'run':<{width}} {'status':<11} {'seq/s':>9} {'p10..p90':>17} {'speedup':>7} {'final loss':>10} "
         f"{'loss gap':>8} {'eval acc':>8}  GEMM ISA"
     ]
     for _, r in df.iterrows():
@@ -298,12 +300,12 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
 
         spread = f"{f(r['throughput_p10'], '.3f')}..{f(r['throughput_p90'], '.3f')}"
         lines.append(
-            f"{r['run_id']:<18} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
+            f"{r['run_id']:<{width}} {r['status']:<11} {f(r['throughput_seq_per_s'], '9.3f'):>9} "
             f"{spread:>17} {f(r['speedup_vs_fp32'], '.2f'):>7} {f(r['final_loss'], '.4f'):>10} "
             f"{f(r['loss_gap_vs_fp32'], '+.4f'):>8} {f(r['eval_mlm_accuracy'], '.4f'):>8}  "
             f"{r['gemm_isa'] if not pd.isna(r['gemm_isa']) else '-'}"
             f"{' [emulated]' if r['emulated'] is True else ''}"
-            f"{' [same computation as fp32]' if r['same_computation_as_fp32'] is True else ''}"
+            f"{f' [same computation as {r.reference_run}]' if r['same_computation_as_fp32'] is True else ''}"
             f"{contended_note(r)}"
         )
     return lines

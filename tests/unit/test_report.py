@@ -18,7 +18,7 @@ from harness.results.files import metrics_records, read_result, write_metrics, w
 from harness.results.records import reference_mode
 from harness.results.runsets import run_rates
 from harness.results.stats import ratio
-from harness.results.tables import RUN_COLUMNS, runs_table
+from harness.results.tables import RUN_COLUMNS, runs_table, summary_lines
 
 
 @pytest.fixture
@@ -307,3 +307,21 @@ def test_an_output_that_cannot_be_written_is_one_line(capsys, runsets, small_dis
         2,
         f"harness: {disk}/x.html: cannot be written (Read-only file system)\n",
     )
+
+
+def test_the_terminal_table_keeps_its_columns_under_a_long_run_name():
+    base = {"status": "ok", "throughput_seq_per_s": 0.75, "backend": "fused", "precision": "fp32"}
+    rows = [
+        {**base, "run_id": "p1-fp32-fused-r0", "reference_run": "p1-fp32-fused-r0"},
+        {
+            **base,
+            "run_id": "p1-avx-fp32-fused-r0",
+            "precision": "avx-fp32",
+            "reference_run": "p1-fp32-fused-r0",
+            "same_computation_as_fp32": True,
+        },
+    ]
+    header, *lines = summary_lines(_runs(*rows))
+    # every row's status starts where the header's does
+    assert {line.index(" ok ") for line in lines} == {header.index(" status ")}
+    assert lines[1].endswith("[same computation as p1-fp32-fused-r0]")

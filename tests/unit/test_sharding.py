@@ -1,5 +1,6 @@
 """Every example exactly once per epoch across workers and ranks; the phase split; the hold-out."""
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -155,3 +156,15 @@ def test_eval_dir_is_used_when_present(tmp_path):
     data = resolve_phase_data(tmp_path, 1, 0.9, eval_examples=4)
     assert data.eval_source == str(tmp_path / "eval")
     assert data.eval_shape == Shape(512, 20) and data.shape == Shape(128, 20)
+
+
+def test_the_loader_reads_ahead_on_idle_cycles_only(tmp_path):
+    """Its worker shares the training threads' cores: at normal priority its reading ahead took
+    CPU from the GEMMs (a bf16 BERT-Large train step 5.8% slower than the bare step)."""
+    make_layout(tmp_path, files=1, per_file=40)
+    data = resolve_phase_data(tmp_path, 1, 0.9, eval_examples=6)
+    batches = iter(training_loader(data, 4, seed=0, workers=1, vocab_size=30522))
+    assert next(batches)["input_ids"].shape[0] == 4
+    workers = [w.pid for w in batches._workers]  # the loader's worker processes, running now
+    assert workers and all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in workers)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the training process keeps its own

@@ -279,15 +279,15 @@ def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Chec
                         },
                     )
                 )
-        checks += _loss_vs_fp32(c, cur_stats, planned, cfg)
+        checks += _loss_vs_fp32(c, label, cur_stats, planned, cfg)
     return checks
 
 
 def _loss_vs_fp32(
-    c: pd.Series, cur_stats: pd.DataFrame, planned: set[tuple[str, str]], cfg: GateConfig
+    c: pd.Series, label: str, cur_stats: pd.DataFrame, planned: set[tuple[str, str]], cfg: GateConfig
 ) -> list[Check]:
-    """A mode's final loss against its reference fp32 run in the current set, if it has one."""
-    label = key_label(c)
+    """A mode's final loss (`c`, its checks' `label`) against its reference fp32 run in the current
+    set, if it has one."""
     ref_precision, ref_backend = reference_mode(c["precision"], c["backend"], planned)
     fp32 = cur_stats[
         (cur_stats.precision == ref_precision)

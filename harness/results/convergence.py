@@ -94,6 +94,7 @@ def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
     "fp32"."""
     ok = runs.loc[runs["status"] == Status.OK, "run_id"]
     base = band_mode(runs)
+    by_run = runs.set_index("run_id")
     curves = []
     for run_id, rows in steps[steps["run_id"].isin(ok)].groupby("run_id", sort=False):
         rows = rows.sort_values("step")
@@ -110,8 +111,7 @@ def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
             }
         )
         first = rows.iloc[0]
-        run = runs.loc[runs["run_id"] == run_id].iloc[0]
-        pair = (str(run["precision"]), str(run["backend"]))
+        pair = (str(by_run.at[run_id, "precision"]), str(by_run.at[run_id, "backend"]))
         mode = "fp32" if pair == base else mode_label(*pair)
         curves.append(Curve(str(run_id), int(first["phase"]), mode, int(first["repeat"]), frame))
     return curves

@@ -2,6 +2,8 @@
 worker's environment and job file, without starting a process."""
 
 import json
+import signal
+import threading
 
 import pytest
 import torch
@@ -104,6 +106,28 @@ def test_a_worker_started_without_the_mode_environment_refuses(tmp_path, monkeyp
     job = write_job(tmp_path / "job.json", Job(run_job, get_precision("avx-fp32"), _context(), {}))
     assert worker.main([str(job)]) == 2
     assert "did not start with the environment of mode avx-fp32" in capsys.readouterr().err
+
+
+def test_a_sigint_while_the_worker_starts_waits_for_its_imports_then_ends_it(tmp_path, monkeypatch, capsys):
+    """The Ctrl-C the parent passes on while the worker imports torch: a KeyboardInterrupt raised
+    inside numpy's import can be swallowed there, leaving a half-made numpy that breaks later."""
+    job = write_job(tmp_path / "job.json", Job(run_job, get_precision("fp32"), _context(), {}))
+    started = []
+
+    def read_job_interrupted(path):
+        # as if it came in the middle of an import; to this thread: the worker's other threads start
+        # later and inherit the block, this test process's (torch's pool) do not
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        started.append(path)  # not reached if the SIGINT raised here
+        return read_job(path)
+
+    monkeypatch.setattr("harness.launch.job.read_job", read_job_interrupted)
+    monkeypatch.setattr("harness.launch.environment.environment_problem", lambda mode: None)
+    monkeypatch.setattr("harness.train.trainer.train", lambda *a: pytest.fail("the task ran"))
+    assert worker.main([str(job)]) == 130
+    assert started == [job]
+    assert "harness: interrupted; nothing was written" in capsys.readouterr().err
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 def test_a_mode_the_cpu_lacks_is_refused_before_any_work(synth_dir, tmp_path, monkeypatch, capsys):

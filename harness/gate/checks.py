@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.gate.config import GateConfig
-from harness.results.records import Status, mode_label, reference_mode
+from harness.results.records import PlannedModes, Status, mode_label
 from harness.results.runsets import (
     KEY,
     RunSet,
@@ -243,10 +243,10 @@ def speedups(current: RunSet, cfg: GateConfig) -> list[Check]:
 
 def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Check]:
     """Final loss and eval accuracy against the baseline, and final loss against the reference fp32
-    of the current set (records.reference_mode: fp32 on the mode's own backend, else stock's)."""
+    of the current set (PlannedModes.reference: fp32 on the mode's own backend, else stock's)."""
     checks = []
     cur_stats = key_stats(current)
-    planned = set(zip(cur_stats.precision, cur_stats.backend, strict=True))
+    planned = PlannedModes.of(cur_stats)
     base_index = {tuple(r[k] for k in KEY): r for _, r in key_stats(baseline).iterrows()}
     for _, c in cur_stats.iterrows():
         label = key_label(c)
@@ -284,11 +284,11 @@ def convergence(baseline: RunSet, current: RunSet, cfg: GateConfig) -> list[Chec
 
 
 def _loss_vs_fp32(
-    c: pd.Series, label: str, cur_stats: pd.DataFrame, planned: set[tuple[str, str]], cfg: GateConfig
+    c: pd.Series, label: str, cur_stats: pd.DataFrame, planned: PlannedModes, cfg: GateConfig
 ) -> list[Check]:
     """A mode's final loss (`c`, its checks' `label`) against its reference fp32 run in the current
     set, if it has one."""
-    ref_precision, ref_backend = reference_mode(c["precision"], c["backend"], planned)
+    ref_precision, ref_backend = planned.reference(c["precision"], c["backend"])
     fp32 = cur_stats[
         (cur_stats.precision == ref_precision)
         & (cur_stats.backend == ref_backend)

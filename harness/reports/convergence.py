@@ -12,12 +12,11 @@ from harness.results.convergence import (
     Criteria,
     Curve,
     band,
-    band_mode,
     judge_precisions,
     load_curves,
     times_to_target,
 )
-from harness.results.records import mode_label
+from harness.results.records import PlannedModes, mode_label
 
 LABELS = {"eval_mlm_accuracy": "eval MLM accuracy", "eval_loss": "eval loss (MLM + NSP, nats)"}
 VERDICT_CLASS = {"equivalent": "good", "better": "good", "worse": "bad"}
@@ -136,7 +135,8 @@ def section(
 ) -> str:
     """Empty when no run evaluated; otherwise the charts, and unless `unjudged` says why the run
     set is not judged at all, the equivalence verdicts and the time to target."""
-    curves = load_curves(runs, steps)
+    base = PlannedModes.of(runs).band()
+    curves = load_curves(runs, steps, base)
     if not curves:
         return ""
     phases = sorted({c.phase for c in curves})
@@ -147,6 +147,5 @@ def section(
         judged = f'<div id="judged"><p class="muted">Convergence not judged: {esc(unjudged)}.</p></div>'
     else:
         judged = f'<div id="judged">{_judged(curves, criteria)}</div>{_targets(curves, criteria)}'
-    base = band_mode(runs)
     named = "" if base is None or base[1] == "stock" else f" ({esc(mode_label(*base))}, labelled fp32)"
     return f"<h2>Convergence against fp32's seeds{named}</h2>{charts}{judged}"

@@ -27,7 +27,7 @@ from harness.reports.convergence import section as convergence_section
 from harness.reports.htmlkit import CSS, PALETTE, esc, table
 from harness.results.convergence import Criteria
 from harness.results.files import read_plan
-from harness.results.records import Status, reference_mode
+from harness.results.records import PlannedModes, Status
 from harness.results.runsets import load_runset, mode_label, ok_rates
 from harness.results.stats import Ratio, ratio
 from harness.results.tables import census_table
@@ -61,14 +61,14 @@ def _speed(r: Ratio) -> tuple[str, str]:
 
 def verdicts(runs: pd.DataFrame, tolerance: float | None) -> list[tuple[str, str, str]]:
     """(phase and mode, css class, sentence) per mode and phase that has a reference fp32 other than
-    itself (records.reference_mode: bf16+fused against fp32+fused, fp32+fused against fp32): its
+    itself (PlannedModes.reference: bf16+fused against fp32+fused, fp32+fused against fp32): its
     speed against the reference's, from the runs' medians, and its convergence (its final loss
     within `tolerance` of the reference's; None: a run set whose convergence is not judged)."""
     out = []
     modes = _modes(runs)
-    pairs = list(zip(runs["precision"], runs["backend"], strict=True))
-    for (precision, backend), mode in dict(zip(pairs, modes, strict=True)).items():
-        reference = mode_label(*reference_mode(precision, backend, set(pairs)))
+    planned = PlannedModes.of(runs)
+    for precision, backend in planned.pairs:
+        mode, reference = mode_label(precision, backend), mode_label(*planned.reference(precision, backend))
         if mode == reference:
             continue
         refused = _refusal(runs[modes == mode])

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.results.records import LOSS_TOLERANCE, Status, mode_label, reference_mode
+from harness.results.records import LOSS_TOLERANCE, Status, mode_label
 
 ALPHA = 0.05
 """Each one-sided test's level (TOST at 0.05 is a 90% confidence interval inside the margin)."""
@@ -72,28 +72,18 @@ class Curve:
     phase: int
     precision: str
     """The mode: bf16, or bf16+fused on another backend than stock (records.mode_label); "fp32"
-    for the band's fp32 (band_mode), whichever its backend."""
+    for the band's fp32 (PlannedModes.band), whichever its backend."""
     seed: int
     evals: pd.DataFrame
     """step, eval_mlm_accuracy, eval_loss, train_time_s (the steps' wall time up to that step)."""
 
 
-def band_mode(runs: pd.DataFrame) -> tuple[str, str] | None:
-    """The fp32 whose seeds are the band every mode is judged against: stock fp32 where the set
-    has it, else the first fp32 that is its own reference (fp32+fused under compare's default
-    backend); records.reference_mode."""
-    pairs = list(dict.fromkeys(zip(runs["precision"], runs["backend"], strict=True)))
-    bases = [(p, b) for p, b in pairs if p == "fp32" and reference_mode(p, b, set(pairs)) == (p, b)]
-    return bases[0] if bases else None
-
-
-def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
+def load_curves(runs: pd.DataFrame, steps: pd.DataFrame, band: tuple[str, str] | None) -> list[Curve]:
     """The curve of every run that ended ok and evaluated at least once, from the run set's
     steps table (an evaluation shares its row with its step's). Each is labelled by its mode
-    (bf16, bf16+fused: two implementations' seeds do not pool), the band's fp32 (band_mode) as
-    "fp32"."""
+    (bf16, bf16+fused: two implementations' seeds do not pool), the `band`'s fp32
+    (PlannedModes.band) as "fp32"."""
     ok = runs.loc[runs["status"] == Status.OK, "run_id"]
-    base = band_mode(runs)
     by_run = runs.set_index("run_id")
     curves = []
     for run_id, rows in steps[steps["run_id"].isin(ok)].groupby("run_id", sort=False):
@@ -112,7 +102,7 @@ def load_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> list[Curve]:
         )
         first = rows.iloc[0]
         pair = (str(by_run.at[run_id, "precision"]), str(by_run.at[run_id, "backend"]))
-        mode = "fp32" if pair == base else mode_label(*pair)
+        mode = "fp32" if pair == band else mode_label(*pair)
         curves.append(Curve(str(run_id), int(first["phase"]), mode, int(first["repeat"]), frame))
     return curves
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from harness.errors import INPUT_ERROR_EXIT
 from harness.files import DISK_FULL_EXIT
+
+if TYPE_CHECKING:  # workers import this module and never load pandas
+    import pandas as pd
 
 RESULT_FILE, METRICS_FILE = "result.json", "metrics.jsonl"
 """A run's record of itself and of its steps, in its output folder (harness.results.files)."""
@@ -21,17 +24,35 @@ def mode_label(precision: str, backend: str) -> str:
     return precision if backend == "stock" else f"{precision}+{backend}"
 
 
-def reference_mode(precision: str, backend: str, planned: Collection[tuple[str, str]]) -> tuple[str, str]:
-    """The (precision, backend) whose runs a mode's speed-up and loss gap are measured against:
-    fp32 on the mode's own backend where the set plans it (bf16+fused against fp32+fused: what the
-    cheaper precision buys, the implementation fixed), else stock fp32; and stock fp32 for a
-    backend's own fp32 (what the backend buys), or itself in a set without stock fp32. Planned, not
-    finished: a failed fp32+fused leaves bf16+fused without a reference rather than silently
-    changing what its ratio means."""
-    own, stock = ("fp32", backend), ("fp32", "stock")
-    if precision != "fp32":
-        return own if own in planned else stock
-    return stock if stock in planned else own
+@dataclass(frozen=True)
+class PlannedModes:
+    """The (precision, backend) pairs a run set plans, in plan order, and the fp32 each mode's
+    speed-up and loss gap are measured against."""
+
+    pairs: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame) -> PlannedModes:
+        """From a table with a row per run (or per key) and its precision and backend columns."""
+        return cls(tuple(dict.fromkeys(zip(runs["precision"], runs["backend"], strict=True))))
+
+    def reference(self, precision: str, backend: str) -> tuple[str, str]:
+        """fp32 on the mode's own backend where the set plans it (bf16+fused against fp32+fused:
+        what the cheaper precision buys, the implementation fixed), else stock fp32; and stock fp32
+        for a backend's own fp32 (what the backend buys), or itself in a set without stock fp32.
+        Planned, not finished: a failed fp32+fused leaves bf16+fused without a reference rather
+        than silently changing what its ratio means."""
+        own, stock = ("fp32", backend), ("fp32", "stock")
+        if precision != "fp32":
+            return own if own in self.pairs else stock
+        return stock if stock in self.pairs else own
+
+    def band(self) -> tuple[str, str] | None:
+        """The fp32 whose seeds are the band every mode is judged against: stock fp32 where the
+        set has it, else the first fp32 that is its own reference (fp32+fused under compare's
+        default backend)."""
+        bases = [(p, b) for p, b in self.pairs if p == "fp32" and self.reference(p, b) == (p, b)]
+        return bases[0] if bases else None
 
 
 class Status(StrEnum):

@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomic
 from harness.plan.plan import Outcome, RunSpec
 from harness.results.files import metrics_records, read_plan, read_result
-from harness.results.records import Status, reference_mode
+from harness.results.records import PlannedModes, Status
 from harness.results.run_record import RunRecord
 from harness.results.stats import ratio
 from harness.results.time_split import TimeSplit
@@ -136,16 +136,16 @@ def _first(*values: object) -> object:
 
 def runs_table(compare_dir: Path) -> pd.DataFrame:
     """A row per planned run, with speed-up and loss gap against its reference fp32 run of the same
-    phase and repeat (records.reference_mode: fp32 on its own backend, else stock fp32)."""
+    phase and repeat (PlannedModes.reference: fp32 on its own backend, else stock fp32)."""
     plan = read_plan(compare_dir)
     rows = [_run_row(s, plan.outcome(s.run_id), compare_dir / "runs" / s.run_id) for s in plan.runs]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df = df.astype(RUN_COLUMNS)
-    planned = set(zip(df["precision"], df["backend"], strict=True))
+    planned = PlannedModes.of(df)
     ok = df[df["status"] == Status.OK].set_index(["phase", "repeat", "precision", "backend"])
     losses = {run_id: _losses(compare_dir / "runs" / run_id) for run_id in df["run_id"]}
     for i, row in df.iterrows():
-        key = (row["phase"], row["repeat"], *reference_mode(row["precision"], row["backend"], planned))
+        key = (row["phase"], row["repeat"], *planned.reference(row["precision"], row["backend"]))
         # an interrupted or diverged run's figures cover only part of the steps fp32 ran
         if key not in ok.index or row["status"] != Status.OK:
             continue

@@ -13,6 +13,7 @@ from harness.plan.presets import get_preset
 from harness.reports.convergence import section
 from harness.results.convergence import Criteria, Curve, judge, judge_precisions, load_curves, times_to_target
 from harness.results.files import write_metrics, write_plan
+from harness.results.records import PlannedModes
 from harness.results.tables import steps_table
 
 
@@ -200,8 +201,14 @@ def test_a_backends_runs_are_curves_of_their_own_mode():
         }
     )
     # one seed each, not two seeds of one bf16 whose band would pool two implementations
-    assert sorted(c.precision for c in load_curves(runs, steps)) == ["bf16", "bf16+fused"]
+    assert sorted(c.precision for c in load_curves(runs, steps, PlannedModes.of(runs).band())) == [
+        "bf16",
+        "bf16+fused",
+    ]
     # a set on one backend (compare's default): its fp32 is the band, labelled fp32
     fused = runs.assign(precision=["fp32", "bf16"], backend="fused")
     steps = steps.assign(precision=["fp32", "bf16"])
-    assert sorted(c.precision for c in load_curves(fused, steps)) == ["bf16+fused", "fp32"]
+    assert sorted(c.precision for c in load_curves(fused, steps, PlannedModes.of(fused).band())) == [
+        "bf16+fused",
+        "fp32",
+    ]

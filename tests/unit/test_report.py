@@ -15,7 +15,7 @@ from harness_cli import call
 from harness import cli
 from harness.reports.html import verdicts
 from harness.results.files import metrics_records, read_result, write_metrics, write_result
-from harness.results.records import reference_mode
+from harness.results.records import PlannedModes
 from harness.results.runsets import run_rates
 from harness.results.stats import ratio
 from harness.results.tables import RUN_COLUMNS, runs_table, summary_lines
@@ -225,16 +225,21 @@ def test_a_backends_bf16_is_judged_against_its_own_fp32_and_its_fp32_against_sto
     assert out["p1 bf16+fused"].startswith("faster: 3.0") and "of fp32+fused's" in out["p1 bf16+fused"]
 
 
-def test_reference_mode_is_fp32_of_the_same_backend_where_planned():
-    planned = {("fp32", "stock"), ("bf16", "stock"), ("fp32", "fused"), ("bf16", "fused"), ("bf16", "ipex")}
-    assert reference_mode("bf16", "fused", planned) == ("fp32", "fused")
-    assert reference_mode("fp32", "fused", planned) == ("fp32", "stock")
-    assert reference_mode("bf16", "ipex", planned) == ("fp32", "stock")  # no fp32+ipex planned
-    assert reference_mode("bf16", "stock", planned) == ("fp32", "stock")
-    assert reference_mode("fp32", "stock", planned) == ("fp32", "stock")
-    fused_only = {("fp32", "fused"), ("bf16", "fused")}  # the default backend's plan
-    assert reference_mode("fp32", "fused", fused_only) == ("fp32", "fused")
-    assert reference_mode("bf16", "fused", fused_only) == ("fp32", "fused")
+def test_each_mode_is_measured_against_fp32_of_its_own_backend_where_planned():
+    planned = PlannedModes(
+        (("fp32", "stock"), ("bf16", "stock"), ("fp32", "fused"), ("bf16", "fused"), ("bf16", "ipex"))
+    )
+    assert planned.reference("bf16", "fused") == ("fp32", "fused")
+    assert planned.reference("fp32", "fused") == ("fp32", "stock")
+    assert planned.reference("bf16", "ipex") == ("fp32", "stock")  # no fp32+ipex planned
+    assert planned.reference("bf16", "stock") == ("fp32", "stock")
+    assert planned.reference("fp32", "stock") == ("fp32", "stock")
+    assert planned.band() == ("fp32", "stock")
+    fused_only = PlannedModes((("bf16", "fused"), ("fp32", "fused")))  # the default backend's plan
+    assert fused_only.reference("fp32", "fused") == ("fp32", "fused")
+    assert fused_only.reference("bf16", "fused") == ("fp32", "fused")
+    assert fused_only.band() == ("fp32", "fused")
+    assert PlannedModes((("bf16", "stock"),)).band() is None
 
 
 def test_report_side_by_side_and_gate_show_the_same_median_and_ratio(capsys, comparison, tmp_path):

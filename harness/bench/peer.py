@@ -315,6 +315,9 @@ def run_peer(
     # every mode admitted before any is measured: a refusal after an hour of fp32 would lose it
     modes = [get_precision(name) for name in precisions]
     contexts = [admitted(mode, here, cores, allow_emulation, "--precisions") for mode in modes]
+    for mode in modes:
+        if problem := backends.mode_problem(spec.backend, mode):
+            raise HarnessError(problem)
     backends.build([spec.backend], contexts[0].machine_key)
     malloc = "glibc defaults" if spec.system_malloc else "freed memory kept (harness default)"
     for mode, context in zip(modes, contexts, strict=True):

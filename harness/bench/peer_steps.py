@@ -61,7 +61,7 @@ def harness_step(
     """Our step and its FLOPs."""
     model = BertForPreTraining(load_config(model_name)).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
-    model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode.autocast, machine_key)
+    model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode, machine_key)
     batch = to_batch(raw)
 
     def forward_backward() -> None:

@@ -11,6 +11,7 @@ from harness.files import check_folder
 from harness.plan.presets import Preset, get_preset
 from harness.precision.modes import load_modes
 from harness.results.records import Status
+from harness.train.backends import mode_problem
 from harness.train.config import TrainConfig
 
 AUTO_BACKEND = "auto"
@@ -208,7 +209,9 @@ def make_plan(cfg: CompareConfig, preset: Preset) -> list[RunSpec]:
     pairs = [(b, p) for b in backends for p in precisions]
     if backends == [AUTO_BACKEND]:
         modes = load_modes()
-        pairs = [("stock" if p in modes and modes[p].weights is not None else "fused", p) for p in precisions]
+        pairs = [
+            ("stock" if p in modes and mode_problem("fused", modes[p]) else "fused", p) for p in precisions
+        ]
     return [
         RunSpec(
             run_id=_run_id(phase, precision, backend, repeat),

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from harness import kernels
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # precision.modes loads torch
+    from harness.precision.modes import PrecisionMode
 
 BACKENDS = ("stock", "fused", "ipex")
 IPEX_MODULE = "intel_extension_for_pytorch"
@@ -42,6 +46,18 @@ def check_available(backend: str, flag: str = "--backend") -> None:
         raise HarnessError(f"{flag} ipex: intel-extension-for-pytorch is not installed; {INSTALL_IPEX}")
     if backend == "fused":
         kernels.compiler()
+
+
+def mode_problem(backend: str, mode: PrecisionMode, flag: str = "--backend") -> str | None:
+    """Why `backend` cannot run `mode`, or None. fused and ipex keep fp32 master weights, so a mode
+    with bf16 weights (bf16-pure) runs on stock only: the plan's `auto` sends it there, `train`
+    refuses it before a worker starts, and the worker checks again before it prepares the model."""
+    if backend != "stock" and mode.weights is not None:
+        return (
+            f"{flag} {backend}: it keeps fp32 master weights, so mode {mode.name} "
+            f"({mode.weights} weights) runs on the stock backend only"
+        )
+    return None
 
 
 def build(backends: Iterable[str], machine_key: str) -> None:

@@ -14,14 +14,15 @@ from harness.errors import HarnessError
 from harness.kernels.lamb import FusedLamb
 from harness.kernels.layers import fuse
 from harness.models.lamb import Lamb
-from harness.train.backends import check_available
+from harness.precision.modes import PrecisionMode
+from harness.train.backends import check_available, mode_problem
 
 
 def prepare(
     backend: str,
     model: torch.nn.Module,
     optimizer: Lamb,
-    autocast: str | None,
+    mode: PrecisionMode,
     machine_key: str,
     distributed: bool = False,
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
@@ -31,16 +32,13 @@ def prepare(
     if backend == "stock":
         return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
     check_available(backend)
-    if next(model.parameters()).dtype != torch.float32:
-        raise HarnessError(
-            f"--backend {backend}: it keeps fp32 master weights, so a mode with bf16 weights "
-            "runs on the stock backend only"
-        )
+    if problem := mode_problem(backend, mode):
+        raise HarnessError(problem)
     if backend == "fused":
         ops = kernels.load(machine_key)
         fuse(model, ops)
         fused = FusedLamb.like(optimizer, ops)
-        split = autocast == "bfloat16" and not distributed
+        split = mode.autocast == "bfloat16" and not distributed
         if split:
             fused.hold_in_bf16(
                 p for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()
@@ -58,7 +56,7 @@ def prepare(
     # installed only in an environment of its own (harness.train.backends)
     from harness.train import ipex_backend
 
-    return ipex_backend.prepare(model, optimizer, autocast)
+    return ipex_backend.prepare(model, optimizer, mode.autocast)
 
 
 def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:

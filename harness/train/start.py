@@ -22,7 +22,7 @@ from harness.machine import platform
 from harness.machine.cores import resolve_cores, split_cores
 from harness.precision.modes import PrecisionMode
 from harness.results.instances import aggregate
-from harness.train.backends import check_available
+from harness.train.backends import check_available, mode_problem
 from harness.train.config import TrainConfig
 from harness.train.trainer import run_job
 
@@ -37,6 +37,8 @@ def start_training(
     """Check that the run may start here, then run its worker(s) to the end."""
     cfg.validate()
     check_available(cfg.backend)
+    if problem := mode_problem(cfg.backend, mode):
+        raise HarnessError(problem)
     options.layout.validate()
     cores = resolve_cores(options.cores)
     context = admitted(mode, platform.detect(), cores, options.allow_emulation, "--precision")

@@ -1,6 +1,8 @@
 """What `harness train` and `harness compare` refuse before any worker starts: one line naming the
 flag, exit 2, nothing written. In process: the refusal comes before any child."""
 
+import re
+
 from harness_cli import call
 
 TINY = ["--phase", 1, "--precision", "fp32", "--model", "bert-tiny"]
@@ -81,3 +83,31 @@ def test_bench_peer_refuses_an_unrunnable_mode_before_measuring_any(monkeypatch,
     with pytest.raises(HarnessError, match="--precisions bf16: needs bf16"):
         peer.run_peer(spec, ["fp32", "bf16"], False, False, None)
     assert started == []  # fp32 came first, and was not measured for nothing
+
+
+def test_a_backend_with_fp32_masters_refuses_a_mode_with_bf16_weights_before_a_worker(
+    capsys, monkeypatch, synth_dir, tmp_path
+):
+    import pytest
+    from platforms import ZEN5
+
+    from harness.bench import peer
+    from harness.errors import HarnessError
+    from harness.launch import launchers
+    from harness.machine import platform
+
+    refusal = (
+        "--backend fused: it keeps fp32 master weights, so mode bf16-pure (bfloat16 weights) "
+        "runs on the stock backend only"
+    )
+    flags = ["--phase", 1, "--precision", "bf16-pure", "--model", "bert-tiny", "--backend", "fused"]
+    proc = call(capsys, "train", *flags, "--dataset", synth_dir, "--output", tmp_path / "run")
+    assert (proc.returncode, proc.stderr.strip()) == (2, f"harness: {refusal}")
+    assert not (tmp_path / "run").exists()
+    started = []
+    monkeypatch.setattr(platform, "detect", lambda: ZEN5)
+    monkeypatch.setattr(launchers, "run_task", lambda *a, **k: started.append(a))
+    spec = peer.PeerSpec(model="bert-tiny", dataset=str(synth_dir), backend="fused")
+    with pytest.raises(HarnessError, match=re.escape(refusal)):
+        peer.run_peer(spec, ["fp32", "bf16-pure"], False, False, None)
+    assert started == []

@@ -108,7 +108,9 @@ def test_a_worker_started_without_the_mode_environment_refuses(tmp_path, monkeyp
     assert "did not start with the environment of mode avx-fp32" in capsys.readouterr().err
 
 
-def test_a_sigint_while_the_worker_starts_waits_for_its_imports_then_ends_it(tmp_path, monkeypatch, capsys):
+def test_a_sigint_while_the_worker_starts_waits_for_its_imports_then_ends_it(
+    tmp_path, monkeypatch, capsys, request
+):
     """The Ctrl-C the parent passes on while the worker imports torch: a KeyboardInterrupt raised
     inside numpy's import can be swallowed there, leaving a half-made numpy that breaks later."""
     job = write_job(tmp_path / "job.json", Job(run_job, get_precision("fp32"), _context(), {}))
@@ -121,6 +123,10 @@ def test_a_sigint_while_the_worker_starts_waits_for_its_imports_then_ends_it(tmp
         started.append(path)  # not reached if the SIGINT raised here
         return read_job(path)
 
+    # Python's own handler, as a fresh worker has it: an in-process run earlier in the session
+    # leaves its stop flag's handler installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     monkeypatch.setattr("harness.launch.job.read_job", read_job_interrupted)
     monkeypatch.setattr("harness.launch.environment.environment_problem", lambda mode: None)
     monkeypatch.setattr("harness.train.trainer.train", lambda *a: pytest.fail("the task ran"))

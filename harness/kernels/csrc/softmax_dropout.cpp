@@ -41,11 +41,23 @@ void forward_rows(const T* scores, const bool* key_mask, T* out, T* probs, int64
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t base = r * width;
       const bool* allowed = key_mask == nullptr ? nullptr : key_mask + (r / rows_per_mask) * width;
+      // two loops, not one with the null test inside, and a comparison, not std::fmax (a scalar
+      // libm call without -ffast-math): each loop vectorises. A NaN score is left out of the
+      // maximum either way, and makes its row NaN below.
       float top = lowest;
+      if (allowed == nullptr) {
 #pragma omp simd reduction(max : top)
-      for (int64_t j = 0; j < width; ++j) {
-        e[j] = allowed == nullptr || allowed[j] ? load(scores, base + j) * scale : lowest;
-        top = std::fmax(top, e[j]);
+        for (int64_t j = 0; j < width; ++j) {
+          e[j] = load(scores, base + j) * scale;
+          top = e[j] > top ? e[j] : top;
+        }
+      } else {
+#pragma omp simd reduction(max : top)
+        for (int64_t j = 0; j < width; ++j) {
+          const float v = load(scores, base + j) * scale;  // loaded either way: a select, no branch
+          e[j] = allowed[j] ? v : lowest;
+          top = e[j] > top ? e[j] : top;
+        }
       }
       // a row with every key masked: 0 / 0, NaN, as stock's softmax of -inf gives
       float sum = 0.f;

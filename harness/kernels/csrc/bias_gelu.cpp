@@ -19,6 +19,7 @@
 
 namespace {
 
+using harness_kernels::erf_from_exp;
 using harness_kernels::fast_erf;
 using harness_kernels::fast_exp;
 using harness_kernels::load;
@@ -53,8 +54,10 @@ void backward_row(const T* __restrict grad, const T* __restrict y, const float* 
 #pragma omp simd
   for (int64_t i = 0; i < width; ++i) {
     const float z = load(y, i) + bias[i];
-    const float cdf = 0.5f * (1.f + fast_erf(z * kInvSqrt2));
-    const float dz = load(grad, i) * (cdf + z * kInvSqrt2Pi * fast_exp(-0.5f * z * z));
+    const float x = z * kInvSqrt2;
+    const float e = fast_exp(-x * x);  // e^(-z^2 / 2): in phi(z), and in erf's tail
+    const float cdf = 0.5f * (1.f + erf_from_exp(x, e));
+    const float dz = load(grad, i) * (cdf + z * kInvSqrt2Pi * e);
     store(dy, i, dz);
     db[i] += load(dy, i);
   }

@@ -38,7 +38,8 @@ inline float fast_exp(float x) {
   return nan ? x : underflow ? 0.0f : y * two_n;
 }
 
-inline float fast_erf(float x) {
+// erf(x) from e^(-x^2), which a caller may need as well (GELU's derivative: one exp for both).
+inline float erf_from_exp(float x, float exp_minus_x2) {
   const float a = std::fabs(x);
   const float t = 1.0f / (1.0f + 0.3275911f * a);
   float p = 1.061405429f;
@@ -46,8 +47,10 @@ inline float fast_erf(float x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const float y = 1.0f - p * t * fast_exp(-a * a);
+  const float y = 1.0f - p * t * exp_minus_x2;
   return std::copysign(y, x);
 }
+
+inline float fast_erf(float x) { return erf_from_exp(x, fast_exp(-x * x)); }
 
 }  // namespace harness_kernels

@@ -48,13 +48,13 @@ def check_available(backend: str, flag: str = "--backend") -> None:
         kernels.compiler()
 
 
-def mode_problem(backend: str, mode: PrecisionMode, flag: str = "--backend") -> str | None:
+def mode_problem(backend: str, mode: PrecisionMode) -> str | None:
     """Why `backend` cannot run `mode`, or None. fused and ipex keep fp32 master weights, so a mode
     with bf16 weights (bf16-pure) runs on stock only: the plan's `auto` sends it there, `train`
     refuses it before a worker starts, and the worker checks again before it prepares the model."""
     if backend != "stock" and mode.weights is not None:
         return (
-            f"{flag} {backend}: it keeps fp32 master weights, so mode {mode.name} "
+            f"--backend {backend}: it keeps fp32 master weights, so mode {mode.name} "
             f"({mode.weights} weights) runs on the stock backend only"
         )
     return None

@@ -129,7 +129,8 @@ def test_a_sigint_while_the_worker_starts_waits_for_its_imports_then_ends_it(
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     monkeypatch.setattr("harness.launch.job.read_job", read_job_interrupted)
     monkeypatch.setattr("harness.launch.environment.environment_problem", lambda mode: None)
-    monkeypatch.setattr("harness.train.trainer.train", lambda *a: pytest.fail("the task ran"))
+    # the job names its task by import path: the worker finds this stub there
+    monkeypatch.setattr("harness.train.trainer.run_job", lambda *a: pytest.fail("the task ran"))
     assert worker.main([str(job)]) == 130
     assert started == [job]
     assert "harness: interrupted; nothing was written" in capsys.readouterr().err

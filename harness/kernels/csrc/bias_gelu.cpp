@@ -7,7 +7,9 @@
 // and sums the bias gradient in the same pass, over fixed blocks of rows added in block order:
 // the same bits on any thread count. GELU is the exact (erf) one: 0.5 z (1 + erf(z / sqrt 2)),
 // its derivative Phi(z) + z phi(z).
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 
 #include "elements.h"
 #include "fast_math.h"

@@ -1,6 +1,7 @@
 // The Python module of the fused backend's kernels (harness.kernels.load): one binding per kernel,
 // defined in the file of its concept.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <optional>
 #include <vector>

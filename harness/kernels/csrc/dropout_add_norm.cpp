@@ -7,7 +7,9 @@
 // Forward saves h = dropout(y) + residual (fp32) and each row's mean and 1/std; the backward
 // needs nothing else. The LayerNorm weight and bias gradients are summed over fixed blocks of
 // rows, in block order: the same bits on any thread count.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 #include "elements.h"
 #include "philox.h"

@@ -1,7 +1,7 @@
 // Loading and storing one element as fp32, whatever the tensor holds: the kernels compute in fp32.
 #pragma once
 
-#include <torch/extension.h>
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
 #include <cstring>
@@ -10,7 +10,7 @@ namespace harness_kernels {
 
 inline float load(const float* p, int64_t i) { return p[i]; }
 
-inline float load(const at::BFloat16* p, int64_t i) {
+inline float load(const c10::BFloat16* p, int64_t i) {
   uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16;
   float f;
   std::memcpy(&f, &bits, sizeof f);
@@ -28,6 +28,6 @@ inline uint16_t to_bf16(float f) {
 
 inline void store(float* p, int64_t i, float v) { p[i] = v; }
 
-inline void store(at::BFloat16* p, int64_t i, float v) { reinterpret_cast<uint16_t*>(p)[i] = to_bf16(v); }
+inline void store(c10::BFloat16* p, int64_t i, float v) { reinterpret_cast<uint16_t*>(p)[i] = to_bf16(v); }
 
 }  // namespace harness_kernels

@@ -10,7 +10,8 @@
 // Work is cut into blocks of a fixed size, whatever the thread count, and each block's partial
 // sums are added in block order: the norms, so the trust ratios and the weights, are the same
 // bits on 1 or 64 threads.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include "elements.h"
 

@@ -6,7 +6,7 @@
 // harness.models.dropout does: the same keep probability, unbiased, from another generator.
 #pragma once
 
-#include <torch/extension.h>
+#include <c10/util/Exception.h>
 
 #include <cmath>
 #include <cstdint>

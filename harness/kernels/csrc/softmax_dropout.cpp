@@ -8,7 +8,8 @@
 // backward pass reads the incoming gradient and the probabilities once, draws the mask again
 // (philox.h), and writes the scores' gradient. Rows are independent: any thread count gives the
 // same bits.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 
 #include "elements.h"
 #include "fast_math.h"

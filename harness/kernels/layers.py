@@ -5,9 +5,10 @@ a seed drawn from torch's generator (so `torch.manual_seed` and a resumed RNG st
 and is drawn again in the backward pass instead of being stored.
 
 `FusedDenseResidualNorm` is DenseResidualNorm (dense -> dropout -> add the residual -> LayerNorm)
-with everything after the GEMM in one kernel forward and one backward (csrc/dropout_add_norm.cpp):
-under bf16 autocast, stock PyTorch makes a dropout mask, a masked scale, a bf16 + fp32 add, the
-LayerNorm and its saved input in separate passes, each over the whole activation.
+with everything after the GEMM, the dense layer's bias included, in one kernel forward and one
+backward (csrc/dropout_add_norm.cpp): under bf16 autocast, stock PyTorch makes a dropout mask, a
+masked scale, a bf16 + fp32 add, the LayerNorm and its saved input in separate passes, each over
+the whole activation, and sums the bias gradient in another.
 
 `FusedSelfAttention` runs the scale, the padding mask, the softmax and the dropout between the two
 batched GEMMs in one kernel (csrc/softmax_dropout.cpp), and `FusedIntermediate` the bias and the
@@ -38,11 +39,12 @@ def _seed(p: float) -> int:
 
 class _DropoutAddNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, residual, weight, bias, p: float, eps: float, ops: ModuleType):  # type: ignore[override]
+    def forward(ctx, y, dense_bias, residual, weight, bias, p: float, eps: float, ops: ModuleType):  # type: ignore[override]
         seed = _seed(p)
         shape = residual.shape
         out, h, mean, rstd = ops.dropout_add_norm_forward(
             y.reshape(-1, shape[-1]).contiguous(),
+            dense_bias.float().contiguous(),
             residual.reshape(-1, shape[-1]).float().contiguous(),
             weight.float().contiguous(),
             bias.float().contiguous(),
@@ -52,12 +54,13 @@ class _DropoutAddNorm(torch.autograd.Function):
         )
         ctx.save_for_backward(h, mean, rstd, weight)
         ctx.p, ctx.seed, ctx.ops, ctx.y_dtype, ctx.residual_dtype = p, seed, ops, y.dtype, residual.dtype
+        ctx.dense_bias_dtype = dense_bias.dtype
         return out.view(shape)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         h, mean, rstd, weight = ctx.saved_tensors
-        dy, dresidual, dweight, dbias = ctx.ops.dropout_add_norm_backward(
+        dy, ddense_bias, dresidual, dweight, dbias = ctx.ops.dropout_add_norm_backward(
             grad.reshape(h.shape).float().contiguous(),
             h,
             mean,
@@ -70,6 +73,7 @@ class _DropoutAddNorm(torch.autograd.Function):
         shape = grad.shape
         return (
             dy.view(shape),
+            ddense_bias.to(ctx.dense_bias_dtype),
             dresidual.view(shape).to(ctx.residual_dtype),
             dweight.to(weight.dtype),
             dbias.to(weight.dtype),
@@ -80,20 +84,28 @@ class _DropoutAddNorm(torch.autograd.Function):
 
 
 def dropout_add_norm(
-    y: torch.Tensor, residual: torch.Tensor, norm: nn.LayerNorm, p: float, ops: ModuleType
+    y: torch.Tensor,
+    dense_bias: torch.Tensor,
+    residual: torch.Tensor,
+    norm: nn.LayerNorm,
+    p: float,
+    ops: ModuleType,
 ) -> torch.Tensor:
-    """norm(dropout(y, p) + residual) in fp32, as autocast runs LayerNorm; p = 0: no dropout."""
-    return _DropoutAddNorm.apply(y, residual, norm.weight, norm.bias, p, norm.eps, ops)
+    """norm(dropout(y + dense_bias, p) + residual) in fp32, as autocast runs LayerNorm; y is the
+    dense layer's output without its bias; p = 0: no dropout."""
+    return _DropoutAddNorm.apply(y, dense_bias, residual, norm.weight, norm.bias, p, norm.eps, ops)
 
 
 class FusedDenseResidualNorm(DenseResidualNorm):
-    """DenseResidualNorm whose dropout, residual add and LayerNorm run in one kernel."""
+    """DenseResidualNorm whose dense bias, dropout, residual add and LayerNorm run in one kernel
+    after the GEMM."""
 
     ops: ModuleType
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         p = self.dropout.p if self.training else 0.0
-        return dropout_add_norm(self.dense(x), residual, self.LayerNorm, p, self.ops)
+        y = F.linear(x, self.dense.weight)
+        return dropout_add_norm(y, self.dense.bias, residual, self.LayerNorm, p, self.ops)
 
 
 class _SoftmaxDropout(torch.autograd.Function):

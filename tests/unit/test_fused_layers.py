@@ -1,4 +1,4 @@
-"""The fused dropout + residual + LayerNorm kernel (harness/kernels/csrc/dropout_add_norm.cpp)
+"""The fused bias + dropout + residual + LayerNorm kernel (harness/kernels/csrc/dropout_add_norm.cpp)
 against the eager reference, forward and backward, and the model with it."""
 
 import dataclasses
@@ -32,8 +32,8 @@ def test_the_keep_probability_is_the_one_asked_for(fused_ops):
     assert not torch.equal(other, fused_ops.dropout_keep_mask(n, p, 12345))
 
 
-def _reference(y, residual, norm, keep, scale):
-    h = torch.where(keep, y.float() * scale, 0.0) + residual
+def _reference(y, dense_bias, residual, norm, keep, scale):
+    h = torch.where(keep, (y.float() + dense_bias) * scale, 0.0) + residual
     return F.layer_norm(h, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
@@ -48,20 +48,22 @@ def test_forward_and_backward_follow_the_eager_reference(fused_ops, dtype, p, sh
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.uniform_(-0.5, 0.5)
     y = torch.randn(shape, dtype=dtype, requires_grad=True)
+    dense_bias = torch.randn(width, requires_grad=True)
     residual = torch.randn(shape, requires_grad=True)
     torch.manual_seed(7)
     seed = int(torch.randint(SEEDS, (1,))) if p > 0 else 0
     torch.manual_seed(7)
-    out = dropout_add_norm(y, residual, norm, p, fused_ops)
+    out = dropout_add_norm(y, dense_bias, residual, norm, p, fused_ops)
     assert out.dtype == torch.float32
     n = y.numel()
     keep = fused_ops.dropout_keep_mask(n, p, seed).view(shape)
     scale = 65536 / (65536 - round(p * 65536))
     y_ref = y.detach().clone().requires_grad_()
+    dense_bias_ref = dense_bias.detach().clone().requires_grad_()
     residual_ref = residual.detach().clone().requires_grad_()
     norm_ref = torch.nn.LayerNorm(width, eps=1e-12)
     norm_ref.load_state_dict(norm.state_dict())
-    want = _reference(y_ref, residual_ref, norm_ref, keep, scale)
+    want = _reference(y_ref, dense_bias_ref, residual_ref, norm_ref, keep, scale)
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
     grad = torch.randn(shape)
     out.backward(grad)
@@ -70,20 +72,23 @@ def test_forward_and_backward_follow_the_eager_reference(fused_ops, dtype, p, sh
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
     torch.testing.assert_close(y.grad, y_ref.grad, **tol)
     torch.testing.assert_close(residual.grad, residual_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dense_bias.grad, dense_bias_ref.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(norm.weight.grad, norm_ref.weight.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(norm.bias.grad, norm_ref.bias.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_the_same_bits_on_any_thread_count(fused_ops):
     torch.manual_seed(1)
-    y, residual = torch.randn(300, 64), torch.randn(300, 64)
+    y, dense_bias, residual = torch.randn(300, 64), torch.randn(64), torch.randn(300, 64)
     gamma, beta, grad = torch.rand(64) + 0.5, torch.randn(64), torch.randn(300, 64)
     results = []
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            out, h, mean, rstd = fused_ops.dropout_add_norm_forward(y, residual, gamma, beta, 0.1, 1e-12, 99)
+            out, h, mean, rstd = fused_ops.dropout_add_norm_forward(
+                y, dense_bias, residual, gamma, beta, 0.1, 1e-12, 99
+            )
             back = fused_ops.dropout_add_norm_backward(grad, h, mean, rstd, gamma, 0.1, 99, torch.float32)
             results.append([out, *back])
     finally:

@@ -1,12 +1,13 @@
-// dropout -> add the residual -> LayerNorm, BERT's post-norm step after the attention output and
-// the FFN output GEMMs, forward and backward in one pass over each row (harness.kernels.layers).
+// the dense layer's bias -> dropout -> add the residual -> LayerNorm, BERT's post-norm step after the
+// attention output and the FFN output GEMMs, forward and backward in one pass over each row
+// (harness.kernels.layers). The GEMM runs without its bias, whose gradient is summed here.
 //
 // The dropout mask comes from philox.h: drawn inside the kernel that applies it and drawn again,
 // not stored, in the backward pass.
 //
-// Forward saves h = dropout(y) + residual (fp32) and each row's mean and 1/std; the backward
-// needs nothing else. The LayerNorm weight and bias gradients are summed over fixed blocks of
-// rows, in block order: the same bits on any thread count.
+// Forward saves h = dropout(y + bias) + residual (fp32) and each row's mean and 1/std; the
+// backward needs nothing else. The gradients of the dense bias and of the LayerNorm weight and
+// bias are summed over fixed blocks of rows, in block order: the same bits on any thread count.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -30,8 +31,9 @@ using harness_kernels::store;
 constexpr int64_t kRowsPerBlock = 16;
 
 template <typename T>
-void forward_rows(const T* y, const float* res, const float* gamma, const float* beta, float* out, float* h,
-                  float* mean, float* rstd, int64_t rows, int64_t width, Dropout d, uint64_t seed, float eps) {
+void forward_rows(const T* y, const float* bias, const float* res, const float* gamma, const float* beta,
+                  float* out, float* h, float* mean, float* rstd, int64_t rows, int64_t width, Dropout d,
+                  uint64_t seed, float eps) {
 #pragma omp parallel
   {
     std::vector<uint32_t> buffer(4 * (width / 8 + 2));
@@ -43,7 +45,7 @@ void forward_rows(const T* y, const float* res, const float* gamma, const float*
       double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t i = 0; i < width; ++i) {
-        const float kept = lanes[i] >= d.dropped ? load(y, base + i) * d.scale : 0.f;
+        const float kept = lanes[i] >= d.dropped ? (load(y, base + i) + bias[i]) * d.scale : 0.f;
         hr[i] = kept + res[base + i];
         sum += hr[i];
       }
@@ -63,8 +65,8 @@ void forward_rows(const T* y, const float* res, const float* gamma, const float*
 
 template <typename T>
 void backward_rows(const float* grad, const float* h, const float* mean, const float* rstd, const float* gamma,
-                   T* dy, float* dres, float* dgamma_blocks, float* dbeta_blocks, int64_t rows, int64_t width,
-                   Dropout d, uint64_t seed) {
+                   T* dy, float* dres, float* dbias_blocks, float* dgamma_blocks, float* dbeta_blocks, int64_t rows,
+                   int64_t width, Dropout d, uint64_t seed) {
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
 #pragma omp parallel
   {
@@ -73,6 +75,7 @@ void backward_rows(const float* grad, const float* h, const float* mean, const f
     for (int64_t b = 0; b < blocks; ++b) {
       float* dg = dgamma_blocks + b * width;
       float* db = dbeta_blocks + b * width;
+      float* dyb = dbias_blocks + b * width;
       for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
         const int64_t base = r * width;
         const float* g = grad + base;
@@ -94,8 +97,10 @@ void backward_rows(const float* grad, const float* h, const float* mean, const f
         for (int64_t i = 0; i < width; ++i) {
           const float xhat = (hr[i] - mu) * inv;
           const float dh = inv * (g[i] * gamma[i] - m1 - xhat * m2);
+          const float dyi = lanes[i] >= d.dropped ? dh * d.scale : 0.f;
           dres[base + i] = dh;
-          store(dy, base + i, lanes[i] >= d.dropped ? dh * d.scale : 0.f);
+          dyb[i] += dyi;
+          store(dy, base + i, dyi);
         }
       }
     }
@@ -109,38 +114,40 @@ void check(const at::Tensor& t, const char* what, at::ScalarType type) {
 
 }  // namespace
 
-// y: [rows, width] float32 or bfloat16 (the dense layer's output); residual [rows, width] float32;
-// gamma, beta [width] float32. Returns (out, h, mean, rstd): the LayerNorm output (float32), and
-// what the backward pass needs.
-std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& residual,
-                                                 const at::Tensor& gamma, const at::Tensor& beta, double p,
-                                                 double eps, int64_t seed) {
+// y: [rows, width] float32 or bfloat16 (the dense layer's output without its bias); bias [width]
+// float32; residual [rows, width] float32; gamma, beta [width] float32. Returns (out, h, mean,
+// rstd): the LayerNorm output (float32), and what the backward pass needs.
+std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& bias,
+                                                 const at::Tensor& residual, const at::Tensor& gamma,
+                                                 const at::Tensor& beta, double p, double eps, int64_t seed) {
   TORCH_CHECK(y.dim() == 2 && residual.sizes() == y.sizes(), "y and residual must be [rows, width] alike");
   TORCH_CHECK(y.is_contiguous() && (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16),
               "y must be a contiguous float32 or bfloat16 tensor");
+  check(bias, "bias", at::kFloat);
   check(residual, "residual", at::kFloat);
   check(gamma, "gamma", at::kFloat);
   check(beta, "beta", at::kFloat);
   const int64_t rows = y.size(0), width = y.size(1);
-  TORCH_CHECK(gamma.numel() == width && beta.numel() == width, "gamma and beta must have the rows' width");
+  TORCH_CHECK(bias.numel() == width && gamma.numel() == width && beta.numel() == width,
+              "bias, gamma and beta must have the rows' width");
   auto out = at::empty({rows, width}, residual.options());
   auto h = at::empty({rows, width}, residual.options());
   auto mean = at::empty({rows}, residual.options());
   auto rstd = at::empty({rows}, residual.options());
   const Dropout d = dropout_of(p);
   if (y.scalar_type() == at::kFloat)
-    forward_rows(y.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(), beta.data_ptr<float>(),
+    forward_rows(y.data_ptr<float>(), bias.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(), beta.data_ptr<float>(),
                  out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows,
                  width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
   else
-    forward_rows(y.data_ptr<at::BFloat16>(), residual.data_ptr<float>(), gamma.data_ptr<float>(),
-                 beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
+    forward_rows(y.data_ptr<at::BFloat16>(), bias.data_ptr<float>(), residual.data_ptr<float>(),
+                 gamma.data_ptr<float>(), beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
                  rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
   return {out, h, mean, rstd};
 }
 
-// grad: [rows, width] float32, the LayerNorm output's gradient. Returns (dy in y_dtype, dresidual,
-// dgamma, dbeta).
+// grad: [rows, width] float32, the LayerNorm output's gradient. Returns (dy in y_dtype, dbias,
+// dresidual, dgamma, dbeta).
 std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& h,
                                                   const at::Tensor& mean, const at::Tensor& rstd,
                                                   const at::Tensor& gamma, double p, int64_t seed,
@@ -154,30 +161,34 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   auto dy = at::empty({rows, width}, grad.options().dtype(y_dtype));
   auto dres = at::empty({rows, width}, grad.options());
+  auto dbias_blocks = at::zeros({blocks, width}, grad.options());
   auto dgamma_blocks = at::zeros({blocks, width}, grad.options());
   auto dbeta_blocks = at::zeros({blocks, width}, grad.options());
   const Dropout d = dropout_of(p);
   if (y_dtype == at::kFloat)
     backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<float>(), dres.data_ptr<float>(),
-                  dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
+                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
                   static_cast<uint64_t>(seed));
   else
     backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<at::BFloat16>(), dres.data_ptr<float>(),
-                  dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
+                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
                   static_cast<uint64_t>(seed));
   // the blocks' partial sums added in block order: the same bits on any thread count
+  auto dbias = at::zeros({width}, grad.options());
   auto dgamma = at::zeros({width}, grad.options());
   auto dbeta = at::zeros({width}, grad.options());
-  float *dg = dgamma.data_ptr<float>(), *db = dbeta.data_ptr<float>();
-  const float *gb = dgamma_blocks.data_ptr<float>(), *bb = dbeta_blocks.data_ptr<float>();
+  float *dyb = dbias.data_ptr<float>(), *dg = dgamma.data_ptr<float>(), *db = dbeta.data_ptr<float>();
+  const float *yb = dbias_blocks.data_ptr<float>(), *gb = dgamma_blocks.data_ptr<float>(),
+              *bb = dbeta_blocks.data_ptr<float>();
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < width; ++i) {
+      dyb[i] += yb[b * width + i];
       dg[i] += gb[b * width + i];
       db[i] += bb[b * width + i];
     }
-  return {dy, dres, dgamma, dbeta};
+  return {dy, dbias, dres, dgamma, dbeta};
 }
 
 // The keep mask the kernels draw for elements [0, n) under `seed`, as bool: for tests.

@@ -136,13 +136,14 @@ std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::
   auto rstd = at::empty({rows}, residual.options());
   const Dropout d = dropout_of(p);
   if (y.scalar_type() == at::kFloat)
-    forward_rows(y.data_ptr<float>(), bias.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(), beta.data_ptr<float>(),
-                 out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows,
-                 width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
+    forward_rows(y.data_ptr<float>(), bias.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(),
+                 beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
+                 rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
   else
     forward_rows(y.data_ptr<at::BFloat16>(), bias.data_ptr<float>(), residual.data_ptr<float>(),
-                 gamma.data_ptr<float>(), beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
-                 rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
+                 gamma.data_ptr<float>(), beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(),
+                 mean.data_ptr<float>(), rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed),
+                 static_cast<float>(eps));
   return {out, h, mean, rstd};
 }
 
@@ -168,13 +169,13 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
   if (y_dtype == at::kFloat)
     backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<float>(), dres.data_ptr<float>(),
-                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
-                  static_cast<uint64_t>(seed));
+                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(),
+                  rows, width, d, static_cast<uint64_t>(seed));
   else
     backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<at::BFloat16>(), dres.data_ptr<float>(),
-                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(), rows, width, d,
-                  static_cast<uint64_t>(seed));
+                  dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(),
+                  rows, width, d, static_cast<uint64_t>(seed));
   // the blocks' partial sums added in block order: the same bits on any thread count
   auto dbias = at::zeros({width}, grad.options());
   auto dgamma = at::zeros({width}, grad.options());

@@ -13,6 +13,7 @@
 
 #include "elements.h"
 #include "fast_math.h"
+#include "row_blocks.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,7 +28,9 @@ using harness_kernels::fast_exp;
 using harness_kernels::load;
 using harness_kernels::store;
 
-constexpr int64_t kRowsPerBlock = 16;
+using harness_kernels::kRowsPerBlock;
+using harness_kernels::row_blocks;
+using harness_kernels::sum_in_block_order;
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
@@ -68,7 +71,7 @@ void backward_row(const T* __restrict grad, const T* __restrict y, const float* 
 template <typename T>
 void backward_rows(const T* grad, const T* y, const float* bias, T* dy, float* dbias_blocks, int64_t rows,
                    int64_t width) {
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t blocks = row_blocks(rows);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r)
@@ -112,20 +115,13 @@ std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Ten
   TORCH_CHECK(grad.sizes() == y.sizes() && grad.scalar_type() == y.scalar_type(), "grad and y must be alike");
   const int64_t rows = y.size(0), width = y.size(1);
   check_bias(bias, width);
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   auto dy = at::empty_like(y);
-  auto blocks_sum = at::zeros({blocks, width}, bias.options());
+  auto blocks_sum = at::zeros({row_blocks(rows), width}, bias.options());
   if (y.scalar_type() == at::kFloat)
     backward_rows(grad.data_ptr<float>(), y.data_ptr<float>(), bias.data_ptr<float>(), dy.data_ptr<float>(),
                   blocks_sum.data_ptr<float>(), rows, width);
   else
     backward_rows(grad.data_ptr<at::BFloat16>(), y.data_ptr<at::BFloat16>(), bias.data_ptr<float>(),
                   dy.data_ptr<at::BFloat16>(), blocks_sum.data_ptr<float>(), rows, width);
-  // the blocks' partial sums added in block order
-  auto dbias = at::zeros({width}, bias.options());
-  float* d = dbias.data_ptr<float>();
-  const float* s = blocks_sum.data_ptr<float>();
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t i = 0; i < width; ++i) d[i] += s[b * width + i];
-  return {dy, dbias};
+  return {dy, sum_in_block_order(blocks_sum)};
 }

@@ -14,6 +14,7 @@
 
 #include "elements.h"
 #include "philox.h"
+#include "row_blocks.h"
 
 #include <cmath>
 #include <cstdint>
@@ -28,7 +29,9 @@ using harness_kernels::dropout_of;
 using harness_kernels::load;
 using harness_kernels::store;
 
-constexpr int64_t kRowsPerBlock = 16;
+using harness_kernels::kRowsPerBlock;
+using harness_kernels::row_blocks;
+using harness_kernels::sum_in_block_order;
 
 template <typename T>
 void forward_rows(const T* y, const float* bias, const float* res, const float* gamma, const float* beta,
@@ -67,7 +70,7 @@ template <typename T>
 void backward_rows(const float* grad, const float* h, const float* mean, const float* rstd, const float* gamma,
                    T* dy, float* dres, float* dbias_blocks, float* dgamma_blocks, float* dbeta_blocks, int64_t rows,
                    int64_t width, Dropout d, uint64_t seed) {
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t blocks = row_blocks(rows);
 #pragma omp parallel
   {
     std::vector<uint32_t> buffer(4 * (width / 8 + 2));
@@ -159,7 +162,7 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
   TORCH_CHECK(grad.sizes() == h.sizes() && grad.dim() == 2, "grad and h must be [rows, width] alike");
   TORCH_CHECK(y_dtype == at::kFloat || y_dtype == at::kBFloat16, "y_dtype must be float32 or bfloat16");
   const int64_t rows = grad.size(0), width = grad.size(1);
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t blocks = row_blocks(rows);
   auto dy = at::empty({rows, width}, grad.options().dtype(y_dtype));
   auto dres = at::empty({rows, width}, grad.options());
   auto dbias_blocks = at::zeros({blocks, width}, grad.options());
@@ -176,20 +179,8 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
                   gamma.data_ptr<float>(), dy.data_ptr<at::BFloat16>(), dres.data_ptr<float>(),
                   dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(),
                   rows, width, d, static_cast<uint64_t>(seed));
-  // the blocks' partial sums added in block order: the same bits on any thread count
-  auto dbias = at::zeros({width}, grad.options());
-  auto dgamma = at::zeros({width}, grad.options());
-  auto dbeta = at::zeros({width}, grad.options());
-  float *dyb = dbias.data_ptr<float>(), *dg = dgamma.data_ptr<float>(), *db = dbeta.data_ptr<float>();
-  const float *yb = dbias_blocks.data_ptr<float>(), *gb = dgamma_blocks.data_ptr<float>(),
-              *bb = dbeta_blocks.data_ptr<float>();
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t i = 0; i < width; ++i) {
-      dyb[i] += yb[b * width + i];
-      dg[i] += gb[b * width + i];
-      db[i] += bb[b * width + i];
-    }
-  return {dy, dbias, dres, dgamma, dbeta};
+  return {dy, sum_in_block_order(dbias_blocks), dres, sum_in_block_order(dgamma_blocks),
+          sum_in_block_order(dbeta_blocks)};
 }
 
 // The keep mask the kernels draw for elements [0, n) under `seed`, as bool: for tests.

@@ -10,10 +10,11 @@ backward (csrc/dropout_add_norm.cpp): under bf16 autocast, stock PyTorch makes a
 masked scale, a bf16 + fp32 add, the LayerNorm and its saved input in separate passes, each over
 the whole activation, and sums the bias gradient in another.
 
-`FusedSelfAttention` runs the scale, the padding mask, the softmax and the dropout between the two
-batched GEMMs in one kernel (csrc/softmax_dropout.cpp), and `FusedIntermediate` the bias and the
-erf-GELU after the FFN's first GEMM, with the bias gradient summed in GELU's backward pass
-(csrc/bias_gelu.cpp).
+`FusedSelfAttention` adds the query/key/value projection's bias and splits it into heads in one
+kernel (csrc/qkv_heads.cpp), and runs the scale, the padding mask, the softmax and the dropout
+between the two batched GEMMs in another (csrc/softmax_dropout.cpp). `FusedIntermediate` runs the
+bias and the erf-GELU after the FFN's first GEMM, with the bias gradient summed in GELU's backward
+pass (csrc/bias_gelu.cpp).
 """
 
 from __future__ import annotations
@@ -137,11 +138,40 @@ def softmax_dropout(
     return _SoftmaxDropout.apply(scores, key_mask, scale, p, ops)
 
 
+class _QkvHeads(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, bias, heads: int, ops: ModuleType):  # type: ignore[override]
+        B, S, width = y.shape
+        ctx.ops, ctx.bias_dtype = ops, bias.dtype
+        out = ops.qkv_heads_forward(y.reshape(B * S, width).contiguous(), bias.float().contiguous(), B, heads)
+        return out[0], out[1], out[2]
+
+    @staticmethod
+    def backward(ctx, dq, dk, dv):  # type: ignore[override]
+        B, heads, S, head_dim = dq.shape
+        dy, dbias = ctx.ops.qkv_heads_backward(dq.contiguous(), dk.contiguous(), dv.contiguous())
+        return dy.view(B, S, 3 * heads * head_dim), dbias.to(ctx.bias_dtype), None, None
+
+
+def qkv_heads(
+    y: torch.Tensor, bias: torch.Tensor, heads: int, ops: ModuleType
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y + bias, the [B, S, 3H] query/key/value projection without its bias, as q, k and v of
+    [B, heads, S, head_dim], each contiguous, in y's dtype."""
+    return _QkvHeads.apply(y, bias, heads, ops)
+
+
 class FusedSelfAttention(SelfAttention):
-    """SelfAttention whose scale, mask, softmax and dropout run in one kernel while training (in
-    evaluation, without dropout, PyTorch's fused SDPA is already one kernel)."""
+    """SelfAttention whose projection's bias and head split run in one kernel, and whose scale,
+    mask, softmax and dropout run in another while training (in evaluation, without dropout,
+    PyTorch's fused SDPA is already one kernel)."""
 
     ops: ModuleType
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, S, H = x.shape
+        q, k, v = qkv_heads(F.linear(x, self.qkv.weight), self.qkv.bias, self.num_heads, self.ops)
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, S, H)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

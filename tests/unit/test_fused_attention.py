@@ -1,5 +1,5 @@
-"""The fused attention-probability kernel (csrc/softmax_dropout.cpp) and the fused bias + GELU
-(csrc/bias_gelu.cpp) against the eager reference, forward and backward, fp32 and bf16."""
+"""The fused attention kernels (csrc/qkv_heads.cpp, csrc/softmax_dropout.cpp) and the fused bias +
+GELU (csrc/bias_gelu.cpp) against the eager reference, forward and backward, fp32 and bf16."""
 
 import dataclasses
 import math
@@ -15,6 +15,7 @@ from harness.kernels.layers import (
     FusedSelfAttention,
     bias_gelu,
     fuse,
+    qkv_heads,
     softmax_dropout,
 )
 from harness.models import NAMED_CONFIGS, BertForPreTraining
@@ -85,6 +86,51 @@ def test_softmax_dropout_gives_the_same_bits_on_any_thread_count(fused_ops):
             torch.set_num_threads(threads)
             out, probs = fused_ops.softmax_dropout_forward(scores, mask, 100, 0.125, 0.1, 7)
             results.append([out, probs, fused_ops.softmax_dropout_backward(grad, probs, 0.125, 0.1, 7)])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("batch", "seq", "heads", "head_dim"), [(2, 5, 3, 8), (3, 37, 2, 5)])
+def test_qkv_heads_follows_the_eager_reference(fused_ops, dtype, batch, seq, heads, head_dim):
+    torch.manual_seed(0)
+    width = 3 * heads * head_dim
+    y = torch.randn(batch, seq, width).to(dtype).requires_grad_()
+    bias = torch.randn(width, requires_grad=True)
+    q, k, v = qkv_heads(y, bias, heads, fused_ops)
+    assert all(t.dtype == dtype and t.is_contiguous() for t in (q, k, v))
+
+    y_ref = y.detach().float().requires_grad_()
+    bias_ref = bias.detach().clone().requires_grad_()
+    want = (y_ref + bias_ref).view(batch, seq, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+    tol = FP32 if dtype == torch.float32 else BF16
+    for got, ref in zip((q, k, v), want, strict=True):
+        torch.testing.assert_close(got.float(), ref, **tol)
+
+    grads = [torch.randn(batch, heads, seq, head_dim).to(dtype) for _ in range(3)]
+    torch.autograd.backward([q, k, v], grads)
+    torch.autograd.backward(list(want), [g.float() for g in grads])
+    assert y.grad.dtype == dtype
+    # the head split moves values: its gradient is the gradients' values, each where it came from
+    torch.testing.assert_close(y.grad.float(), y_ref.grad, rtol=0, atol=0)
+    torch.testing.assert_close(
+        bias.grad, bias_ref.grad, **(tol if dtype == torch.float32 else {"rtol": 3e-2, "atol": 3e-2})
+    )
+
+
+def test_qkv_heads_gives_the_same_bits_on_any_thread_count(fused_ops):
+    torch.manual_seed(1)
+    y, bias = torch.randn(4 * 50, 3 * 4 * 16), torch.randn(3 * 4 * 16)
+    grads = [torch.randn(4, 4, 50, 16) for _ in range(3)]
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(
+                [fused_ops.qkv_heads_forward(y, bias, 4, 4), *fused_ops.qkv_heads_backward(*grads)]
+            )
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))

@@ -29,6 +29,8 @@ std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const 
                                                 int64_t rows_per_mask, double scale, double p, int64_t seed);
 at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, double scale, double p,
                                     int64_t seed);
+at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads);
+std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
@@ -41,6 +43,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("softmax_dropout_forward", &softmax_dropout_forward,
         "dropout(softmax(scale * scores + mask)): (out, probs)");
   m.def("softmax_dropout_backward", &softmax_dropout_backward, "its backward: the scores' gradient");
+  m.def("qkv_heads_forward", &qkv_heads_forward, "y + bias as q, k, v: [3, B, heads, S, head_dim]");
+  m.def("qkv_heads_backward", &qkv_heads_backward, "its backward: (dy, dbias)");
   m.def("bias_gelu_forward", &bias_gelu_forward, "GELU(y + bias), erf");
   m.def("bias_gelu_backward", &bias_gelu_backward, "its backward: (dy, dbias)");
   m.def("dropout_keep_mask", &dropout_keep_mask, "the keep mask of elements [0, n) under a seed");

@@ -1,0 +1,130 @@
+// The query/key/value projection's output to attention's per-head layout, its bias added, forward
+// and backward in one pass over each row (harness.kernels.layers).
+//
+// Stock PyTorch adds the bias in the GEMM, views [B*S, 3H] as q, k and v of [B, heads, S, D], and
+// the batched GEMMs copy each of them to a contiguous batch; backward stacks the three gradients,
+// copies them back to [B*S, 3H] and sums the bias gradient in another pass. Here one pass writes
+// the three contiguous batches with the bias added, and one pass writes the rows' gradient from
+// the three gradients and sums the bias gradient over fixed blocks of rows added in block order:
+// the same bits on any thread count.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+
+#include "elements.h"
+#include "row_blocks.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+using harness_kernels::kRowsPerBlock;
+using harness_kernels::load;
+using harness_kernels::row_blocks;
+using harness_kernels::store;
+using harness_kernels::sum_in_block_order;
+
+// The layout: row r = b * seq + s of the projection holds, for part p (q, k, v) and head h, the
+// head_dim values at column (p * heads + h) * head_dim; the batches are [3, B, heads, S, head_dim].
+struct Layout {
+  int64_t batch, seq, heads, head_dim;
+  int64_t width() const { return 3 * heads * head_dim; }
+  int64_t rows() const { return batch * seq; }
+  // the offset of row r's segment `part_head` (p * heads + h) in the [3, B, heads, S, D] batches
+  int64_t offset(int64_t r, int64_t part_head) const {
+    const int64_t b = r / seq, s = r % seq, p = part_head / heads, h = part_head % heads;
+    return (((p * batch + b) * heads + h) * seq + s) * head_dim;
+  }
+};
+
+// Each segment through its own pointers: read through the OpenMP region's shared pointers, GCC
+// reloads them every element and leaves the loop scalar.
+template <typename T>
+void add_bias(const T* __restrict y, const float* __restrict bias, T* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) store(out, i, load(y, i) + bias[i]);
+}
+
+template <typename T>
+void forward_rows(const T* y, const float* bias, T* out, const Layout& l) {
+  const int64_t width = l.width(), segments = 3 * l.heads;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < l.rows(); ++r)
+    for (int64_t j = 0; j < segments; ++j)
+      add_bias(y + r * width + j * l.head_dim, bias + j * l.head_dim, out + l.offset(r, j), l.head_dim);
+}
+
+// One segment of the rows' gradient, and its share of the bias gradient's block: the bias
+// gradient sums the gradient as stored (as stock sums its bf16 gradient).
+template <typename T>
+void gather_segment(const T* __restrict grad, T* __restrict dy, float* __restrict db, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = load(grad, i);
+    store(dy, i, g);  // exact: g is a value of T
+    db[i] += g;
+  }
+}
+
+template <typename T>
+void backward_rows(const T* const* grads, T* dy, float* dbias_blocks, const Layout& l) {
+  const int64_t width = l.width(), blocks = row_blocks(l.rows()), part_size = l.rows() * l.heads * l.head_dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t r = b * kRowsPerBlock; r < std::min(l.rows(), (b + 1) * kRowsPerBlock); ++r)
+      for (int64_t j = 0; j < 3 * l.heads; ++j) {
+        const int64_t p = j / l.heads;
+        gather_segment(grads[p] + l.offset(r, j) - p * part_size, dy + r * width + j * l.head_dim,
+                       dbias_blocks + b * width + j * l.head_dim, l.head_dim);
+      }
+}
+
+void check_float_or_bf16(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), what, " must be a contiguous CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16, what,
+              " must be float32 or bfloat16");
+}
+
+}  // namespace
+
+// y: [B * S, 3 * heads * head_dim] float32 or bfloat16, the projection without its bias; bias:
+// [3 * heads * head_dim] float32. Returns [3, B, heads, S, head_dim] in y's dtype: q, k, v.
+at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads) {
+  check_float_or_bf16(y, "y");
+  TORCH_CHECK(y.dim() == 2 && y.size(1) % (3 * heads) == 0 && y.size(0) % batch == 0,
+              "y must be [batch * seq, 3 * heads * head_dim]");
+  const Layout l{batch, y.size(0) / batch, heads, y.size(1) / (3 * heads)};
+  TORCH_CHECK(bias.device().is_cpu() && bias.is_contiguous() && bias.scalar_type() == at::kFloat &&
+                  bias.numel() == l.width(),
+              "bias must be a contiguous float32 CPU tensor of y's width");
+  auto out = at::empty({3, l.batch, l.heads, l.seq, l.head_dim}, y.options());
+  if (y.scalar_type() == at::kFloat)
+    forward_rows(y.data_ptr<float>(), bias.data_ptr<float>(), out.data_ptr<float>(), l);
+  else
+    forward_rows(y.data_ptr<at::BFloat16>(), bias.data_ptr<float>(), out.data_ptr<at::BFloat16>(), l);
+  return out;
+}
+
+// dq, dk, dv: [B, heads, S, head_dim], alike. Returns (dy [B * S, 3 * heads * head_dim] in their
+// dtype, dbias float32).
+std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
+  for (const auto* g : {&dq, &dk, &dv}) {
+    check_float_or_bf16(*g, "the gradients");
+    TORCH_CHECK(g->dim() == 4 && g->sizes() == dq.sizes() && g->scalar_type() == dq.scalar_type(),
+                "dq, dk and dv must be alike [batch, heads, seq, head_dim]");
+  }
+  const Layout l{dq.size(0), dq.size(2), dq.size(1), dq.size(3)};
+  auto dy = at::empty({l.rows(), l.width()}, dq.options());
+  auto blocks_sum = at::zeros({row_blocks(l.rows()), l.width()}, dq.options().dtype(at::kFloat));
+  if (dq.scalar_type() == at::kFloat) {
+    const float* grads[3] = {dq.data_ptr<float>(), dk.data_ptr<float>(), dv.data_ptr<float>()};
+    backward_rows(grads, dy.data_ptr<float>(), blocks_sum.data_ptr<float>(), l);
+  } else {
+    const at::BFloat16* grads[3] = {dq.data_ptr<at::BFloat16>(), dk.data_ptr<at::BFloat16>(),
+                                    dv.data_ptr<at::BFloat16>()};
+    backward_rows(grads, dy.data_ptr<at::BFloat16>(), blocks_sum.data_ptr<float>(), l);
+  }
+  return {dy, sum_in_block_order(blocks_sum)};
+}

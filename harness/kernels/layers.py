@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.bert import DenseResidualNorm, Intermediate, SelfAttention
+from harness.models.bert import DenseResidualNorm, Encoder, Intermediate, Layer, SelfAttention
 
 SEEDS = 2**62
 """Seeds are drawn below this: any of them a valid int64 for the kernels."""
@@ -40,10 +40,12 @@ def _seed(p: float) -> int:
 
 class _DropoutAddNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, dense_bias, residual, weight, bias, p: float, eps: float, ops: ModuleType):  # type: ignore[override]
+    def forward(
+        ctx, y, dense_bias, residual, weight, bias, p: float, eps: float, with_bf16: bool, ops: ModuleType
+    ):  # type: ignore[override]
         seed = _seed(p)
         shape = residual.shape
-        out, h, mean, rstd = ops.dropout_add_norm_forward(
+        out, out16, h, mean, rstd = ops.dropout_add_norm_forward(
             y.reshape(-1, shape[-1]).contiguous(),
             dense_bias.float().contiguous(),
             residual.reshape(-1, shape[-1]).float().contiguous(),
@@ -52,17 +54,24 @@ class _DropoutAddNorm(torch.autograd.Function):
             p,
             eps,
             seed,
+            with_bf16,
         )
+        ctx.set_materialize_grads(False)  # an output nothing read has no gradient to add
         ctx.save_for_backward(h, mean, rstd, weight)
         ctx.p, ctx.seed, ctx.ops, ctx.y_dtype, ctx.residual_dtype = p, seed, ops, y.dtype, residual.dtype
-        ctx.dense_bias_dtype = dense_bias.dtype
-        return out.view(shape)
+        ctx.dense_bias_dtype, ctx.shape = dense_bias.dtype, shape
+        return out.view(shape), out16.view(shape) if with_bf16 else None
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad, grad16):  # type: ignore[override]
         h, mean, rstd, weight = ctx.saved_tensors
+        grad = torch.zeros_like(h) if grad is None else grad.reshape(h.shape).float().contiguous()
+        grad16 = (
+            torch.empty(0, dtype=torch.bfloat16) if grad16 is None else grad16.reshape(h.shape).contiguous()
+        )
         dy, ddense_bias, dresidual, dweight, dbias = ctx.ops.dropout_add_norm_backward(
-            grad.reshape(h.shape).float().contiguous(),
+            grad,
+            grad16,
             h,
             mean,
             rstd,
@@ -71,13 +80,14 @@ class _DropoutAddNorm(torch.autograd.Function):
             ctx.seed,
             ctx.y_dtype,
         )
-        shape = grad.shape
+        shape = ctx.shape
         return (
             dy.view(shape),
             ddense_bias.to(ctx.dense_bias_dtype),
             dresidual.view(shape).to(ctx.residual_dtype),
             dweight.to(weight.dtype),
             dbias.to(weight.dtype),
+            None,
             None,
             None,
             None,
@@ -91,10 +101,17 @@ def dropout_add_norm(
     norm: nn.LayerNorm,
     p: float,
     ops: ModuleType,
-) -> torch.Tensor:
-    """norm(dropout(y + dense_bias, p) + residual) in fp32, as autocast runs LayerNorm; y is the
-    dense layer's output without its bias; p = 0: no dropout."""
-    return _DropoutAddNorm.apply(y, dense_bias, residual, norm.weight, norm.bias, p, norm.eps, ops)
+    with_bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """norm(dropout(y + dense_bias, p) + residual) in fp32, as autocast runs LayerNorm, and with
+    with_bf16 its bf16 copy (else None); y is the dense layer's output without its bias; p = 0: no
+    dropout."""
+    return _DropoutAddNorm.apply(y, dense_bias, residual, norm.weight, norm.bias, p, norm.eps, with_bf16, ops)
+
+
+def _bf16_autocast() -> bool:
+    """Whether the GEMMs run in bf16 under autocast: then a LayerNorm writes their input's copy."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 class FusedDenseResidualNorm(DenseResidualNorm):
@@ -104,9 +121,45 @@ class FusedDenseResidualNorm(DenseResidualNorm):
     ops: ModuleType
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_copy(x, residual, with_bf16=False)[0]
+
+    def forward_with_copy(
+        self, x: torch.Tensor, residual: torch.Tensor, with_bf16: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output, and its bf16 copy with with_bf16 (else None)."""
         p = self.dropout.p if self.training else 0.0
         y = F.linear(x, self.dense.weight)
-        return dropout_add_norm(y, self.dense.bias, residual, self.LayerNorm, p, self.ops)
+        return dropout_add_norm(y, self.dense.bias, residual, self.LayerNorm, p, self.ops, with_bf16)
+
+
+class FusedLayer(Layer):
+    """Layer on fused sublayers whose LayerNorms, under bf16 autocast, also write the bf16 copies
+    the next GEMMs read: autocast would cast each norm's fp32 output in a pass of its own, and
+    autograd cast that GEMM's gradient back and add it to the residual's in two more. The fp32
+    output stays the residual stream, as in stock."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.forward_with_copy(x, None, mask)[0]
+
+    def forward_with_copy(
+        self, x: torch.Tensor, x16: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: the input, x16: its bf16 copy or None. Returns the output and, under bf16 autocast,
+        its bf16 copy (else None)."""
+        copy = _bf16_autocast()
+        context = self.attention.self(x if x16 is None else x16, mask)
+        a, a16 = self.attention.output.forward_with_copy(context, x, copy)
+        return self.output.forward_with_copy(self.intermediate(a if a16 is None else a16), a, copy)
+
+
+class FusedEncoder(Encoder):
+    """Encoder handing each FusedLayer's bf16 copy of its output to the next layer."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x16 = None
+        for layer in self.layer:
+            x, x16 = layer.forward_with_copy(x, x16, mask)
+        return x
 
 
 class _SoftmaxDropout(torch.autograd.Function):
@@ -217,6 +270,8 @@ class FusedIntermediate(Intermediate):
 
 
 FUSED = {
+    Encoder: FusedEncoder,
+    Layer: FusedLayer,
     DenseResidualNorm: FusedDenseResidualNorm,
     SelfAttention: FusedSelfAttention,
     Intermediate: FusedIntermediate,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from batches import random_batch
 
-from harness.kernels.layers import SEEDS, FusedDenseResidualNorm, dropout_add_norm, fuse
+from harness.kernels.layers import SEEDS, FusedDenseResidualNorm, FusedEncoder, dropout_add_norm, fuse
 from harness.models import NAMED_CONFIGS, BertForPreTraining
 
 # Random123's known answer for Philox4x32-10, counter 0 and key 0 (its kat_vectors file)
@@ -53,8 +53,8 @@ def test_forward_and_backward_follow_the_eager_reference(fused_ops, dtype, p, sh
     torch.manual_seed(7)
     seed = int(torch.randint(SEEDS, (1,))) if p > 0 else 0
     torch.manual_seed(7)
-    out = dropout_add_norm(y, dense_bias, residual, norm, p, fused_ops)
-    assert out.dtype == torch.float32
+    out, copy = dropout_add_norm(y, dense_bias, residual, norm, p, fused_ops)
+    assert out.dtype == torch.float32 and copy is None
     n = y.numel()
     keep = fused_ops.dropout_keep_mask(n, p, seed).view(shape)
     scale = 65536 / (65536 - round(p * 65536))
@@ -77,6 +77,33 @@ def test_forward_and_backward_follow_the_eager_reference(fused_ops, dtype, p, sh
     torch.testing.assert_close(norm.bias.grad, norm_ref.bias.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_the_bf16_copy_and_its_gradient_are_what_autocast_and_autograd_make(fused_ops):
+    """The copy is the output cast to bf16, bit for bit; the backward with the copy's gradient
+    beside the output's is the backward of the output's gradient plus the copy's cast to fp32."""
+    torch.manual_seed(2)
+    width = 40
+    norm = torch.nn.LayerNorm(width, eps=1e-12)
+    y = torch.randn(3, 7, width, dtype=torch.bfloat16, requires_grad=True)
+    dense_bias = torch.randn(width, requires_grad=True)
+    residual = torch.randn(3, 7, width, requires_grad=True)
+    leaves = (y, dense_bias, residual, norm.weight, norm.bias)
+    grad, grad16 = torch.randn(3, 7, width), torch.randn(3, 7, width).bfloat16()
+
+    torch.manual_seed(7)
+    out, copy = dropout_add_norm(y, dense_bias, residual, norm, 0.1, fused_ops, with_bf16=True)
+    assert copy.dtype == torch.bfloat16 and torch.equal(copy, out.detach().bfloat16())
+    torch.autograd.backward([out, copy], [grad, grad16])
+    both = [t.grad.clone() for t in leaves]
+
+    for t in leaves:
+        t.grad = None
+    torch.manual_seed(7)
+    out, _ = dropout_add_norm(y, dense_bias, residual, norm, 0.1, fused_ops)
+    out.backward(grad + grad16.float())
+    for got, t in zip(both, leaves, strict=True):
+        assert torch.equal(got, t.grad)
+
+
 def test_the_same_bits_on_any_thread_count(fused_ops):
     torch.manual_seed(1)
     y, dense_bias, residual = torch.randn(300, 64), torch.randn(64), torch.randn(300, 64)
@@ -86,29 +113,40 @@ def test_the_same_bits_on_any_thread_count(fused_ops):
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            out, h, mean, rstd = fused_ops.dropout_add_norm_forward(
-                y, dense_bias, residual, gamma, beta, 0.1, 1e-12, 99
+            out, out16, h, mean, rstd = fused_ops.dropout_add_norm_forward(
+                y, dense_bias, residual, gamma, beta, 0.1, 1e-12, 99, True
             )
-            back = fused_ops.dropout_add_norm_backward(grad, h, mean, rstd, gamma, 0.1, 99, torch.float32)
-            results.append([out, *back])
+            back = fused_ops.dropout_add_norm_backward(
+                grad, grad.bfloat16(), h, mean, rstd, gamma, 0.1, 99, torch.float32
+            )
+            results.append([out, out16, *back])
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
 
-def test_a_fused_model_computes_what_the_stock_one_does(fused_ops):
-    """bert-tiny without dropout: the same loss and gradients through the fused layers, whose
-    parameters and names stay those of the model."""
-    cfg = dataclasses.replace(
-        NAMED_CONFIGS["bert-tiny"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
-    )
+BERT_TINY_NO_DROPOUT = dataclasses.replace(
+    NAMED_CONFIGS["bert-tiny"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+)
+
+
+def _stock_and_fused(fused_ops) -> tuple[BertForPreTraining, BertForPreTraining]:
+    """bert-tiny without dropout, and a fused copy of it."""
     torch.manual_seed(0)
-    stock = BertForPreTraining(cfg).train()
-    fused = BertForPreTraining(cfg).train()
+    stock = BertForPreTraining(BERT_TINY_NO_DROPOUT).train()
+    fused = BertForPreTraining(BERT_TINY_NO_DROPOUT).train()
     fused.load_state_dict(stock.state_dict())
     names = list(dict(fused.named_parameters()))
     fuse(fused, fused_ops)
     assert list(dict(fused.named_parameters())) == names
+    return stock, fused
+
+
+def test_a_fused_model_computes_what_the_stock_one_does(fused_ops):
+    """bert-tiny without dropout: the same loss and gradients through the fused layers, whose
+    parameters and names stay those of the model."""
+    cfg = BERT_TINY_NO_DROPOUT
+    stock, fused = _stock_and_fused(fused_ops)
     assert sum(isinstance(m, FusedDenseResidualNorm) for m in fused.modules()) == 2 * cfg.num_hidden_layers
     batch = random_batch()
     for model in (stock, fused):
@@ -117,3 +155,27 @@ def test_a_fused_model_computes_what_the_stock_one_does(fused_ops):
         assert float(fused(batch).loss) == pytest.approx(float(stock(batch).loss), rel=1e-5)
     for (name, a), b in zip(stock.named_parameters(), fused.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_under_bf16_autocast_the_fused_layers_hand_on_bf16_copies(fused_ops):
+    """bert-tiny without dropout under bf16 autocast: the layers hand each other the LayerNorms'
+    bf16 copies (no autocast cast of a norm's output is left), and the loss and gradients are
+    stock's under autocast."""
+    cfg = BERT_TINY_NO_DROPOUT
+    stock, fused = _stock_and_fused(fused_ops)
+    assert isinstance(fused.bert.encoder, FusedEncoder)
+    batch = random_batch()
+    copies = []
+    for layer in fused.bert.encoder.layer:
+        for gemm_input_of in (layer.attention.self, layer.intermediate):
+            gemm_input_of.register_forward_pre_hook(lambda _, args: copies.append(args[0].dtype))
+    losses = []
+    for model in (stock, fused):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(model(batch).loss)
+        losses[-1].backward()
+    # the first layer's input comes from the embeddings, in fp32
+    assert copies == [torch.float32] + [torch.bfloat16] * (2 * cfg.num_hidden_layers - 1)
+    assert float(losses[1].detach()) == pytest.approx(float(losses[0].detach()), rel=1e-3)
+    for (name, a), b in zip(stock.named_parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=2e-2, atol=2e-3, msg=name)

@@ -17,11 +17,12 @@ void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Te
                 double beta2, double eps, int64_t step);
 std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& bias,
                                                  const at::Tensor& residual, const at::Tensor& gamma,
-                                                 const at::Tensor& beta, double p, double eps, int64_t seed);
-std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& h,
-                                                  const at::Tensor& mean, const at::Tensor& rstd,
-                                                  const at::Tensor& gamma, double p, int64_t seed,
-                                                  at::ScalarType y_dtype);
+                                                 const at::Tensor& beta, double p, double eps, int64_t seed,
+                                                 bool with_bf16);
+std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& grad16,
+                                                  const at::Tensor& h, const at::Tensor& mean,
+                                                  const at::Tensor& rstd, const at::Tensor& gamma, double p,
+                                                  int64_t seed, at::ScalarType y_dtype);
 at::Tensor dropout_keep_mask(int64_t n, double p, int64_t seed);
 at::Tensor bias_gelu_forward(const at::Tensor& y, const at::Tensor& bias);
 std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& bias);
@@ -37,7 +38,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lamb_moments", &lamb_moments, "LAMB pass 1: moments in place; per segment ||w||^2, ||u||^2");
   m.def("lamb_apply", &lamb_apply, "LAMB pass 2: w -= step_size * u, optionally a bf16 copy");
   m.def("dropout_add_norm_forward", &dropout_add_norm_forward,
-        "LayerNorm(dropout(y + bias) + residual): (out, h, mean, rstd)");
+        "LayerNorm(dropout(y + bias) + residual): (out, out16, h, mean, rstd)");
   m.def("dropout_add_norm_backward", &dropout_add_norm_backward,
         "its backward: (dy, dbias, dresidual, dgamma, dbeta)");
   m.def("softmax_dropout_forward", &softmax_dropout_forward,

@@ -6,7 +6,8 @@
 // not stored, in the backward pass.
 //
 // Forward saves h = dropout(y + bias) + residual (fp32) and each row's mean and 1/std; the
-// backward needs nothing else. The gradients of the dense bias and of the LayerNorm weight and
+// backward needs nothing else. Under bf16 autocast the forward also writes the output's bf16 copy
+// for the next GEMM, and the backward takes that copy's gradient beside the output's. The gradients of the dense bias and of the LayerNorm weight and
 // bias are summed over fixed blocks of rows, in block order: the same bits on any thread count.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -33,10 +34,28 @@ using harness_kernels::kRowsPerBlock;
 using harness_kernels::row_blocks;
 using harness_kernels::sum_in_block_order;
 
+// The LayerNorm's output of one row, and its bf16 copy where out16 is not null: the copy the next
+// GEMM reads under bf16 autocast, written here instead of in a cast's pass of its own. Two loops, so
+// that neither tests the pointer per element.
+inline void normalize_row(const float* __restrict hr, float mu, float inv, const float* __restrict gamma,
+                          const float* __restrict beta, float* __restrict out, c10::BFloat16* __restrict out16,
+                          int64_t width) {
+  if (out16 == nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < width; ++i) out[i] = (hr[i] - mu) * inv * gamma[i] + beta[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < width; ++i) {
+      out[i] = (hr[i] - mu) * inv * gamma[i] + beta[i];
+      store(out16, i, out[i]);
+    }
+  }
+}
+
 template <typename T>
 void forward_rows(const T* y, const float* bias, const float* res, const float* gamma, const float* beta,
-                  float* out, float* h, float* mean, float* rstd, int64_t rows, int64_t width, Dropout d,
-                  uint64_t seed, float eps) {
+                  float* out, c10::BFloat16* out16, float* h, float* mean, float* rstd, int64_t rows,
+                  int64_t width, Dropout d, uint64_t seed, float eps) {
 #pragma omp parallel
   {
     std::vector<uint32_t> buffer(4 * (width / 8 + 2));
@@ -59,21 +78,29 @@ void forward_rows(const T* y, const float* bias, const float* res, const float* 
       const float inv = 1.f / std::sqrt(static_cast<float>(sq / width) + eps);
       mean[r] = mu;
       rstd[r] = inv;
-      float* o = out + base;
-#pragma omp simd
-      for (int64_t i = 0; i < width; ++i) o[i] = (hr[i] - mu) * inv * gamma[i] + beta[i];
+      normalize_row(hr, mu, inv, gamma, beta, out + base, out16 == nullptr ? nullptr : out16 + base, width);
     }
   }
 }
 
+// The output's gradient of one row: the fp32 output's, plus the bf16 copy's where it has one (the
+// sum autograd would otherwise make in a pass of its own, after casting the copy's to fp32).
+inline void add_row(const float* __restrict grad, const c10::BFloat16* __restrict grad16, float* __restrict sum,
+                    int64_t width) {
+#pragma omp simd
+  for (int64_t i = 0; i < width; ++i) sum[i] = grad[i] + load(grad16, i);
+}
+
 template <typename T>
-void backward_rows(const float* grad, const float* h, const float* mean, const float* rstd, const float* gamma,
-                   T* dy, float* dres, float* dbias_blocks, float* dgamma_blocks, float* dbeta_blocks, int64_t rows,
-                   int64_t width, Dropout d, uint64_t seed) {
+void backward_rows(const float* grad, const c10::BFloat16* grad16, const float* h, const float* mean,
+                   const float* rstd, const float* gamma, T* dy, float* dres, float* dbias_blocks,
+                   float* dgamma_blocks, float* dbeta_blocks, int64_t rows, int64_t width, Dropout d,
+                   uint64_t seed) {
   const int64_t blocks = row_blocks(rows);
 #pragma omp parallel
   {
     std::vector<uint32_t> buffer(4 * (width / 8 + 2));
+    std::vector<float> both(grad16 == nullptr ? 0 : width);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       float* dg = dgamma_blocks + b * width;
@@ -82,6 +109,10 @@ void backward_rows(const float* grad, const float* h, const float* mean, const f
       for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
         const int64_t base = r * width;
         const float* g = grad + base;
+        if (grad16 != nullptr) {
+          add_row(g, grad16 + base, both.data(), width);
+          g = both.data();
+        }
         const float* hr = h + base;
         const float mu = mean[r], inv = rstd[r];
         double c1 = 0.0, c2 = 0.0;
@@ -118,11 +149,13 @@ void check(const at::Tensor& t, const char* what, at::ScalarType type) {
 }  // namespace
 
 // y: [rows, width] float32 or bfloat16 (the dense layer's output without its bias); bias [width]
-// float32; residual [rows, width] float32; gamma, beta [width] float32. Returns (out, h, mean,
-// rstd): the LayerNorm output (float32), and what the backward pass needs.
+// float32; residual [rows, width] float32; gamma, beta [width] float32; with_bf16: write the
+// output's bf16 copy too. Returns (out, out16, h, mean, rstd): the LayerNorm output (float32), its
+// bf16 copy (empty without with_bf16), and what the backward pass needs.
 std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& bias,
                                                  const at::Tensor& residual, const at::Tensor& gamma,
-                                                 const at::Tensor& beta, double p, double eps, int64_t seed) {
+                                                 const at::Tensor& beta, double p, double eps, int64_t seed,
+                                                 bool with_bf16) {
   TORCH_CHECK(y.dim() == 2 && residual.sizes() == y.sizes(), "y and residual must be [rows, width] alike");
   TORCH_CHECK(y.is_contiguous() && (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16),
               "y must be a contiguous float32 or bfloat16 tensor");
@@ -134,32 +167,40 @@ std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::
   TORCH_CHECK(bias.numel() == width && gamma.numel() == width && beta.numel() == width,
               "bias, gamma and beta must have the rows' width");
   auto out = at::empty({rows, width}, residual.options());
+  auto out16 = at::empty({with_bf16 ? rows : 0, width}, residual.options().dtype(at::kBFloat16));
   auto h = at::empty({rows, width}, residual.options());
   auto mean = at::empty({rows}, residual.options());
   auto rstd = at::empty({rows}, residual.options());
+  c10::BFloat16* o16 = with_bf16 ? out16.data_ptr<at::BFloat16>() : nullptr;
   const Dropout d = dropout_of(p);
   if (y.scalar_type() == at::kFloat)
     forward_rows(y.data_ptr<float>(), bias.data_ptr<float>(), residual.data_ptr<float>(), gamma.data_ptr<float>(),
-                 beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(),
+                 beta.data_ptr<float>(), out.data_ptr<float>(), o16, h.data_ptr<float>(), mean.data_ptr<float>(),
                  rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed), static_cast<float>(eps));
   else
     forward_rows(y.data_ptr<at::BFloat16>(), bias.data_ptr<float>(), residual.data_ptr<float>(),
-                 gamma.data_ptr<float>(), beta.data_ptr<float>(), out.data_ptr<float>(), h.data_ptr<float>(),
+                 gamma.data_ptr<float>(), beta.data_ptr<float>(), out.data_ptr<float>(), o16, h.data_ptr<float>(),
                  mean.data_ptr<float>(), rstd.data_ptr<float>(), rows, width, d, static_cast<uint64_t>(seed),
                  static_cast<float>(eps));
-  return {out, h, mean, rstd};
+  return {out, out16, h, mean, rstd};
 }
 
-// grad: [rows, width] float32, the LayerNorm output's gradient. Returns (dy in y_dtype, dbias,
+// grad: [rows, width] float32, the LayerNorm output's gradient; grad16: its bf16 copy's gradient,
+// [rows, width] bfloat16, or empty where the copy had none. Returns (dy in y_dtype, dbias,
 // dresidual, dgamma, dbeta).
-std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& h,
-                                                  const at::Tensor& mean, const at::Tensor& rstd,
-                                                  const at::Tensor& gamma, double p, int64_t seed,
-                                                  at::ScalarType y_dtype) {
+std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const at::Tensor& grad16,
+                                                  const at::Tensor& h, const at::Tensor& mean,
+                                                  const at::Tensor& rstd, const at::Tensor& gamma, double p,
+                                                  int64_t seed, at::ScalarType y_dtype) {
   check(grad, "grad", at::kFloat);
   check(h, "h", at::kFloat);
   check(gamma, "gamma", at::kFloat);
   TORCH_CHECK(grad.sizes() == h.sizes() && grad.dim() == 2, "grad and h must be [rows, width] alike");
+  const bool with_bf16 = grad16.numel() > 0;
+  if (with_bf16) {
+    check(grad16, "grad16", at::kBFloat16);
+    TORCH_CHECK(grad16.sizes() == grad.sizes(), "grad16 must be empty or shaped as grad");
+  }
   TORCH_CHECK(y_dtype == at::kFloat || y_dtype == at::kBFloat16, "y_dtype must be float32 or bfloat16");
   const int64_t rows = grad.size(0), width = grad.size(1);
   const int64_t blocks = row_blocks(rows);
@@ -168,14 +209,15 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
   auto dbias_blocks = at::zeros({blocks, width}, grad.options());
   auto dgamma_blocks = at::zeros({blocks, width}, grad.options());
   auto dbeta_blocks = at::zeros({blocks, width}, grad.options());
+  const c10::BFloat16* g16 = with_bf16 ? grad16.data_ptr<at::BFloat16>() : nullptr;
   const Dropout d = dropout_of(p);
   if (y_dtype == at::kFloat)
-    backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+    backward_rows(grad.data_ptr<float>(), g16, h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<float>(), dres.data_ptr<float>(),
                   dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(),
                   rows, width, d, static_cast<uint64_t>(seed));
   else
-    backward_rows(grad.data_ptr<float>(), h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+    backward_rows(grad.data_ptr<float>(), g16, h.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                   gamma.data_ptr<float>(), dy.data_ptr<at::BFloat16>(), dres.data_ptr<float>(),
                   dbias_blocks.data_ptr<float>(), dgamma_blocks.data_ptr<float>(), dbeta_blocks.data_ptr<float>(),
                   rows, width, d, static_cast<uint64_t>(seed));

@@ -119,6 +119,13 @@ def test_qkv_heads_follows_the_eager_reference(fused_ops, dtype, batch, seq, hea
     )
 
 
+def test_qkv_heads_refuses_a_layout_it_cannot_split(fused_ops):
+    with pytest.raises(RuntimeError, match="batch and heads must be positive"):
+        fused_ops.qkv_heads_forward(torch.randn(4, 6), torch.randn(6), 2, 0)
+    with pytest.raises(RuntimeError, match=r"y must be \[batch \* seq, 3 \* heads \* head_dim\]"):
+        fused_ops.qkv_heads_forward(torch.randn(4, 7), torch.randn(7), 2, 1)
+
+
 def test_qkv_heads_gives_the_same_bits_on_any_thread_count(fused_ops):
     torch.manual_seed(1)
     y, bias = torch.randn(4 * 50, 3 * 4 * 16), torch.randn(3 * 4 * 16)

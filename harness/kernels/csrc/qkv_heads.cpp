@@ -93,6 +93,7 @@ void check_float_or_bf16(const at::Tensor& t, const char* what) {
 // [3 * heads * head_dim] float32. Returns [3, B, heads, S, head_dim] in y's dtype: q, k, v.
 at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads) {
   check_float_or_bf16(y, "y");
+  TORCH_CHECK(batch > 0 && heads > 0, "batch and heads must be positive");
   TORCH_CHECK(y.dim() == 2 && y.size(1) % (3 * heads) == 0 && y.size(0) % batch == 0,
               "y must be [batch * seq, 3 * heads * head_dim]");
   const Layout l{batch, y.size(0) / batch, heads, y.size(1) / (3 * heads)};

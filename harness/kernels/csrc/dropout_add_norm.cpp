@@ -7,8 +7,9 @@
 //
 // Forward saves h = dropout(y + bias) + residual (fp32) and each row's mean and 1/std; the
 // backward needs nothing else. Under bf16 autocast the forward also writes the output's bf16 copy
-// for the next GEMM, and the backward takes that copy's gradient beside the output's. The gradients of the dense bias and of the LayerNorm weight and
-// bias are summed over fixed blocks of rows, in block order: the same bits on any thread count.
+// for the next GEMM, and the backward takes that copy's gradient beside the output's. The
+// gradients of the dense bias and of the LayerNorm weight and bias are summed over fixed blocks of
+// rows, in block order: the same bits on any thread count.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>

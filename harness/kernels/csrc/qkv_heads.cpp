@@ -70,15 +70,14 @@ void gather_segment(const T* __restrict grad, T* __restrict dy, float* __restric
 
 template <typename T>
 void backward_rows(const T* const* grads, T* dy, float* dbias_blocks, const Layout& l) {
-  const int64_t width = l.width(), blocks = row_blocks(l.rows()), part_size = l.rows() * l.heads * l.head_dim;
+  const int64_t width = l.width(), blocks = row_blocks(l.rows());
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t r = b * kRowsPerBlock; r < std::min(l.rows(), (b + 1) * kRowsPerBlock); ++r)
-      for (int64_t j = 0; j < 3 * l.heads; ++j) {
-        const int64_t p = j / l.heads;
-        gather_segment(grads[p] + l.offset(r, j) - p * part_size, dy + r * width + j * l.head_dim,
+      for (int64_t j = 0; j < 3 * l.heads; ++j)
+        // each gradient is one part's [B, heads, S, D]: the offset of head j % heads in part 0
+        gather_segment(grads[j / l.heads] + l.offset(r, j % l.heads), dy + r * width + j * l.head_dim,
                        dbias_blocks + b * width + j * l.head_dim, l.head_dim);
-      }
 }
 
 void check_float_or_bf16(const at::Tensor& t, const char* what) {

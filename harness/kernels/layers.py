@@ -1,8 +1,10 @@
 """Model layers on the fused kernels: the same math as harness.models.bert's, fewer passes.
 
 Each dropout mask comes from a counter-based generator inside the kernel that applies it, keyed by
-a seed drawn from torch's generator (so `torch.manual_seed` and a resumed RNG state decide it),
-and is drawn again in the backward pass instead of being stored.
+a seed drawn from torch's generator (so `torch.manual_seed` and a resumed RNG state decide it).
+The LayerNorm kernel's backward draws its mask again instead of storing it; the attention
+softmax's backward reads its mask from the zeros of the dropped probabilities, which the next
+GEMM keeps for its own backward anyway.
 
 `FusedDenseResidualNorm` is DenseResidualNorm (dense -> dropout -> add the residual -> LayerNorm)
 with everything after the GEMM, the dense layer's bias included, in one kernel forward and one
@@ -171,15 +173,17 @@ class _SoftmaxDropout(torch.autograd.Function):
         out, probs = ops.softmax_dropout_forward(
             scores.reshape(-1, shape[-1]).contiguous(), mask, shape[1] * shape[2], scale, p, seed
         )
-        ctx.save_for_backward(probs)
-        ctx.scale, ctx.p, ctx.seed, ctx.ops = scale, p, seed, ops
+        # out is the next GEMM's input, which autograd keeps for that GEMM's backward: saved here
+        # too, it costs no memory, and its zeros are the dropout mask
+        ctx.save_for_backward(probs, out)
+        ctx.scale, ctx.p, ctx.ops = scale, p, ops
         return out.view(shape)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (probs,) = ctx.saved_tensors
+        probs, out = ctx.saved_tensors
         flat = grad.reshape(probs.shape).to(probs.dtype).contiguous()
-        dscores = ctx.ops.softmax_dropout_backward(flat, probs, ctx.scale, ctx.p, ctx.seed)
+        dscores = ctx.ops.softmax_dropout_backward(flat, probs, out, ctx.scale, ctx.p)
         return dscores.view(grad.shape), None, None, None, None
 
 

@@ -53,8 +53,8 @@ def softmax_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -
     def forward(ops: ModuleType) -> tuple:
         return tuple(ops.softmax_dropout_forward(scores, mask, HEADS * seq, scale, p, seed))
 
-    _, probs = forward(ours)
-    return forward, lambda ops: (ops.softmax_dropout_backward(grad, probs, scale, p, seed),)
+    out, probs = forward(ours)
+    return forward, lambda ops: (ops.softmax_dropout_backward(grad, probs, out, scale, p),)
 
 
 def gelu_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> tuple[Pass, Pass]:

@@ -28,8 +28,8 @@ at::Tensor bias_gelu_forward(const at::Tensor& y, const at::Tensor& bias);
 std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& bias);
 std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const at::Tensor& key_mask,
                                                 int64_t rows_per_mask, double scale, double p, int64_t seed);
-at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, double scale, double p,
-                                    int64_t seed);
+at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, const at::Tensor& out,
+                                    double scale, double p);
 at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads);
 std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv);
 

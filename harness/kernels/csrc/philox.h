@@ -1,6 +1,6 @@
 // Dropout masks from Philox4x32-10 (Salmon et al. 2011, the counter-based generator of cuRAND and
 // JAX), keyed by a per-call seed and counted by the element's index, so that a kernel draws the
-// mask it applies and its backward draws the same mask again instead of storing it. Each 128-bit
+// mask it applies and its backward can draw the same mask again instead of storing it. Each 128-bit
 // output gives eight 16-bit lanes, one per element; an element is dropped when its lane is below
 // round(p * 65536), and kept ones are scaled by 65536 / (65536 - dropped), as
 // harness.models.dropout does: the same keep probability, unbiased, from another generator.

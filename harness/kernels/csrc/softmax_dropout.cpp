@@ -4,10 +4,13 @@
 // Stock PyTorch makes a pass for the scale, one for the mask, one for the softmax, one for the
 // dropout mask and one to apply it, and as many again backward; at seq 512 the scores are the
 // step's largest activations. Here the forward pass reads the scores once and writes the
-// probabilities (kept for the backward) and their dropped-out copy (the next GEMM's input); the
-// backward pass reads the incoming gradient and the probabilities once, draws the mask again
-// (philox.h), and writes the scores' gradient. Rows are independent: any thread count gives the
-// same bits.
+// probabilities (kept for the backward) and their dropped-out copy (the next GEMM's input, which
+// autograd keeps for that GEMM's backward anyway). The backward pass reads the incoming gradient,
+// the probabilities and that copy once, and writes the scores' gradient. It takes the dropout mask
+// from the copy's zeros instead of drawing it again (philox.h): an element the copy holds as 0 was
+// dropped or has probability 0, and the gradient of a probability-0 score is 0 whether it was
+// kept or not (P * (dP - sum(dP * P))), so both give the same bits. Rows are independent: any
+// thread count gives the same bits.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
 
@@ -92,26 +95,32 @@ void forward_rows(const T* scores, const bool* key_mask, T* out, T* probs, int64
   }
 }
 
-// d scores = scale * P * (dP - sum(dP * P)), dP the dropout's gradient of the incoming one.
+// d scores = scale * P * (dP - sum(dP * P)), dP the dropout's gradient of the incoming one: the
+// incoming one scaled where the dropped copy is nonzero. One row, through restrict pointers;
+// `dp`: width floats.
 template <typename T>
-void backward_rows(const T* grad, const T* probs, T* dscores, int64_t rows, int64_t width, float scale, Dropout d,
-                   uint64_t seed) {
+void backward_row(const T* __restrict grad, const T* __restrict probs, const T* __restrict out,
+                  T* __restrict dscores, float* __restrict dp, int64_t width, float scale, Dropout d) {
+  float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t j = 0; j < width; ++j) {
+    dp[j] = load(out, j) != 0.f ? load(grad, j) * d.scale : 0.f;
+    dot += dp[j] * load(probs, j);
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < width; ++j) store(dscores, j, scale * load(probs, j) * (dp[j] - dot));
+}
+
+template <typename T>
+void backward_rows(const T* grad, const T* probs, const T* out, T* dscores, int64_t rows, int64_t width,
+                   float scale, Dropout d) {
 #pragma omp parallel
   {
     std::vector<float> dp(width);
-    std::vector<uint32_t> buffer(4 * (width / 8 + 2));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t base = r * width;
-      const uint16_t* lanes = draw_lanes(seed, base, width, buffer);
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < width; ++j) {
-        dp[j] = lanes[j] >= d.dropped ? load(grad, base + j) * d.scale : 0.f;
-        dot += dp[j] * load(probs, base + j);
-      }
-#pragma omp simd
-      for (int64_t j = 0; j < width; ++j) store(dscores, base + j, scale * load(probs, base + j) * (dp[j] - dot));
+      backward_row(grad + base, probs + base, out + base, dscores + base, dp.data(), width, scale, d);
     }
   }
 }
@@ -152,22 +161,24 @@ std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const 
   return {out, probs};
 }
 
-// grad: the gradient of `out`, probs: the forward's; both [rows, width] of one dtype. Returns the
-// scores' gradient in that dtype.
-at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, double scale, double p,
-                                    int64_t seed) {
+// grad: the gradient of `out`; probs and out: the forward's; all [rows, width] of one dtype. p: the
+// forward's dropout probability (its scale). Returns the scores' gradient in that dtype.
+at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, const at::Tensor& out,
+                                    double scale, double p) {
   check_rows(grad, "grad");
   check_rows(probs, "probs");
-  TORCH_CHECK(grad.sizes() == probs.sizes() && grad.scalar_type() == probs.scalar_type(),
-              "grad and probs must be alike");
+  check_rows(out, "out");
+  TORCH_CHECK(grad.sizes() == probs.sizes() && grad.scalar_type() == probs.scalar_type() &&
+                  out.sizes() == probs.sizes() && out.scalar_type() == probs.scalar_type(),
+              "grad, probs and out must be alike");
   const Dropout d = dropout_of(p);
   auto dscores = at::empty_like(probs);
   const int64_t rows = grad.size(0), width = grad.size(1);
   if (grad.scalar_type() == at::kFloat)
-    backward_rows(grad.data_ptr<float>(), probs.data_ptr<float>(), dscores.data_ptr<float>(), rows, width,
-                  static_cast<float>(scale), d, static_cast<uint64_t>(seed));
+    backward_rows(grad.data_ptr<float>(), probs.data_ptr<float>(), out.data_ptr<float>(), dscores.data_ptr<float>(),
+                  rows, width, static_cast<float>(scale), d);
   else
-    backward_rows(grad.data_ptr<at::BFloat16>(), probs.data_ptr<at::BFloat16>(), dscores.data_ptr<at::BFloat16>(),
-                  rows, width, static_cast<float>(scale), d, static_cast<uint64_t>(seed));
+    backward_rows(grad.data_ptr<at::BFloat16>(), probs.data_ptr<at::BFloat16>(), out.data_ptr<at::BFloat16>(),
+                  dscores.data_ptr<at::BFloat16>(), rows, width, static_cast<float>(scale), d);
   return dscores;
 }

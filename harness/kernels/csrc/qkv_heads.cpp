@@ -32,11 +32,11 @@ struct Layout {
   int64_t batch, seq, heads, head_dim;
   int64_t width() const { return 3 * heads * head_dim; }
   int64_t rows() const { return batch * seq; }
-  // the offset of row r's segment `part_head` (p * heads + h) in the [3, B, heads, S, D] batches
-  int64_t offset(int64_t r, int64_t part_head) const {
-    const int64_t b = r / seq, s = r % seq, p = part_head / heads, h = part_head % heads;
-    return (((p * batch + b) * heads + h) * seq + s) * head_dim;
-  }
+  // where row r's segment of part 0, head 0 lies in the batches; segment (p, h) lies
+  // (p * batch * heads + h) * seq * head_dim further: two divisions a row, not four a segment
+  int64_t row_offset(int64_t r) const { return ((r / seq) * heads * seq + r % seq) * head_dim; }
+  int64_t head_stride() const { return seq * head_dim; }
+  int64_t part_stride() const { return batch * heads * seq * head_dim; }
 };
 
 // Each segment through its own pointers: read through the OpenMP region's shared pointers, GCC
@@ -49,11 +49,16 @@ void add_bias(const T* __restrict y, const float* __restrict bias, T* __restrict
 
 template <typename T>
 void forward_rows(const T* y, const float* bias, T* out, const Layout& l) {
-  const int64_t width = l.width(), segments = 3 * l.heads;
+  const int64_t width = l.width(), D = l.head_dim;
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < l.rows(); ++r)
-    for (int64_t j = 0; j < segments; ++j)
-      add_bias(y + r * width + j * l.head_dim, bias + j * l.head_dim, out + l.offset(r, j), l.head_dim);
+  for (int64_t r = 0; r < l.rows(); ++r) {
+    const int64_t row = l.row_offset(r);
+    for (int64_t p = 0; p < 3; ++p)
+      for (int64_t h = 0; h < l.heads; ++h) {
+        const int64_t column = (p * l.heads + h) * D;
+        add_bias(y + r * width + column, bias + column, out + row + p * l.part_stride() + h * l.head_stride(), D);
+      }
+  }
 }
 
 // One segment of the rows' gradient, and its share of the bias gradient's block: the bias
@@ -62,22 +67,26 @@ template <typename T>
 void gather_segment(const T* __restrict grad, T* __restrict dy, float* __restrict db, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const float g = load(grad, i);
-    store(dy, i, g);  // exact: g is a value of T
-    db[i] += g;
+    dy[i] = grad[i];  // a copy of the bits: no rounding to redo
+    db[i] += load(grad, i);
   }
 }
 
 template <typename T>
 void backward_rows(const T* const* grads, T* dy, float* dbias_blocks, const Layout& l) {
-  const int64_t width = l.width(), blocks = row_blocks(l.rows());
+  const int64_t width = l.width(), blocks = row_blocks(l.rows()), D = l.head_dim;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t r = b * kRowsPerBlock; r < std::min(l.rows(), (b + 1) * kRowsPerBlock); ++r)
-      for (int64_t j = 0; j < 3 * l.heads; ++j)
-        // each gradient is one part's [B, heads, S, D]: the offset of head j % heads in part 0
-        gather_segment(grads[j / l.heads] + l.offset(r, j % l.heads), dy + r * width + j * l.head_dim,
-                       dbias_blocks + b * width + j * l.head_dim, l.head_dim);
+    for (int64_t r = b * kRowsPerBlock; r < std::min(l.rows(), (b + 1) * kRowsPerBlock); ++r) {
+      // each gradient is one part's [B, heads, S, D]
+      const int64_t row = l.row_offset(r);
+      for (int64_t p = 0; p < 3; ++p)
+        for (int64_t h = 0; h < l.heads; ++h) {
+          const int64_t column = (p * l.heads + h) * D;
+          gather_segment(grads[p] + row + h * l.head_stride(), dy + r * width + column,
+                         dbias_blocks + b * width + column, D);
+        }
+    }
 }
 
 void check_float_or_bf16(const at::Tensor& t, const char* what) {

@@ -98,16 +98,21 @@ KERNELS: dict[str, Callable[[ModuleType, torch.dtype, int, int], tuple[Pass, Pas
 
 def build_revision(revision: str, where: Path) -> ModuleType:
     """The kernels as `revision` has them, built in `where` with the working tree's flags."""
-    archive = subprocess.run(
-        ["git", "archive", revision, str(kernels.CSRC.relative_to(Path.cwd()))], capture_output=True
+    root = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=kernels.CSRC, capture_output=True, text=True
+        ).stdout.strip()
+        or "."
     )
+    csrc = kernels.CSRC.resolve().relative_to(root.resolve())
+    archive = subprocess.run(["git", "archive", revision, str(csrc)], cwd=root, capture_output=True)
     if archive.returncode != 0:
         sys.exit(f"kernel_ab: --against {revision}: {archive.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(where, filter="data")
     from torch.utils import cpp_extension
 
-    sources = sorted((where / kernels.CSRC.relative_to(Path.cwd())).glob("*.cpp"))
+    sources = sorted((where / csrc).glob("*.cpp"))
     print(f"building {revision}'s kernels ({len(sources)} files)", file=sys.stderr, flush=True)
     with contextlib.redirect_stdout(io.StringIO()):
         return cpp_extension.load(

@@ -62,14 +62,6 @@ def small_disk(tmp_path):
 KERNELS_KEY = "tests"
 """The machine key the test suite builds the fused kernels under (a cache of its own)."""
 
-KERNEL_MARCH = os.environ.get("HARNESS_TEST_KERNEL_MARCH")
-"""Set, this session builds the kernels for that -march instead of the host's (the AVX2 build
-that tests/unit/test_kernels_isa.py checks on a host with more)."""
-if KERNEL_MARCH:
-    from harness import kernels as _kernels
-
-    _kernels.FLAGS = [f"-march={KERNEL_MARCH}" if f == "-march=native" else f for f in _kernels.FLAGS]
-
 
 @pytest.fixture(scope="session")
 def kernels_home(tmp_path_factory) -> Path:

@@ -2,6 +2,8 @@
 
 The sources (csrc/) are built with torch.utils.cpp_extension and ninja, `-O3 -march=native` and
 OpenMP, so one source is vectorised for whatever the host has (AVX2, AVX-512, AMX hosts' AVX-512).
+$HARNESS_KERNEL_MARCH builds them for another -march instead (x86-64-v3: the code an AVX2-only
+host would run), so that a host with more can run and time what a smaller one would.
 The build lands in $HARNESS_HOME/kernels/<key>, the key a digest of the machine's fingerprint, the
 sources, torch's version and the compiler's: another CPU, a changed kernel or another torch builds
 afresh, and every later process of the same key loads the build in milliseconds.
@@ -13,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +29,16 @@ from harness.files import harness_home
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(CSRC.glob("*.cpp"))
 HEADERS = sorted(CSRC.glob("*.h"))
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
+MARCH_ENV = "HARNESS_KERNEL_MARCH"
+"""Names the -march the kernels are built for, in place of the host's (native)."""
+
+
+def flags() -> list[str]:
+    """The compiler's flags: -march from $HARNESS_KERNEL_MARCH, else native."""
+    march = os.environ.get(MARCH_ENV) or "native"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.+-]*", march):
+        raise HarnessError(f"{MARCH_ENV}={march!r}: expected a -march name, such as x86-64-v3 or native")
+    return ["-O3", f"-march={march}", "-fopenmp", "-fno-math-errno"]
 
 
 def compiler() -> str:
@@ -60,7 +72,7 @@ def build_key(machine_key: str) -> str:
 
     version = subprocess.run([compiler(), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     digest = hashlib.sha256()
-    for part in (machine_key, torch.__version__, version, *FLAGS):
+    for part in (machine_key, torch.__version__, version, *flags()):
         digest.update(part.encode() + b"\0")
     for source in (*SOURCES, *HEADERS):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
@@ -95,7 +107,7 @@ def compiled(where: Path) -> ModuleType:
             return cpp_extension.load(
                 name="harness_kernels",
                 sources=[str(s) for s in SOURCES],
-                extra_cflags=FLAGS,
+                extra_cflags=flags(),
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(where),
                 verbose=False,

@@ -20,8 +20,10 @@ ISA_ENV_VARS = (
     "OMP_PROC_BIND",
     "OMP_PLACES",
     "KMP_AFFINITY",
+    "HARNESS_KERNEL_MARCH",
 )
-"""What decides the kernels and threads a worker runs; the run's result records them."""
+"""What decides the kernels and threads a worker runs (the libraries' ISA caps, the threads, the
+-march the fused kernels were built for where not the host's); the run's result records them."""
 
 RETAINED_MALLOC = {
     "MALLOC_MMAP_THRESHOLD_": str(1 << 36),

@@ -118,7 +118,7 @@ def build_revision(revision: str, where: Path) -> ModuleType:
         return cpp_extension.load(
             name="harness_kernels_ab",
             sources=[str(s) for s in sources],
-            extra_cflags=kernels.FLAGS,
+            extra_cflags=kernels.flags(),
             extra_ldflags=["-fopenmp"],
             build_directory=str(where),
         )

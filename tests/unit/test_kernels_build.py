@@ -27,6 +27,18 @@ def test_the_cache_key_follows_the_machine_and_the_sources(monkeypatch, tmp_path
     assert kernels.build_key("machine A") != here
 
 
+def test_another_march_builds_apart_and_a_malformed_one_is_refused_in_one_line(monkeypatch):
+    monkeypatch.delenv(kernels.MARCH_ENV, raising=False)
+    native = kernels.build_key("machine A")
+    assert "-march=native" in kernels.flags()
+    monkeypatch.setenv(kernels.MARCH_ENV, "x86-64-v3")
+    assert "-march=x86-64-v3" in kernels.flags() and "-march=native" not in kernels.flags()
+    assert kernels.build_key("machine A") != native
+    monkeypatch.setenv(kernels.MARCH_ENV, "x86-64-v3 -O0")
+    with pytest.raises(HarnessError, match=r"^HARNESS_KERNEL_MARCH='x86-64-v3 -O0': expected a -march name"):
+        kernels.build_key("machine A")
+
+
 def test_a_second_load_uses_the_cache(kernels_home):
     """The suite's build (kernels_home) is found by its key in a new process: nothing is compiled
     again. (In this process cpp_extension would version a second folder's build of the same name.)"""

@@ -20,7 +20,7 @@ def test_the_kernels_built_for_avx2_pass_their_tests(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'run'}"]
         + [str(TESTS / name) for name in KERNEL_TESTS],
-        env={**os.environ, "HARNESS_TEST_KERNEL_MARCH": "x86-64-v3"},
+        env={**os.environ, "HARNESS_KERNEL_MARCH": "x86-64-v3"},
         cwd=TESTS.parent.parent,
         capture_output=True,
         text=True,

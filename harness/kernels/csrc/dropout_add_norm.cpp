@@ -68,7 +68,10 @@ void forward_rows(const T* y, const float* bias, const float* res, const float* 
       double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t i = 0; i < width; ++i) {
-        const float kept = lanes[i] >= d.dropped ? (load(y, base + i) + bias[i]) * d.scale : 0.f;
+        // loaded whether kept or not: AVX2 has no masked 16-bit load, so a load under the
+        // condition leaves the loop scalar there
+        const float scaled = (load(y, base + i) + bias[i]) * d.scale;
+        const float kept = lanes[i] >= d.dropped ? scaled : 0.f;
         hr[i] = kept + res[base + i];
         sum += hr[i];
       }

@@ -104,7 +104,10 @@ void backward_row(const T* __restrict grad, const T* __restrict probs, const T* 
   float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
   for (int64_t j = 0; j < width; ++j) {
-    dp[j] = load(out, j) != 0.f ? load(grad, j) * d.scale : 0.f;
+    // loaded whether kept or not: AVX2 has no masked 16-bit load, so a load under the condition
+    // leaves the loop scalar there
+    const float g = load(grad, j) * d.scale;
+    dp[j] = load(out, j) != 0.f ? g : 0.f;
     dot += dp[j] * load(probs, j);
   }
 #pragma omp simd

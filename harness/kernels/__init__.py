@@ -40,8 +40,8 @@ def flags() -> list[str]:
         raise HarnessError(f"{MARCH_ENV}={march!r}: expected a -march name, such as x86-64-v3 or native")
     # -fno-trapping-math: the loops' selects (exp's clamps, dropout's mask) compute both sides;
     # where a float operation may trap, GCC will not, and without AVX-512's masked operations it
-    # then leaves the loop scalar: an AVX2 build's GELU ran 8x slower. No result changes: only
-    # floating-point exception flags, which nothing reads.
+    # then leaves the loop scalar: an AVX2 build's GELU took 18 ms a call, 3.3 ms with the flag.
+    # No result changes: only floating-point exception flags, which nothing reads.
     return ["-O3", f"-march={march}", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 
 

@@ -217,4 +217,8 @@ def test_each_modes_gemms_and_its_roofline_compute_in_the_dtype_it_trains_in():
     }
     assert [name for name, mode in modes.items() if mode.computes_fp32] == ["fp32", "avx-fp32"]
     # bf16-pure's weights are bf16 with no autocast: its peak is a bf16 matmul's, not fp32's
-    assert {p().dtype for p in _paths(modes["bf16-pure"], 16).values()} == {torch.bfloat16}
+    for call in _paths(modes["bf16-pure"], 16).values():
+        try:
+            assert call().dtype == torch.bfloat16
+        except RuntimeError as exc:  # measure() records the path unavailable
+            assert "bf16 path needs the cpu support" in str(exc)  # oneDNN's linear, AVX2-only CPUs

@@ -83,6 +83,22 @@ def build_key(machine_key: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def build(machine_key: str) -> None:
+    """Build the kernels for this machine into the cache, or find them there, for workers to load:
+    in a child process (python -m harness.kernels), this one never loading them. Within one process
+    cpp_extension versions a second folder's build of the same module name and compiles it again
+    there under another name (harness_kernels_v1), silently, that the workers then do not find: a
+    parent that moved $HARNESS_HOME, as the test suite's do, paid two builds for one."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.kernels", machine_key], stdout=subprocess.PIPE, text=True
+    )
+    if done.returncode != 0:
+        # the child's one-line refusal; anything else it printed went to stderr already
+        raise HarnessError(
+            done.stdout.strip() or f"--backend fused: building the kernels failed (exit {done.returncode})"
+        )
+
+
 def load(machine_key: str) -> ModuleType:
     """The compiled kernels for this machine: built (20 s on 2 cores) unless cached."""
     _ninja_on_path()

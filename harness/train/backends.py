@@ -64,4 +64,4 @@ def build(backends: Iterable[str], machine_key: str) -> None:
     """Before a plan's first run: compile the kernels the backends need, so that no run's steps
     pay for the build (a worker then loads it from the cache)."""
     if "fused" in backends:
-        kernels.load(machine_key)
+        kernels.build(machine_key)

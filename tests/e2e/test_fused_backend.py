@@ -1,11 +1,13 @@
 """--backend fused end to end: compare builds the kernels before its first run, and a fused run
 trains like stock PyTorch from the same seed."""
 
+import pytest
 from harness_cli import launch, metrics
 
 from harness.results.tables import read_runs
 
 
+@pytest.mark.usefixtures("fused_ops")  # this process has loaded the kernels from another folder
 def test_compare_builds_once_and_fused_follows_stock(capfd, monkeypatch, synth_dir, tmp_path):
     monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))  # nothing built yet
     out = tmp_path / "cmp"
@@ -31,6 +33,10 @@ def test_compare_builds_once_and_fused_follows_stock(capfd, monkeypatch, synth_d
     # built by the parent, before the plan's first run: no run's steps pay for it
     assert proc.stderr.count("building the fused kernels") == 1
     assert proc.stderr.index("building the fused kernels") < proc.stderr.index("[1/2]")
+    # one build, the one the workers load: a parent that had loaded the kernels from another
+    # folder (this test process has) would compile a second one under another name, unseen
+    (folder,) = (tmp_path / "home" / "kernels").iterdir()
+    assert [p.name.split(".")[0] for p in folder.glob("*.so")] == ["harness_kernels"]
     runs = read_runs(out / "runs.csv")
     assert list(runs["run_id"]) == ["p1-fp32-r0", "p1-fp32-fused-r0"]
     assert list(runs["backend"]) == ["stock", "fused"] and set(runs["status"]) == {"ok"}

@@ -57,3 +57,12 @@ def test_a_second_load_uses_the_cache(kernels_home):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(build) and "building" not in done.stderr
     assert build.stat().st_mtime_ns == before
+
+
+def test_a_failed_build_in_the_child_is_the_parents_one_line_refusal(monkeypatch, tmp_path):
+    """kernels.build compiles in a child process (python -m harness.kernels); what the child
+    refuses, the parent raises as its own refusal."""
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(kernels.MARCH_ENV, "no-such-cpu")
+    with pytest.raises(HarnessError, match=r"^--backend fused: building the kernels in \S+ failed"):
+        kernels.build("machine A")

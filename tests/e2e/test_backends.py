@@ -50,6 +50,8 @@ def test_compare_sets_ipex_beside_stock(capfd, monkeypatch, synth_dir, tmp_path)
         "stock,ipex",
         "--steps",
         6,
+        "--roofline-size",  # MFU's peak, measured once a session: at 4096 it takes a minute
+        512,
         "--dataset",
         synth_dir,
         "--output",

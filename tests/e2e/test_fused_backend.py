@@ -24,6 +24,8 @@ def test_compare_builds_once_and_fused_follows_stock(capfd, monkeypatch, synth_d
         "stock,fused",
         "--steps",
         8,
+        "--roofline-size",  # this home's MFU peak: at 4096 it takes a minute
+        512,
         "--dataset",
         synth_dir,
         "--output",

@@ -37,7 +37,7 @@ def test_missing_variables_are_listed():
     assert "PRECISION OUTPUT_DIR DATASET_DIR CHECKPOINT_DIR not set" in proc.stderr
 
 
-def test_phase1_then_phase2_through_intels_variables(synth_dir, tmp_path):
+def test_phase1_then_phase2_through_intels_variables(kernels_home, synth_dir, tmp_path):
     config = tmp_path / "bert_config.json"
     config.write_text(json.dumps(NAMED_CONFIGS["bert-tiny"].to_hf_dict()))
     common = {
@@ -63,7 +63,6 @@ def test_phase1_then_phase2_through_intels_variables(synth_dir, tmp_path):
             "OUTPUT_DIR": str(p2),
             "CHECKPOINT_DIR": str(p1 / "model_save"),
             "BACKEND": "fused",
-            "HARNESS_HOME": str(tmp_path / "home"),
         },
     )
     assert proc.returncode == 0, proc.stderr

@@ -39,16 +39,14 @@ def test_another_march_builds_apart_and_a_malformed_one_is_refused_in_one_line(m
         kernels.build_key("machine A")
 
 
-def test_a_second_load_uses_the_cache(kernels_home):
+def test_a_second_load_uses_the_cache(kernels_home, machine_key):
     """The suite's build (kernels_home) is found by its key in a new process: nothing is compiled
     again. (In this process cpp_extension would version a second folder's build of the same name.)"""
-    from conftest import KERNELS_KEY
-
-    where = kernels_home / "kernels" / kernels.build_key(KERNELS_KEY)
+    where = kernels_home / "kernels" / kernels.build_key(machine_key)
     (build,) = where.glob("*.so")
     before = build.stat().st_mtime_ns
     done = subprocess.run(
-        [sys.executable, "-c", f"from harness import kernels; print(kernels.load({KERNELS_KEY!r}).__file__)"],
+        [sys.executable, "-c", f"from harness import kernels; print(kernels.load({machine_key!r}).__file__)"],
         env={**os.environ, "HARNESS_HOME": str(kernels_home)},
         capture_output=True,
         text=True,

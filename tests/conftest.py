@@ -1,4 +1,3 @@
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -66,13 +65,9 @@ def session_home(tmp_path_factory) -> Iterator[Path]:
     writes the user's cache (~/.cache/harness) and a clean machine's CI measures what this one does.
     Its roofline store and kernel build are shared by the session's tests."""
     home = tmp_path_factory.mktemp("harness-home")
-    before = os.environ.get("HARNESS_HOME")
-    os.environ["HARNESS_HOME"] = str(home)
-    yield home
-    if before is None:
-        del os.environ["HARNESS_HOME"]
-    else:
-        os.environ["HARNESS_HOME"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="session")

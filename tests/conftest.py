@@ -74,9 +74,9 @@ def session_home(tmp_path_factory) -> Iterator[Path]:
 def machine_key() -> str:
     """This machine's key, as a harness command computes it: a build under it is one a command
     run with the session's home finds instead of building."""
-    from harness.machine.platform import as_dict, detect, fingerprint_key
+    from harness.machine.platform import detect
 
-    return fingerprint_key(as_dict(detect()))
+    return detect().key()
 
 
 @pytest.fixture(scope="session")

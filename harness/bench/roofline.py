@@ -51,7 +51,7 @@ def run_all(names: list[str], size: int, repeats: int, allow_emulation: bool, co
     for line in skipped:
         print(f"skipped: {line}")
     # Saved after the table is printed: a store that cannot be written loses no figures.
-    print(f"stored in {roofline.save(machine.fingerprint_key(machine.as_dict(platform)), peaks)}")
+    print(f"stored in {roofline.save(platform.key(), peaks)}")
     return 0
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from harness.errors import HarnessError
 from harness.launch.job import WorkerContext
-from harness.machine.platform import Platform, as_dict, fingerprint_key
+from harness.machine.platform import Platform
 from harness.precision.modes import PrecisionMode, admit
 
 
@@ -32,7 +32,7 @@ def context_for(mode: PrecisionMode, platform: Platform, cores: Sequence[int]) -
         gemm_isa=admission.gemm_isa,
         amx_usable=platform.amx_usable,
         cpu_model=platform.cpu_model,
-        machine_key=fingerprint_key(as_dict(platform)),
+        machine_key=platform.key(),
         cores=tuple(cores),
     )
 

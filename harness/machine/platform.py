@@ -96,6 +96,10 @@ class Platform:
         and AMX's usability, and the library builds that pick the kernels."""
         return fingerprint(as_dict(self))
 
+    def key(self) -> str:
+        """The fingerprint as one string: the key of this machine's stored peaks and kernel builds."""
+        return fingerprint_key(as_dict(self))
+
 
 CAPABILITIES: dict[str, tuple[str, Callable[[Platform], bool]]] = {
     "avx512": ("AVX-512 (F)", lambda p: p.avx512),

@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.files import DISK_FULL_EXIT, check_folder, folder_lock
 from harness.launch.launchers import LaunchOptions
 from harness.launch.runner import Log
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import as_dict, detect
 from harness.plan.plan import Outcome, Plan, RunSpec
 from harness.plan.presets import Preset
 from harness.precision.modes import get_precision, same_computation_pairs
@@ -59,7 +59,7 @@ class Comparison:
             _require_same_plan(output, saved.runs, plan)
             self.outcomes = {o.run_id: o for o in saved.outcomes}
         platform = detect()
-        self.machine_key = fingerprint_key(as_dict(platform))
+        self.machine_key = platform.key()
         self.same_computation = same_computation_pairs(
             list(dict.fromkeys(s.precision for s in plan)), platform
         )

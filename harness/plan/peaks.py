@@ -18,7 +18,7 @@ from harness.bench.roofline import run_all
 from harness.errors import HarnessError
 from harness.launch.launchers import LaunchOptions
 from harness.machine.cores import resolve_cores, split_cores
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import detect
 from harness.precision import roofline
 from harness.precision.modes import admit, get_precision
 
@@ -38,7 +38,7 @@ def unmeasured(names: list[str], options: LaunchOptions) -> tuple[list[str], lis
     its workers' cores, those cores, and the modes it runs emulated (no peak measured)."""
     platform = detect()
     cores = worker_cores(options)
-    key = fingerprint_key(as_dict(platform))
+    key = platform.key()
     todo, emulated = [], []
     for name in names:
         admission = admit(get_precision(name), platform)

@@ -32,7 +32,7 @@ import torch
 
 from harness import kernels
 from harness.kernels.layers import FusedEncoder, FusedSelfAttention, fuse
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import detect
 from harness.models import NAMED_CONFIGS
 from harness.models.bert import Encoder, Layer, SelfAttention
 
@@ -121,7 +121,7 @@ def main() -> None:
     if args.block == "norm-copy" and args.precision != "bf16":
         parser.error("--precision: norm-copy is bf16 only (fp32 has no copies)")
 
-    ops = kernels.load(fingerprint_key(as_dict(detect())))
+    ops = kernels.load(detect().key())
     torch.manual_seed(0)
     if args.block == "norm-copy":
         before, after = norm_copy_calls(ops, args.batch * args.seq)

@@ -35,7 +35,7 @@ from types import ModuleType
 import torch
 
 from harness import kernels
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import detect
 
 HIDDEN, HEADS, INTERMEDIATE = 1024, 16, 4096
 Pass = Callable[[ModuleType], tuple]
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--allow-different", action="store_true", help="do not require the same bits")
     args = parser.parse_args()
 
-    ours = kernels.load(fingerprint_key(as_dict(detect())))
+    ours = kernels.load(detect().key())
     torch.manual_seed(0)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     passes = KERNELS[args.kernel](ours, dtype, args.batch, args.seq)

@@ -23,7 +23,7 @@ from harness import kernels
 from harness.kernels.lamb import FusedLamb
 from harness.kernels.layers import fuse
 from harness.launch.environment import environment_problem
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import detect
 from harness.models import BertForPreTraining, Lamb, load_config
 from harness.models.bert import Layer
 from harness.models.lamb import parameter_groups
@@ -75,7 +75,7 @@ def fused_lamb_step(model: str, batch: int, seq: int, autocast: Callable) -> Cal
 
 def _kernels():
     """The fused backend's kernels, built for this machine or loaded from the cache."""
-    return kernels.load(fingerprint_key(as_dict(detect())))
+    return kernels.load(detect().key())
 
 
 KERNELS = {
@@ -98,7 +98,7 @@ def main() -> None:
         os.environ.get("BENCH_FP32_GEMM", "auto"),
         mode,
         platform.amx_usable,
-        fingerprint_key(as_dict(platform)),
+        platform.key(),
     )
     run = KERNELS[kernel](model, int(batch), int(seq), mode.autocast_context)
     run()  # first touch: allocations and oneDNN's JIT happen here, outside every timed round

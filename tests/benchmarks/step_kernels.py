@@ -27,7 +27,7 @@ from harness import kernels
 from harness.bench.peer_steps import first_batch, harness_step
 from harness.datasets.synth import cached_default
 from harness.launch.environment import RETAINED_MALLOC
-from harness.machine.platform import as_dict, detect, fingerprint_key
+from harness.machine.platform import detect
 from harness.models import load_config
 from harness.precision.modes import get_precision
 
@@ -66,7 +66,7 @@ def main() -> None:
         # and the kernels writing them pay for it
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
 
-    machine_key = fingerprint_key(as_dict(detect()))
+    machine_key = detect().key()
     timed = TimedKernels(kernels.load(machine_key))
     # prepare_backend loads the kernels through harness.kernels.load: it gets the timed module
     kernels.load = lambda _key: timed

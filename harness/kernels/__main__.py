@@ -7,6 +7,9 @@ import sys
 from harness import kernels
 from harness.errors import HarnessError
 
+if len(sys.argv) != 2:
+    print("usage: python -m harness.kernels MACHINE_KEY (the machine key harness.kernels.build passes)")
+    sys.exit(2)
 try:
     kernels.load(sys.argv[1])
 except HarnessError as exc:

@@ -64,3 +64,10 @@ def test_a_failed_build_in_the_child_is_the_parents_one_line_refusal(monkeypatch
     monkeypatch.setenv(kernels.MARCH_ENV, "no-such-cpu")
     with pytest.raises(HarnessError, match=r"^--backend fused: building the kernels in \S+ failed"):
         kernels.build("machine A")
+
+
+def test_the_build_child_without_its_machine_key_is_a_one_line_usage_refusal():
+    done = subprocess.run([sys.executable, "-m", "harness.kernels"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stdout.startswith("usage: python -m harness.kernels MACHINE_KEY")
+    assert done.stdout.count("\n") == 1 and done.stderr == ""

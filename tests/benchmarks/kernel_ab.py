@@ -12,7 +12,9 @@ for batch x seq tokens:
   sequence a quarter padding);
 - gelu: the FFN's bias + GELU ([tokens, 4096]);
 - norm: bias + dropout + residual + LayerNorm ([tokens, 1024], no bf16 copy);
-- qkv: the query/key/value bias and head split ([tokens, 3072] to [3, batch, 16, seq, 64]).
+- qkv: the query/key/value bias and head split ([tokens, 3072] to [3, batch, 16, seq, 64]);
+- norms: LAMB's first pass, the gradients' squared norms, over tensors of BERT-Large's parameter
+  sizes (336 M elements, whatever --batch and --seq say; one pass, no backward).
 A revision whose binding of the kernel takes other arguments than the working tree's is refused.
 Run it on a quiet machine, with the threads the step would have (OMP_NUM_THREADS).
 """
@@ -36,14 +38,17 @@ import torch
 
 from harness import kernels
 from harness.machine.platform import detect
+from harness.models import BertForPreTraining, load_config
 
 HIDDEN, HEADS, INTERMEDIATE = 1024, 16, 4096
 Pass = Callable[[ModuleType], tuple]
 """One pass of a kernel on fixed inputs, given a build of the kernels: its outputs. A backward
 pass takes what its forward saves from the working tree's forward, made once."""
+Passes = dict[str, Pass]
+"""A kernel's passes by name: forward and backward, or one."""
 
 
-def softmax_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> tuple[Pass, Pass]:
+def softmax_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> Passes:
     scores = (torch.randn(batch * HEADS * seq, seq) * 3).to(dtype)
     mask = torch.ones(batch, seq, dtype=torch.bool)
     mask[0, seq * 3 // 4 :] = False
@@ -54,18 +59,22 @@ def softmax_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -
         return tuple(ops.softmax_dropout_forward(scores, mask, HEADS * seq, scale, p, seed))
 
     out, probs = forward(ours)
-    return forward, lambda ops: (ops.softmax_dropout_backward(grad, probs, out, scale, p),)
+    return {
+        "forward": forward,
+        "backward": lambda ops: (ops.softmax_dropout_backward(grad, probs, out, scale, p),),
+    }
 
 
-def gelu_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> tuple[Pass, Pass]:
+def gelu_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> Passes:
     y = torch.randn(batch * seq, INTERMEDIATE).to(dtype)
     grad, bias = torch.randn_like(y), torch.randn(INTERMEDIATE)
-    return (lambda ops: (ops.bias_gelu_forward(y, bias),)), (
-        lambda ops: tuple(ops.bias_gelu_backward(grad, y, bias))
-    )
+    return {
+        "forward": lambda ops: (ops.bias_gelu_forward(y, bias),),
+        "backward": lambda ops: tuple(ops.bias_gelu_backward(grad, y, bias)),
+    }
 
 
-def norm_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> tuple[Pass, Pass]:
+def norm_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> Passes:
     y, residual = torch.randn(batch * seq, HIDDEN).to(dtype), torch.randn(batch * seq, HIDDEN)
     bias, gamma, beta = torch.randn(HIDDEN), torch.rand(HIDDEN) + 0.5, torch.randn(HIDDEN)
     grad, none = torch.randn(batch * seq, HIDDEN), torch.empty(0, dtype=dtype)
@@ -74,25 +83,36 @@ def norm_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> t
         return tuple(ops.dropout_add_norm_forward(y, bias, residual, gamma, beta, 0.1, 1e-12, 5, False))
 
     _, _, h, mean, rstd = forward(ours)
-    return forward, lambda ops: tuple(
-        ops.dropout_add_norm_backward(grad, none, h, mean, rstd, gamma, 0.1, 5, dtype)
-    )
+    return {
+        "forward": forward,
+        "backward": lambda ops: tuple(
+            ops.dropout_add_norm_backward(grad, none, h, mean, rstd, gamma, 0.1, 5, dtype)
+        ),
+    }
 
 
-def qkv_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> tuple[Pass, Pass]:
+def qkv_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> Passes:
     y, bias = torch.randn(batch * seq, 3 * HIDDEN).to(dtype), torch.randn(3 * HIDDEN)
     dq, dk, dv = (torch.randn(batch, HEADS, seq, HIDDEN // HEADS).to(dtype) for _ in range(3))
-    return (
-        (lambda ops: (ops.qkv_heads_forward(y, bias, batch, HEADS),)),
-        (lambda ops: tuple(ops.qkv_heads_backward(dq, dk, dv))),
-    )
+    return {
+        "forward": lambda ops: (ops.qkv_heads_forward(y, bias, batch, HEADS),),
+        "backward": lambda ops: tuple(ops.qkv_heads_backward(dq, dk, dv)),
+    }
 
 
-KERNELS: dict[str, Callable[[ModuleType, torch.dtype, int, int], tuple[Pass, Pass]]] = {
+def norms_passes(ours: ModuleType, dtype: torch.dtype, batch: int, seq: int) -> Passes:
+    model = BertForPreTraining(load_config("bert-large"))
+    grads = [torch.randn(p.numel()).to(dtype) for p in model.parameters()]
+    del model
+    return {"gradient norms": lambda ops: (ops.sum_squares(grads),)}
+
+
+KERNELS: dict[str, Callable[[ModuleType, torch.dtype, int, int], Passes]] = {
     "softmax": softmax_passes,
     "gelu": gelu_passes,
     "norm": norm_passes,
     "qkv": qkv_passes,
+    "norms": norms_passes,
 }
 
 
@@ -143,7 +163,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kernel-ab-") as tmp:
         theirs = build_revision(args.against, Path(tmp))
         sides = {args.against: theirs, "working tree": ours}
-        for name, run in zip(("forward", "backward"), passes, strict=True):
+        for name, run in passes.items():
             try:
                 expected = run(theirs)
             except TypeError as exc:

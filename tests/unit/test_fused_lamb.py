@@ -122,6 +122,15 @@ def test_bf16_gradients_are_read_exactly_and_the_bf16_copy_is_rounded_to_nearest
         assert torch.equal(rounded, weight.to(torch.bfloat16))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_squared_norms_are_sums_in_fp64_of_any_length(fused_ops, dtype):
+    """Lengths below a vector, below four (no quarters to read side by side), and across blocks."""
+    torch.manual_seed(3)
+    xs = [(torch.randn(n) * 10).to(dtype) for n in (1, 2, 3, 4, 9, 1023, 32768, 32769, 100003)]
+    expected = torch.stack([x.double().square().sum() for x in xs])
+    torch.testing.assert_close(fused_ops.sum_squares(xs), expected, rtol=1e-13, atol=0)
+
+
 def test_the_same_bits_on_any_thread_count(fused_ops):
     """Fixed blocks, summed in block order: the norms and weights do not depend on the threads."""
     torch.manual_seed(4)

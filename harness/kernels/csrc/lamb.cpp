@@ -54,15 +54,26 @@ at::Tensor per_segment(const std::vector<Block>& blocks, const std::vector<doubl
   return out;
 }
 
+// The block's four quarters are read side by side: a thread reading one stream ran at 18 GB/s on
+// a Zen 3 whose passes over four or more streams ran at 25-27 (its prefetchers follow each).
 template <typename T>
 double sum_squares_block(const T* x, int64_t begin, int64_t end) {
-  double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = begin; i < end; ++i) {
-    double v = load(x, i);
-    acc += v * v;
+  const int64_t quarter = (end - begin) / 4;
+  const T *x0 = x + begin, *x1 = x0 + quarter, *x2 = x1 + quarter, *x3 = x2 + quarter;
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t i = 0; i < quarter; ++i) {
+    const double v0 = load(x0, i), v1 = load(x1, i), v2 = load(x2, i), v3 = load(x3, i);
+    a0 += v0 * v0;
+    a1 += v1 * v1;
+    a2 += v2 * v2;
+    a3 += v3 * v3;
   }
-  return acc;
+  for (int64_t i = begin + 4 * quarter; i < end; ++i) {
+    const double v = load(x, i);
+    a3 += v * v;
+  }
+  return (a0 + a1) + (a2 + a3);
 }
 
 }  // namespace

@@ -72,8 +72,9 @@ class PeerSpec:
     """Where our step's fp32 GEMMs go: auto, mkl or onednn (as `harness train --fp32-gemm`);
     Hugging Face's step runs as stock PyTorch runs it."""
     rounds: int = 1
-    """Times the implementations run in turn, each round in fresh processes: a machine whose
-    speed drifts (a neighbour, the host) then weighs on all of them alike."""
+    """Times the implementations run in turn, each round in fresh processes and started by the
+    other one than the round before: a machine whose speed drifts (a neighbour, the host) then
+    weighs on all of them alike."""
     system_malloc: bool = False
     """Every worker with glibc malloc's defaults instead of the harness's (harness.launch.environment)."""
     gemms: bool = False
@@ -330,11 +331,13 @@ def run_peer(
 def _rounds(
     spec: PeerSpec, mode: PrecisionMode, context: WorkerContext, cores: list[int], with_train: bool
 ) -> dict[str, list[PeerRound]]:
-    """Each implementation's rounds of one mode, the implementations taking turns."""
+    """Each implementation's rounds of one mode, the implementations taking turns, and each round
+    starting with the other one than the round before: a host that drifts during a round, or an
+    advantage in going first, then falls on both alike over the rounds."""
     name = mode.name
-    runs: dict[str, list[PeerRound]] = {}
+    runs: dict[str, list[PeerRound]] = {impl: [] for impl in IMPLEMENTATIONS}
     for round_ in range(spec.rounds):
-        for impl in IMPLEMENTATIONS:
+        for impl in IMPLEMENTATIONS[:: 1 if round_ % 2 == 0 else -1]:
             print(
                 f"{name} {impl}, round {round_ + 1}/{spec.rounds}: {spec.warmup} + {spec.steps} steps",
                 file=sys.stderr,

@@ -1,0 +1,46 @@
+"""bench peer's rounds: the implementations take turns, each round started by the other one than
+the round before, and each implementation's rounds come back in its own row, in round order."""
+
+from dataclasses import asdict
+
+from harness.bench import peer
+from harness.bench.peer import PeerRound, PeerSpec
+from harness.precision.modes import get_precision
+
+
+def test_each_round_starts_with_the_other_implementation(monkeypatch):
+    calls: list[tuple[str, bool]] = []
+
+    def run_task(task, mode, context, settings, system_malloc):
+        calls.append((settings["impl"], settings["first_round"]))
+        step = float(len(calls))  # the call's place in the run: which round a row holds
+        return asdict(
+            PeerRound(
+                impl=settings["impl"],
+                backend="fused",
+                precision=mode.name,
+                model="bert-tiny",
+                batch_size=2,
+                seq_len=128,
+                threads=2,
+                fp32_gemm="mkl",
+                step_times=[step],
+                flops=1e9,
+                peak_rss_gib=None,
+                top_operators=[],
+            )
+        )
+
+    monkeypatch.setattr(peer.launchers, "run_task", run_task)
+    runs = peer._rounds(PeerSpec(rounds=3), get_precision("fp32"), None, [0], with_train=False)
+    assert calls == [
+        ("harness", True),
+        ("hugging-face", True),
+        ("hugging-face", False),
+        ("harness", False),
+        ("harness", False),
+        ("hugging-face", False),
+    ]
+    assert list(runs) == ["harness", "hugging-face"]
+    assert [r.step_times for r in runs["harness"]] == [[1.0], [4.0], [5.0]]
+    assert [r.step_times for r in runs["hugging-face"]] == [[2.0], [3.0], [6.0]]

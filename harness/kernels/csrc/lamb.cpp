@@ -54,8 +54,8 @@ at::Tensor per_segment(const std::vector<Block>& blocks, const std::vector<doubl
   return out;
 }
 
-// The block's four quarters are read side by side: a thread reading one stream ran at 18 GB/s on
-// a Zen 3 whose passes over four or more streams ran at 25-27 (its prefetchers follow each).
+// The block's four quarters are read side by side: on a Zen 3, a thread reading one stream ran
+// at 18 GB/s where passes over four or more streams ran at 25-27 (docs/fused-zen3.md).
 template <typename T>
 double sum_squares_block(const T* x, int64_t begin, int64_t end) {
   const int64_t quarter = (end - begin) / 4;

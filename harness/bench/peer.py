@@ -346,7 +346,7 @@ def _rounds(
             # operators are profiled, and a step recorded verbose, once: in the first round
             settings = {"impl": impl, "first_round": round_ == 0, **asdict(spec)}
             measured = launchers.run_task(measure_peer, mode, context, settings, spec.system_malloc)
-            runs.setdefault(impl, []).append(PeerRound.from_dict(measured))
+            runs[impl].append(PeerRound.from_dict(measured))
         if with_train:
             print(f"{name} harness train, round {round_ + 1}/{spec.rounds}", file=sys.stderr, flush=True)
             runs.setdefault("harness train", []).append(train_round(name, spec, cores, context.emulated))

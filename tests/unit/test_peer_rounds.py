@@ -3,8 +3,10 @@ the round before, and each implementation's rounds come back in its own row, in 
 
 from dataclasses import asdict
 
+from peer_rounds import a_round
+
 from harness.bench import peer
-from harness.bench.peer import PeerRound, PeerSpec
+from harness.bench.peer import PeerSpec
 from harness.precision.modes import get_precision
 
 
@@ -14,22 +16,7 @@ def test_each_round_starts_with_the_other_implementation(monkeypatch):
     def run_task(task, mode, context, settings, system_malloc):
         calls.append((settings["impl"], settings["first_round"]))
         step = float(len(calls))  # the call's place in the run: which round a row holds
-        return asdict(
-            PeerRound(
-                impl=settings["impl"],
-                backend="fused",
-                precision=mode.name,
-                model="bert-tiny",
-                batch_size=2,
-                seq_len=128,
-                threads=2,
-                fp32_gemm="mkl",
-                step_times=[step],
-                flops=1e9,
-                peak_rss_gib=None,
-                top_operators=[],
-            )
-        )
+        return asdict(a_round(settings["impl"], [step]))
 
     monkeypatch.setattr(peer.launchers, "run_task", run_task)
     runs = peer._rounds(PeerSpec(rounds=3), get_precision("fp32"), None, [0], with_train=False)

@@ -4,6 +4,8 @@ round, through the workers' JSON and --json, and printed under the table."""
 import json
 from dataclasses import asdict
 
+from peer_rounds import a_round
+
 from harness.bench.peer import PeerRound, merge
 from harness.bench.peer_table import format_rows
 from harness.results.time_split import TimeSplit
@@ -18,24 +20,6 @@ THEIRS = TimeSplit.of_step(
     forward_backward_s=6.0,
     optimizer_s=0.8,
 )
-
-
-def a_round(impl: str, step_times: list[float], split: TimeSplit | None) -> PeerRound:
-    return PeerRound(
-        impl=impl,
-        backend="fused" if impl == "harness" else "transformers",
-        precision="bf16",
-        model="bert-large",
-        batch_size=8,
-        seq_len=128,
-        threads=16,
-        fp32_gemm="onednn",
-        step_times=step_times,
-        flops=3e13,
-        peak_rss_gib=9.0,
-        top_operators=[],
-        time_split=split,
-    )
 
 
 def test_a_row_carries_its_first_rounds_split_through_json_and_prints_it_by_part():

@@ -17,6 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 from harness.datasets.mlcommons import checked, resolve_phase_data, training_loader
 from harness.errors import HarnessError
 from harness.models import BertForPreTraining, Lamb, load_config, parameter_groups
+from harness.models.bert import head_positions
 from harness.models.flops import training_step_flops
 from harness.precision.modes import PrecisionMode
 from harness.train import prepare_backend
@@ -73,10 +74,15 @@ def harness_step(
         optimizer.step_if_finite()
         optimizer.zero_grad(set_to_none=True)
 
-    flops = model.training_flops(
-        raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
-    )
+    flops = model.training_flops(*_shape(raw))
     return _timed(forward_backward, optimizer_step), flops
+
+
+def _shape(raw: dict) -> tuple[int, int, int, int]:
+    """(batch size, seq len, the last layer's rows, masked tokens) of a batch: what our model's
+    FLOPs for it take."""
+    B, S = raw["input_ids"].shape
+    return B, S, head_positions(to_batch(raw)).numel(), int((raw["masked_lm_weights"] > 0).sum())
 
 
 def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[Step, int]:
@@ -111,11 +117,9 @@ def hugging_face_step(model_name: str, raw: dict, mode: PrecisionMode) -> tuple[
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    # Credited with our model's FLOPs: the same useful work (HF's MLM head also runs on every
-    # unmasked token, which is its cost, not extra work done).
-    flops = training_step_flops(
-        cfg, raw["input_ids"].shape[0], raw["input_ids"].shape[1], int((raw["masked_lm_weights"] > 0).sum())
-    )
+    # Credited with our model's FLOPs: the same useful work (HF's last layer and MLM head also
+    # run on every token the loss does not read, which is its cost, not extra work done).
+    flops = training_step_flops(cfg, *_shape(raw))
     return _timed(forward_backward, optimizer_step), flops
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.bert import DenseResidualNorm, Encoder, Intermediate, Layer, SelfAttention
+from harness.models.bert import DenseResidualNorm, Encoder, Intermediate, Layer, SelfAttention, rows_at
 
 SEEDS = 2**62
 """Seeds are drawn below this: any of them a valid int64 for the kernels."""
@@ -140,28 +140,38 @@ class FusedLayer(Layer):
     autograd cast that GEMM's gradient back and add it to the residual's in two more. The fp32
     output stays the residual stream, as in stock."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.forward_with_copy(x, None, mask)[0]
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.forward_with_copy(x, None, mask, queries)[0]
 
     def forward_with_copy(
-        self, x: torch.Tensor, x16: torch.Tensor | None, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        x16: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        queries: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: the input, x16: its bf16 copy or None. Returns the output and, under bf16 autocast,
-        its bf16 copy (else None)."""
+        """x: the input, x16: its bf16 copy or None; queries: as Layer's. Returns the output and,
+        under bf16 autocast, its bf16 copy (else None)."""
         copy = _bf16_autocast()
-        context = self.attention.self(x if x16 is None else x16, mask)
-        a, a16 = self.attention.output.forward_with_copy(context, x, copy)
+        context = self.attention.self(x if x16 is None else x16, mask, queries)
+        residual = x if queries is None else rows_at(x, queries)
+        a, a16 = self.attention.output.forward_with_copy(context, residual, copy)
         return self.output.forward_with_copy(self.intermediate(a if a16 is None else a16), a, copy)
 
 
 class FusedEncoder(Encoder):
     """Encoder handing each FusedLayer's bf16 copy of its output to the next layer."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x16 = None
-        for layer in self.layer:
+        *body, last = self.layer
+        for layer in body:
             x, x16 = layer.forward_with_copy(x, x16, mask)
-        return x
+        return last.forward_with_copy(x, x16, mask, queries)[0]
 
 
 class _SoftmaxDropout(torch.autograd.Function):
@@ -225,10 +235,14 @@ class FusedSelfAttention(SelfAttention):
 
     ops: ModuleType
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B, S, H = x.shape
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        B, _, H = x.shape
         q, k, v = qkv_heads(F.linear(x, self.qkv.weight), self.qkv.bias, self.num_heads, self.ops)
-        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, S, H)
+        if queries is not None:
+            q = rows_at(q, queries)
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, q.shape[2], H)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

@@ -47,6 +47,7 @@ class PretrainingOutput:
     mlm_weights: torch.Tensor  # [masked tokens]
     nsp_logits: torch.Tensor  # [B, 2]
     masked_tokens: int  # masked positions the MLM head ran on (for the FLOP count)
+    head_rows: int  # rows the last layer ran on, over the batch (head_positions; for the FLOP count)
 
     def accuracy_counts(self, nsp_labels: torch.Tensor) -> tuple[float, float, int]:
         """(weighted masked tokens predicted right, weighted masked tokens, right NSP answers).
@@ -82,6 +83,23 @@ class Embeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+def rows_at(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x [B, ..., S, D] at positions [B, R] of each sequence's S axis: [B, ..., R, D]."""
+    B, R = positions.shape
+    index = positions.view(B, *[1] * (x.dim() - 3), R, 1).expand(*x.shape[:-2], R, x.shape[-1])
+    return torch.gather(x, -2, index)
+
+
+def head_positions(batch: PretrainingBatch) -> torch.Tensor:
+    """[B, 1 + slots] positions the heads read from the last layer: [CLS] (the pooler's), then the
+    masked-position slots up to the last one any sequence of the batch uses (a batch cut from
+    longer records, as phase 1's from 76-slot data, uses fewer than it carries)."""
+    used = (batch.masked_lm_weights > 0).any(0).nonzero()
+    slots = int(used[-1]) + 1 if len(used) else 0
+    cls = torch.zeros_like(batch.masked_lm_positions[:, :1])
+    return torch.cat([cls, batch.masked_lm_positions[:, :slots]], 1)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
@@ -91,11 +109,18 @@ class SelfAttention(nn.Module):
         # LAMB gives query, key and value a trust ratio each, as for the reference's three layers.
         self.qkv.weight.lamb_chunks = self.qkv.bias.lamb_chunks = 3  # type: ignore[attr-defined]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """queries: [B, R] positions whose outputs are wanted (then [B, R, H]), or None (all S);
+        the keys and values come from every position either way."""
         B, S, H = x.shape
-        # [B, S, 3H] -> 3 x [B, heads, S, head_dim]
+        # [B, S, 3H] -> 3 x [B, heads, S, head_dim]; the queries' projection too runs on all S,
+        # in the one GEMM (a backend may hold the weight in a layout that cannot be cut)
         q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
-        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, S, H)
+        if queries is not None:
+            q = rows_at(q, queries)
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, q.shape[2], H)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -123,8 +148,11 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = DenseResidualNorm(cfg, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, mask), x)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        residual = x if queries is None else rows_at(x, queries)
+        return self.output(self.self(x, mask, queries), residual)
 
 
 class Intermediate(nn.Module):
@@ -144,8 +172,11 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = DenseResidualNorm(cfg, cfg.intermediate_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention(x, mask)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """queries: [B, R] positions whose outputs are wanted (then [B, R, H]), or None (all)."""
+        x = self.attention(x, mask, queries)
         return self.output(self.intermediate(x), x)
 
 
@@ -154,10 +185,15 @@ class Encoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """queries: [B, R] positions read from the last layer (its output is then [B, R, H]), or
+        None (all)."""
+        *body, last = self.layer
+        for layer in body:
             x = layer(x, mask)
-        return x
+        return last(x, mask, queries)
 
 
 class Pooler(nn.Module):
@@ -224,23 +260,24 @@ class BertForPreTraining(nn.Module):
                 module.weight[module.padding_idx].zero_()
 
     def forward(self, batch: PretrainingBatch) -> PretrainingOutput:
-        B, S = batch.input_ids.shape
         # SDPA takes a boolean mask, True = may attend; [B, 1, 1, S] broadcasts over heads and
         # queries. A batch with no padding skips the mask so SDPA can use its fastest kernel.
         mask = None if bool(batch.input_mask.all()) else batch.input_mask.bool()[:, None, None, :]
         tied = TiedGradient()
         x = self.bert.embeddings(batch.input_ids, batch.segment_ids, tied)
-        x = self.bert.encoder(x, mask)
-
-        # Masked LM: gather the masked positions first, so the transform and the
-        # [hidden x vocab] decoder run on ~15% of the tokens, not all of them.
-        selected = batch.masked_lm_weights > 0
-        rows = torch.arange(B, device=x.device)[:, None] * S + batch.masked_lm_positions
-        rows = rows[selected]
-        h = self.cls.predictions.transform(x.reshape(B * S, -1).index_select(0, rows))
+        # The heads read the last layer at [CLS] (the pooler) and at the masked positions (the
+        # MLM head) alone: that layer runs its queries, output projection and FFN on those rows
+        # only (its keys and values on every token), and the MLM transform and [hidden x vocab]
+        # decoder on the masked tokens only, ~15% of the tokens. Nothing the loss reads changes;
+        # every other row's work would have been discarded.
+        positions = head_positions(batch)
+        x = self.bert.encoder(x, mask, positions)  # [B, 1 + slots, H]
+        slots = positions.shape[1] - 1
+        selected = batch.masked_lm_weights[:, :slots] > 0
+        h = self.cls.predictions.transform(x[:, 1:][selected])
         logits = decode(h, self.bert.embeddings.word_embeddings.weight, self.cls.predictions.bias, tied)
-        targets = batch.masked_lm_ids[selected]
-        weights = batch.masked_lm_weights[selected]
+        targets = batch.masked_lm_ids[:, :slots][selected]
+        weights = batch.masked_lm_weights[:, :slots][selected]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
         # The MLCommons reference divides by (sum of weights + 1e-5).
         total = weights.sum() if batch.mlm_weight_sum is None else batch.mlm_weight_sum
@@ -256,9 +293,10 @@ class BertForPreTraining(nn.Module):
             mlm_targets=targets,
             mlm_weights=weights,
             nsp_logits=nsp_logits,
-            masked_tokens=int(rows.numel()),
+            masked_tokens=int(selected.sum()),
+            head_rows=positions.numel(),
         )
 
-    def training_flops(self, batch_size: int, seq_len: int, masked_tokens: int) -> int:
+    def training_flops(self, batch_size: int, seq_len: int, head_rows: int, masked_tokens: int) -> int:
         """Model FLOPs of one training step (forward + backward), counted analytically."""
-        return training_step_flops(self.config, batch_size, seq_len, masked_tokens)
+        return training_step_flops(self.config, batch_size, seq_len, head_rows, masked_tokens)

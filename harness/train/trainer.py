@@ -217,7 +217,7 @@ class Trainer:
         with self.census.recording(step) as verbose:
             with clock.computing(FORWARD_BACKWARD):
                 out = self._forward_backward(raw)
-            losses, masked = self._reduce(out, step)
+            losses, masked, head_rows = self._reduce(out, step)
             if not math.isfinite(losses[0]):
                 return self._diverged(step, f"loss is {losses[0]}")
             with clock.computing(OPTIMIZER):
@@ -227,7 +227,7 @@ class Trainer:
                 return self._diverged(step, "gradient norm is not finite")
         if self.fault:
             self.fault.slow_down(step, clock.elapsed())
-        self._record(step, clock, losses, lr, grad_norm, masked)
+        self._record(step, clock, losses, lr, grad_norm, masked, head_rows)
         if verbose is None:
             return None
         self.error = self.census.judge(
@@ -249,29 +249,37 @@ class Trainer:
         out.loss.backward()
         return out
 
-    def _reduce(self, out, step: int) -> tuple[tuple[float, float, float], int]:
-        """The losses averaged over ranks, the masked tokens summed; every rank then decides alike,
-        and stops when any rank was signalled."""
+    def _reduce(self, out, step: int) -> tuple[tuple[float, float, float], int, int]:
+        """The losses averaged over ranks, the masked tokens and the last layer's rows summed;
+        every rank then decides alike, and stops when any rank was signalled."""
         values = [
             out.loss.item(),
             out.mlm_loss.item(),
             out.nsp_loss.item(),
             out.masked_tokens,
+            out.head_rows,
             float(self.stop.raised),
         ]
-        loss, mlm_loss, nsp_loss, masked, stopping = self.ranks.sum(values)
+        loss, mlm_loss, nsp_loss, masked, head_rows, stopping = self.ranks.sum(values)
         self.stop.raised = stopping > 0
         loss, mlm_loss, nsp_loss = (v / self.ranks.world_size for v in (loss, mlm_loss, nsp_loss))
         if self.fault:
             loss = self.fault.poison_loss(step, loss)
-        return (loss, mlm_loss, nsp_loss), int(masked)
+        return (loss, mlm_loss, nsp_loss), int(masked), int(head_rows)
 
     def _diverged(self, step: int, why: str) -> Status:
         print(f"step {step}: {why}; stopping as diverged", file=sys.stderr, flush=True)
         return Status.DIVERGED
 
     def _record(
-        self, step: int, clock: StepClock, losses: tuple, lr: float, grad_norm: float, masked: int
+        self,
+        step: int,
+        clock: StepClock,
+        losses: tuple,
+        lr: float,
+        grad_norm: float,
+        masked: int,
+        head_rows: int,
     ) -> None:
         wall = clock.stop()
         self.metrics.step(
@@ -287,7 +295,9 @@ class Trainer:
                 # the ranks move in step (the gradient all-reduce): global batch over step time is
                 # the sum of their throughputs
                 seq_per_s=self.global_batch / wall,
-                model_flops=self.model.training_flops(self.global_batch, self.data.shape.seq_len, masked),
+                model_flops=self.model.training_flops(
+                    self.global_batch, self.data.shape.seq_len, head_rows, masked
+                ),
                 compute_time_s=clock.compute_s,
                 cpu_share=clock.cpu_s() / (wall * torch.get_num_threads()),
             )

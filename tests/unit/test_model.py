@@ -9,18 +9,24 @@ from batches import random_batch
 
 from harness.errors import HarnessError
 from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining, load_config
+from harness.models.bert import rows_at
 from harness.models.flops import training_step_flops
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 
 TINY = NAMED_CONFIGS["bert-tiny"]
 
 
-def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():
+@pytest.mark.parametrize("unused_tail", [False, True])
+def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only(unused_tail):
     torch.manual_seed(0)
     model = BertForPreTraining(TINY).eval()
     batch = random_batch()
+    if unused_tail:  # no sequence uses the last two slots: the last layer leaves them out
+        batch.masked_lm_weights[:, -2:] = 0
     out = model(batch)
-    assert out.masked_tokens == int((batch.masked_lm_weights > 0).sum()) == 16
+    assert out.masked_tokens == int((batch.masked_lm_weights > 0).sum()) == (12 if unused_tail else 16)
+    # [CLS] and the slots up to the last one used, per sequence
+    assert out.head_rows == 3 * (1 + (4 if unused_tail else 6))
 
     # Recompute from the encoder output over all tokens, the way a plain implementation would.
     with torch.no_grad():
@@ -38,6 +44,26 @@ def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only():
     torch.testing.assert_close(out.mlm_loss, mlm, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.nsp_loss, nsp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.loss, mlm + nsp, rtol=1e-5, atol=1e-5)
+
+
+def test_the_last_layer_on_the_heads_rows_is_the_full_layer_at_those_rows():
+    """The encoder given query positions runs its last layer on those rows alone: its output and
+    the input's gradient are the full encoder's at those rows, repeated rows included (the
+    padding slots and [CLS] at position 0)."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).eval()
+    batch = random_batch()
+    mask = batch.input_mask.bool()[:, None, None, :]
+    positions = torch.cat([torch.zeros_like(batch.masked_lm_positions[:, :1]), batch.masked_lm_positions], 1)
+    positions[0, -2:] = 0  # the padding slots, at position 0 as in MLCommons' data: [CLS] thrice
+    x = model.bert.embeddings(batch.input_ids, batch.segment_ids).detach().requires_grad_()
+    full = rows_at(model.bert.encoder(x, mask), positions)
+    part = model.bert.encoder(x, mask, positions)
+    assert part.shape == (*positions.shape, TINY.hidden_size)
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(full)
+    (ours,), (reference,) = (torch.autograd.grad(y, x, grad) for y in (part, full))
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_padding_does_not_change_the_result():
@@ -60,11 +86,14 @@ def test_padding_does_not_change_the_result():
 
 def test_flops_formula_for_bert_large():
     cfg = NAMED_CONFIGS["bert-large"]
-    S, B, P = 128, 8, 20 * 8
+    S, B, slots, P = 128, 8, 20, 20 * 8
     H, L, I, V = 1024, 24, 4096, 30522
-    per_seq = L * (2 * S * H * 3 * H + 4 * S * S * H + 2 * S * H * H + 4 * S * H * I) + 2 * H * H + 4 * H
+    R = 1 + slots  # the last layer's rows per sequence: [CLS] and the masked-position slots
+    layer = 2 * S * H * 3 * H + 4 * S * S * H + 2 * S * H * H + 4 * S * H * I
+    last = 2 * S * H * 3 * H + 4 * R * S * H + 2 * R * H * H + 4 * R * H * I
+    per_seq = (L - 1) * layer + last + 2 * H * H + 4 * H
     expected = 3 * (B * per_seq + P * (2 * H * H + 2 * H * V))
-    assert training_step_flops(cfg, B, S, P) == expected
+    assert training_step_flops(cfg, B, S, B * R, P) == expected
     # ~ 6 x parameters x tokens for the encoder, the usual rule of thumb (within 15%)
     encoder_params = L * (4 * H * H + 2 * H * I)
     assert expected == pytest.approx(6 * encoder_params * B * S, rel=0.15)

@@ -200,7 +200,7 @@ class _SoftmaxDropout(torch.autograd.Function):
 def softmax_dropout(
     scores: torch.Tensor, key_mask: torch.Tensor | None, scale: float, p: float, ops: ModuleType
 ) -> torch.Tensor:
-    """dropout(softmax(scale * scores, masked), p) over the last dimension of [B, heads, S, S]
+    """dropout(softmax(scale * scores, masked), p) over the last dimension of [B, heads, queries, S]
     scores, in their dtype; key_mask: [B, S] bool, True = may attend, or None."""
     return _SoftmaxDropout.apply(scores, key_mask, scale, p, ops)
 

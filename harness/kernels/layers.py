@@ -238,11 +238,8 @@ class FusedSelfAttention(SelfAttention):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
     ) -> torch.Tensor:
-        B, _, H = x.shape
         q, k, v = qkv_heads(F.linear(x, self.qkv.weight), self.qkv.bias, self.num_heads, self.ops)
-        if queries is not None:
-            q = rows_at(q, queries)
-        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, q.shape[2], H)
+        return self.context(q, k, v, mask, queries)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

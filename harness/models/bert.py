@@ -118,9 +118,22 @@ class SelfAttention(nn.Module):
         # [B, S, 3H] -> 3 x [B, heads, S, head_dim]; the queries' projection too runs on all S,
         # in the one GEMM (a backend may hold the weight in a layout that cannot be cut)
         q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
+        return self.context(q, k, v, mask, queries)
+
+    def context(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        queries: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The attention's output for q, k, v of [B, heads, S, head_dim], at the rows `queries`
+        (or all S), as [B, rows, H]."""
         if queries is not None:
             q = rows_at(q, queries)
-        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, q.shape[2], H)
+        B, heads, rows, head_dim = q.shape
+        return self.attend(q, k, v, mask).transpose(1, 2).reshape(B, rows, heads * head_dim)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

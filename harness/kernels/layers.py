@@ -40,6 +40,39 @@ def _seed(p: float) -> int:
     return int(torch.randint(SEEDS, (1,))) if p > 0 else 0
 
 
+class _Dense(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, ops: ModuleType):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.ops = ops
+        return torch.matmul(x, weight.t())
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dx = torch.matmul(grad, weight) if ctx.needs_input_grad[0] else None
+        dweight = None
+        if ctx.needs_input_grad[1]:
+            g = grad.reshape(-1, grad.shape[-1]).contiguous()
+            dweight = torch.mm(ctx.ops.transpose_2d(g), x.reshape(-1, x.shape[-1]))
+        return dx, dweight, None
+
+
+def dense(x: torch.Tensor, weight: torch.Tensor, ops: ModuleType | None) -> torch.Tensor:
+    """x @ weight^T, a Linear layer without its bias. With ops, the weight gradient's GEMM reads
+    the output gradient as a contiguous transpose from ops.transpose_2d, not as a transposed view:
+    where oneDNN runs bf16 GEMMs on AMX, the view costs that GEMM 35-45% of its time and the copy
+    less than a tenth (docs/fused-amx.md); elsewhere the view is free (ops None: F.linear)."""
+    if ops is None:
+        return F.linear(x, weight)
+    if torch.is_autocast_enabled("cpu"):
+        low = torch.get_autocast_dtype("cpu")
+        x, weight = x.to(low), weight.to(low)
+    # the inputs are cast as autocast would have: the GEMMs inside run on them as they are
+    with torch.autocast("cpu", enabled=False):
+        return _Dense.apply(x, weight, ops)
+
+
 class _DropoutAddNorm(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -121,6 +154,8 @@ class FusedDenseResidualNorm(DenseResidualNorm):
     after the GEMM."""
 
     ops: ModuleType
+    transpose_ops: ModuleType | None
+    """ops where the weight gradients' GEMMs read their output gradients transposed (dense())."""
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.forward_with_copy(x, residual, with_bf16=False)[0]
@@ -130,7 +165,7 @@ class FusedDenseResidualNorm(DenseResidualNorm):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output, and its bf16 copy with with_bf16 (else None)."""
         p = self.dropout.p if self.training else 0.0
-        y = F.linear(x, self.dense.weight)
+        y = dense(x, self.dense.weight, self.transpose_ops)
         return dropout_add_norm(y, self.dense.bias, residual, self.LayerNorm, p, self.ops, with_bf16)
 
 
@@ -234,11 +269,15 @@ class FusedSelfAttention(SelfAttention):
     PyTorch's fused SDPA is already one kernel)."""
 
     ops: ModuleType
+    transpose_ops: ModuleType | None
+    """ops where the weight gradients' GEMMs read their output gradients transposed (dense())."""
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, queries: torch.Tensor | None = None
     ) -> torch.Tensor:
-        q, k, v = qkv_heads(F.linear(x, self.qkv.weight), self.qkv.bias, self.num_heads, self.ops)
+        q, k, v = qkv_heads(
+            dense(x, self.qkv.weight, self.transpose_ops), self.qkv.bias, self.num_heads, self.ops
+        )
         return self.context(q, k, v, mask, queries)
 
     def attend(
@@ -279,9 +318,11 @@ class FusedIntermediate(Intermediate):
     """Intermediate (dense -> erf-GELU) with the bias added in the GELU kernel, not the GEMM."""
 
     ops: ModuleType
+    transpose_ops: ModuleType | None
+    """ops where the weight gradients' GEMMs read their output gradients transposed (dense())."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bias_gelu(F.linear(x, self.dense.weight), self.dense.bias, self.ops)
+        return bias_gelu(dense(x, self.dense.weight, self.transpose_ops), self.dense.bias, self.ops)
 
 
 FUSED = {
@@ -294,10 +335,11 @@ FUSED = {
 """Each stock layer with a fused counterpart, and that counterpart."""
 
 
-def fuse(model: nn.Module, ops: ModuleType) -> None:
+def fuse(model: nn.Module, ops: ModuleType, transposed_weight_grads: bool = False) -> None:
     """The layers of `model` in FUSED become their counterparts in place: the class changes, the
     parameters, their names and the optimizer's references to them stay. The tanh-approximated
-    GELU has no kernel: its layers stay stock."""
+    GELU has no kernel: its layers stay stock. transposed_weight_grads: the dense layers' weight
+    gradients read their output gradients as contiguous transposes (dense())."""
     for module in model.modules():
         fused = FUSED.get(type(module))
         if fused is FusedIntermediate and module.approximate != "none":
@@ -305,3 +347,4 @@ def fuse(model: nn.Module, ops: ModuleType) -> None:
         if fused is not None:
             module.__class__ = fused
             module.ops = ops
+            module.transpose_ops = ops if transposed_weight_grads else None

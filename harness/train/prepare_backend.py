@@ -13,8 +13,9 @@ from harness import kernels
 from harness.errors import HarnessError
 from harness.kernels.lamb import FusedLamb
 from harness.kernels.layers import fuse
+from harness.machine.platform import Platform, detect
 from harness.models.lamb import Lamb
-from harness.precision.modes import PrecisionMode
+from harness.precision.modes import PrecisionMode, admit
 from harness.train.backends import check_available, mode_problem
 
 
@@ -36,7 +37,7 @@ def prepare(
         raise HarnessError(problem)
     if backend == "fused":
         ops = kernels.load(machine_key)
-        fuse(model, ops)
+        fuse(model, ops, transposed_weight_grads=transposes_weight_grads(mode, detect()))
         fused = FusedLamb.like(optimizer, ops)
         split = mode.autocast == "bfloat16" and not distributed
         if split:
@@ -57,6 +58,14 @@ def prepare(
     from harness.train import ipex_backend
 
     return ipex_backend.prepare(model, optimizer, mode.autocast)
+
+
+def transposes_weight_grads(mode: PrecisionMode, platform: Platform) -> bool:
+    """Whether the fused layers' weight gradients read their output gradients as contiguous
+    transposes (harness.kernels.layers.dense): only where the GEMMs run in bf16 on AMX, whose
+    oneDNN kernels pay for a transposed view; AVX512_BF16's and MKL's fp32 do not, and there the
+    copy would only add its time (docs/fused-amx.md)."""
+    return mode.autocast == "bfloat16" and admit(mode, platform).gemm_isa == "amx"
 
 
 def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:

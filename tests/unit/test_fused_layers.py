@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from batches import random_batch
 
-from harness.kernels.layers import SEEDS, FusedDenseResidualNorm, FusedEncoder, dropout_add_norm, fuse
+from harness.kernels.layers import SEEDS, FusedDenseResidualNorm, FusedEncoder, dense, dropout_add_norm, fuse
 from harness.models import NAMED_CONFIGS, BertForPreTraining
 
 # Random123's known answer for Philox4x32-10, counter 0 and key 0 (its kat_vectors file)
@@ -130,14 +130,16 @@ BERT_TINY_NO_DROPOUT = dataclasses.replace(
 )
 
 
-def _stock_and_fused(fused_ops) -> tuple[BertForPreTraining, BertForPreTraining]:
+def _stock_and_fused(
+    fused_ops, transposed_weight_grads: bool = False
+) -> tuple[BertForPreTraining, BertForPreTraining]:
     """bert-tiny without dropout, and a fused copy of it."""
     torch.manual_seed(0)
     stock = BertForPreTraining(BERT_TINY_NO_DROPOUT).train()
     fused = BertForPreTraining(BERT_TINY_NO_DROPOUT).train()
     fused.load_state_dict(stock.state_dict())
     names = list(dict(fused.named_parameters()))
-    fuse(fused, fused_ops)
+    fuse(fused, fused_ops, transposed_weight_grads)
     assert list(dict(fused.named_parameters())) == names
     return stock, fused
 
@@ -157,12 +159,14 @@ def test_a_fused_model_computes_what_the_stock_one_does(fused_ops):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_under_bf16_autocast_the_fused_layers_hand_on_bf16_copies(fused_ops):
+@pytest.mark.parametrize("transposed_weight_grads", [False, True])
+def test_under_bf16_autocast_the_fused_layers_hand_on_bf16_copies(fused_ops, transposed_weight_grads):
     """bert-tiny without dropout under bf16 autocast: the layers hand each other the LayerNorms'
     bf16 copies (no autocast cast of a norm's output is left), and the loss and gradients are
-    stock's under autocast."""
+    stock's under autocast, with the weight gradients' GEMMs reading their gradients transposed
+    (as on AMX) or not."""
     cfg = BERT_TINY_NO_DROPOUT
-    stock, fused = _stock_and_fused(fused_ops)
+    stock, fused = _stock_and_fused(fused_ops, transposed_weight_grads)
     assert isinstance(fused.bert.encoder, FusedEncoder)
     batch = random_batch()
     copies = []
@@ -179,3 +183,39 @@ def test_under_bf16_autocast_the_fused_layers_hand_on_bf16_copies(fused_ops):
     assert float(losses[1].detach()) == pytest.approx(float(losses[0].detach()), rel=1e-3)
     for (name, a), b in zip(stock.named_parameters(), fused.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, rtol=2e-2, atol=2e-3, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 5), (37, 130), (200, 64), (64, 200)])  # partial column blocks
+def test_transpose_2d_is_the_transpose(fused_ops, dtype, shape):
+    x = torch.randn(shape).to(dtype)
+    out = fused_ops.transpose_2d(x)
+    assert out.is_contiguous()
+    assert torch.equal(out, x.t())
+
+
+def test_transpose_2d_refuses_what_it_cannot_transpose(fused_ops):
+    with pytest.raises(RuntimeError, match="bfloat16 or float32"):
+        fused_ops.transpose_2d(torch.zeros(3, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="contiguous 2-D"):
+        fused_ops.transpose_2d(torch.zeros(4, 3).t())
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_dense_with_transposed_weight_grads_is_linear(fused_ops, autocast):
+    """dense() reading the gradient transposed: F.linear's output and gradients, under bf16
+    autocast too, for a batch of sequences and an input of another dtype than the weight."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 7, 24, requires_grad=True)
+    weight = torch.randn(40, 24, requires_grad=True)
+    grad = torch.randn(3, 7, 40)
+    results = []
+    for ops in (None, fused_ops):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = dense(x, weight, ops)
+        y.backward(grad.to(y.dtype))
+        results.append((y.detach(), x.grad.clone(), weight.grad.clone()))
+        x.grad, weight.grad = None, None
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(b, a, rtol=1e-2 if autocast else 1e-5, atol=1e-2 if autocast else 1e-5)

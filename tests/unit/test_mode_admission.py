@@ -10,6 +10,7 @@ from platforms import SAPPHIRE_RAPIDS, SAPPHIRE_RAPIDS_AMX_HIDDEN, SKYLAKE_X, ZE
 
 from harness.machine.platform import Platform
 from harness.precision.modes import BUILTIN, PrecisionMode, admit, same_computation
+from harness.train.prepare_backend import transposes_weight_grads
 
 MODES: dict[str, PrecisionMode] = {m.name: m for m in BUILTIN}
 
@@ -171,3 +172,21 @@ def test_fingerprint_is_equal_for_equal_platforms():
     ):
         base = SAPPHIRE_RAPIDS if changed.vendor == "GenuineIntel" else ZEN3
         assert changed.key() != base.key()
+
+
+# ------------------------------------------------------------------------- fused weight gradients
+
+
+@pytest.mark.parametrize(
+    ("platform", "transposed"),
+    [
+        (SAPPHIRE_RAPIDS, {"bf16"}),
+        (SAPPHIRE_RAPIDS_AMX_HIDDEN, set()),
+        (ZEN5, set()),
+        (ZEN3, set()),
+    ],
+)
+def test_only_bf16_gemms_on_amx_read_their_gradients_transposed(platform, transposed):
+    """The fused backend's weight-gradient GEMMs read a contiguous transpose only where they run
+    in bf16 on AMX: bf16-pure has no autocast, avx-bf16 stays off AMX, fp32 runs in MKL."""
+    assert {name for name, mode in MODES.items() if transposes_weight_grads(mode, platform)} == transposed

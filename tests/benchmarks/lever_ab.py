@@ -1,0 +1,96 @@
+"""One lever of the fused backend on and off, alternating step by step in one BERT-Large training
+process: the step-level effect of a change, free of the drift between processes (larger here than
+most levers).
+
+    python tests/benchmarks/lever_ab.py weight-grads --precision bf16 --phase 1 --batch-size 8 --pairs 6
+
+Levers:
+  weight-grads  the dense layers' weight gradients read their output gradient as a contiguous
+                transpose (on) or as a transposed view (off) (harness.kernels.layers.dense)
+
+It builds bench peer's fused step, runs the warm-up, then pairs of steps, on and off, the order
+alternating pair by pair, and prints the medians and every step. It runs under the harness's malloc
+settings, as a worker does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from harness import kernels
+from harness.bench.peer_steps import first_batch, harness_step
+from harness.datasets.synth import cached_default
+from harness.launch.environment import RETAINED_MALLOC
+from harness.machine.platform import detect
+from harness.models import load_config
+from harness.precision.modes import get_precision
+from harness.train import prepare_backend
+
+
+def weight_grads(model: torch.nn.Module, ops) -> Callable[[bool], None]:
+    layers = [m for m in model.modules() if hasattr(m, "transpose_ops")]
+
+    def switch(on: bool) -> None:
+        for layer in layers:
+            layer.transpose_ops = ops if on else None
+
+    return switch
+
+
+LEVERS = {"weight-grads": weight_grads}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("lever", choices=sorted(LEVERS))
+    parser.add_argument("--precision", default="bf16", help="a precision mode (bf16)")
+    parser.add_argument("--phase", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=6, help="steps in each arm (6)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
+        # glibc reads them at start: without them each step faults its tensors into fresh pages
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
+    models: list[torch.nn.Module] = []
+    fuse = prepare_backend.fuse
+
+    def keeping(model, ops, **kwargs):
+        models.append(model)
+        return fuse(model, ops, **kwargs)
+
+    prepare_backend.fuse = keeping
+    raw = first_batch(
+        str(cached_default(1024)), args.phase, args.batch_size, load_config("bert-large").vocab_size
+    )
+    machine_key = detect().key()
+    step, _ = harness_step("bert-large", raw, get_precision(args.precision), "fused", machine_key)
+    switch = LEVERS[args.lever](models[0], kernels.load(machine_key))
+    for _ in range(args.warmup):
+        step()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for n in range(args.pairs):
+        for on in (True, False) if n % 2 == 0 else (False, True):
+            switch(on)
+            start = time.perf_counter()
+            step()
+            times[on].append(time.perf_counter() - start)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(
+        f"{args.lever}, bert-large {args.precision}, phase {args.phase}, {args.batch_size} x "
+        f"{raw['input_ids'].shape[1]}, {args.pairs} pairs: "
+        f"off {off:.3f} s, on {on:.3f} s ({on / off - 1:+.1%})"
+    )
+    for arm, label in ((False, "off"), (True, "on")):
+        print(f"  {label:>3}: " + " ".join(f"{t:.3f}" for t in times[arm]))
+
+
+if __name__ == "__main__":
+    main()

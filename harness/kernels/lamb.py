@@ -11,7 +11,9 @@ either resumes with the other.
 
 Under bf16 autocast, `hold_in_bf16` turns the GEMMs' weights into bf16 copies that pass 3 writes
 beside their fp32 masters: autocast then has no weight to cast in the forward pass and no
-gradient to cast back in the backward one. The values are autocast's own: its casts round the
+gradient to cast back in the backward one. `shadow_in_bf16` gives a parameter that stays fp32
+(the word embeddings, which the lookup reads in fp32) a bf16 copy pass 3 writes as well, for the
+GEMM that reads it (the tied decoder). The values are autocast's own: its casts round the
 same fp32 weights to nearest even, and the GEMMs give their weight gradients in bf16 either way.
 """
 
@@ -35,6 +37,8 @@ class FusedLamb(Lamb):
         self.masters: dict[torch.nn.Parameter, torch.Tensor] = {}
         """The fp32 weights of the parameters held in bf16. Not state: the saved model holds them
         (full_precision), so a checkpoint has them once."""
+        self.shadows: dict[torch.nn.Parameter, torch.Tensor] = {}
+        """bf16 copies of fp32 parameters that stay fp32 (shadow_in_bf16), rewritten each step."""
 
     def hold_in_bf16(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Each parameter becomes the bf16 copy of its fp32 value, which stays here as its master.
@@ -42,6 +46,14 @@ class FusedLamb(Lamb):
         for p in params:
             self.masters[p] = p.detach().clone()
             p.data = p.data.to(torch.bfloat16)
+
+    def shadow_in_bf16(self, p: torch.nn.Parameter) -> torch.Tensor:
+        """A bf16 copy of `p`, which stays fp32 and takes fp32 gradients, rewritten by every step in
+        the pass that updates `p`: for a weight that one use reads in fp32 and another through a
+        bf16 GEMM (the word embeddings: the lookup and the tied decoder). Call before the first
+        step, after loading any state."""
+        self.shadows[p] = p.detach().to(torch.bfloat16)
+        return self.shadows[p]
 
     @contextlib.contextmanager
     def full_precision(self) -> Iterator[None]:
@@ -107,6 +119,7 @@ class FusedLamb(Lamb):
                     continue
                 master = self.masters.get(p)
                 weight = p if master is None else master
+                copy = p if master is not None else self.shadows.get(p)
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = torch.zeros_like(weight)
@@ -117,7 +130,7 @@ class FusedLamb(Lamb):
                     p.grad.contiguous().chunk(chunks),
                     state["exp_avg"].chunk(chunks),
                     state["exp_avg_sq"].chunk(chunks),
-                    p.chunk(chunks) if master is not None else [None] * chunks,
+                    copy.chunk(chunks) if copy is not None else [None] * chunks,
                     strict=True,
                 )
                 segments += [(*part, group["weight_decay"], group) for part in parts]

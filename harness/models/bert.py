@@ -260,6 +260,10 @@ class BertForPreTraining(nn.Module):
         self.bert = BertModel(cfg)
         self.cls = PretrainingHeads(cfg)
         self.apply(self._init_weights)
+        self.decoder_weight16: torch.Tensor | None = None
+        """A bf16 copy of the word embeddings that the optimizer keeps current (the fused
+        backend's FusedLamb.shadow_in_bf16): the tied decoder reads it under bf16 autocast
+        instead of casting the fp32 matrix each step. None: autocast casts."""
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -288,7 +292,13 @@ class BertForPreTraining(nn.Module):
         slots = positions.shape[1] - 1
         selected = batch.masked_lm_weights[:, :slots] > 0
         h = self.cls.predictions.transform(x[:, 1:][selected])
-        logits = decode(h, self.bert.embeddings.word_embeddings.weight, self.cls.predictions.bias, tied)
+        logits = decode(
+            h,
+            self.bert.embeddings.word_embeddings.weight,
+            self.cls.predictions.bias,
+            tied,
+            self.decoder_weight16,
+        )
         targets = batch.masked_lm_ids[:, :slots][selected]
         weights = batch.masked_lm_weights[:, :slots][selected]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")

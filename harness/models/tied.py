@@ -31,18 +31,21 @@ class _Decoder(torch.autograd.Function):
         weight: torch.Tensor,
         bias: torch.Tensor,  # type: ignore[override]
         tied: TiedGradient,
+        weight16: torch.Tensor | None,
     ) -> torch.Tensor:
-        ctx.save_for_backward(h, weight)
-        ctx.tied = tied
-        return torch.addmm(bias, h, weight.t())
+        # the GEMMs read the bf16 copy where one is given: what autocast's cast would make
+        used = weight if weight16 is None else weight16
+        ctx.save_for_backward(h, used)
+        ctx.tied, ctx.dtype = tied, weight.dtype
+        return torch.addmm(bias, h, used.t())
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        h, weight = ctx.saved_tensors
+        h, used = ctx.saved_tensors
         # under autocast the product is bf16: the parameter's gradient is in its own dtype
-        ctx.tied.decoder_grad = grad.t().mm(h).to(weight.dtype)
-        return grad.mm(weight), None, grad.sum(0), None
+        ctx.tied.decoder_grad = grad.t().mm(h).to(ctx.dtype)
+        return grad.mm(used), None, grad.sum(0), None, None
 
 
 class _Lookup(torch.autograd.Function):
@@ -76,6 +79,18 @@ def lookup(ids: torch.Tensor, weight: torch.Tensor, padding_idx: int, tied: Tied
     return _Lookup.apply(ids, weight, padding_idx, tied)
 
 
-def decode(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tied: TiedGradient) -> torch.Tensor:
-    """h weight^T + bias; its backward leaves the weight's gradient to the lookup."""
-    return _Decoder.apply(h, weight, bias, tied)
+def decode(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    tied: TiedGradient,
+    weight16: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """h weight^T + bias; its backward leaves the weight's gradient to the lookup. weight16: a bf16
+    copy of weight to compute with under bf16 autocast, which would otherwise cast the fp32
+    [vocab, hidden] matrix forward and again backward (None: cast, as autocast does)."""
+    if weight16 is not None and not (
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == weight16.dtype
+    ):
+        weight16 = None
+    return _Decoder.apply(h, weight, bias, tied, weight16)

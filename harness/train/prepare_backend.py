@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 from harness.kernels.lamb import FusedLamb
 from harness.kernels.layers import fuse
 from harness.machine.platform import Platform, detect
+from harness.models.bert import BertForPreTraining
 from harness.models.lamb import Lamb
 from harness.precision.modes import PrecisionMode, admit
 from harness.train.backends import check_available, mode_problem
@@ -44,6 +45,8 @@ def prepare(
             fused.hold_in_bf16(
                 p for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()
             )
+            if isinstance(model, BertForPreTraining):
+                model.decoder_weight16 = fused.shadow_in_bf16(model.bert.embeddings.word_embeddings.weight)
         return (
             model,
             fused,

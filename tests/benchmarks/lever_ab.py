@@ -7,6 +7,9 @@ most levers).
 Levers:
   weight-grads  the dense layers' weight gradients read their output gradient as a contiguous
                 transpose (on) or as a transposed view (off) (harness.kernels.layers.dense)
+  decoder-copy  the tied decoder reads the word embeddings' bf16 copy (on) or casts the fp32 matrix
+                (off) (BertForPreTraining.decoder_weight16); the optimizer writes the copy either
+                way, so its cost is in both arms
 
 It builds bench peer's fused step, runs the warm-up, then pairs of steps, on and off, the order
 alternating pair by pair, and prints the medians and every step. It runs under the harness's malloc
@@ -44,7 +47,18 @@ def weight_grads(model: torch.nn.Module, ops) -> Callable[[bool], None]:
     return switch
 
 
-LEVERS = {"weight-grads": weight_grads}
+def decoder_copy(model: torch.nn.Module, _ops) -> Callable[[bool], None]:
+    copy = model.decoder_weight16
+    if copy is None:
+        raise SystemExit("decoder-copy: this mode has no bf16 copy of the word embeddings (bf16 only)")
+
+    def switch(on: bool) -> None:
+        model.decoder_weight16 = copy if on else None
+
+    return switch
+
+
+LEVERS = {"weight-grads": weight_grads, "decoder-copy": decoder_copy}
 
 
 def main() -> None:

@@ -180,6 +180,25 @@ def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
         assert torch.equal(s.detach(), optimizer.masters[s].to(torch.bfloat16))
 
 
+def test_a_shadow_is_its_fp32_parameter_rounded_after_every_step(fused_ops):
+    """shadow_in_bf16: the parameter stays fp32 and steps as without a shadow, bit for bit; the
+    shadow is the parameter rounded to nearest even before the first step and after each."""
+    params, decays, grads = _problem(5, 1.0)
+    plain, reference = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    shadowed, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    shadows = [optimizer.shadow_in_bf16(p) for p in shadowed]
+    for p, s in zip(shadowed, shadows, strict=True):
+        assert torch.equal(s, p.detach().to(torch.bfloat16))
+    for step_grads in grads:
+        for p, s, g in zip(plain, shadowed, step_grads, strict=True):
+            p.grad, s.grad = g.clone(), g.clone()
+        reference.step()
+        optimizer.step()
+        for p, s, shadow in zip(plain, shadowed, shadows, strict=True):
+            assert s.dtype == torch.float32 and torch.equal(s.detach(), p.detach())
+            assert torch.equal(shadow, s.detach().to(torch.bfloat16))
+
+
 def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
     """The saved model holds the fp32 weights, not their bf16 copies; the copies are back after."""
     from harness.train import checkpoint, prepare_backend
@@ -200,3 +219,24 @@ def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
     checkpoint.load_weights(tmp_path / "model_save", reloaded)
     for name, value in reloaded.state_dict().items():
         assert torch.equal(value, fp32[name]), name
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_ops, machine_key, precision):
+    """prepare: under bf16 autocast the tied decoder reads the word embeddings' shadow, which the
+    optimizer keeps (fp32 has none to read)."""
+    from harness.precision.modes import get_precision
+    from harness.train import prepare_backend
+
+    model = BertForPreTraining(NAMED_CONFIGS["bert-tiny"])
+    optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-3)
+    model, optimizer, _ = prepare_backend.prepare(
+        "fused", model, optimizer, get_precision(precision), machine_key
+    )
+    word = model.bert.embeddings.word_embeddings.weight
+    assert word.dtype == torch.float32
+    if precision == "fp32":
+        assert model.decoder_weight16 is None
+    else:
+        assert model.decoder_weight16 is optimizer.shadows[word]
+        assert torch.equal(model.decoder_weight16, word.detach().to(torch.bfloat16))

@@ -61,8 +61,9 @@ class _Dense(torch.autograd.Function):
 def dense(x: torch.Tensor, weight: torch.Tensor, ops: ModuleType | None) -> torch.Tensor:
     """x @ weight^T, a Linear layer without its bias. With ops, the weight gradient's GEMM reads
     the output gradient as a contiguous transpose from ops.transpose_2d, not as a transposed view:
-    where oneDNN runs bf16 GEMMs on AMX, the view costs that GEMM 35-45% of its time and the copy
-    less than a tenth (docs/fused-amx.md); elsewhere the view is free (ops None: F.linear)."""
+    where oneDNN runs bf16 GEMMs on AMX, BERT-Large's QKV and FFN weight gradients took 1.45-1.83x
+    as long on the view as on the copy, the copy included (docs/fused-amx.md); elsewhere the view
+    is free (ops None: F.linear)."""
     if ops is None:
         return F.linear(x, weight)
     if torch.is_autocast_enabled("cpu"):
@@ -333,6 +334,8 @@ FUSED = {
     Intermediate: FusedIntermediate,
 }
 """Each stock layer with a fused counterpart, and that counterpart."""
+WITH_DENSE = (FusedDenseResidualNorm, FusedSelfAttention, FusedIntermediate)
+"""The fused layers whose GEMMs run through dense()."""
 
 
 def fuse(model: nn.Module, ops: ModuleType, transposed_weight_grads: bool = False) -> None:
@@ -347,4 +350,5 @@ def fuse(model: nn.Module, ops: ModuleType, transposed_weight_grads: bool = Fals
         if fused is not None:
             module.__class__ = fused
             module.ops = ops
-            module.transpose_ops = ops if transposed_weight_grads else None
+            if fused in WITH_DENSE:
+                module.transpose_ops = ops if transposed_weight_grads else None

@@ -168,6 +168,9 @@ def test_under_bf16_autocast_the_fused_layers_hand_on_bf16_copies(fused_ops, tra
     cfg = BERT_TINY_NO_DROPOUT
     stock, fused = _stock_and_fused(fused_ops, transposed_weight_grads)
     assert isinstance(fused.bert.encoder, FusedEncoder)
+    dense_layers = [m for m in fused.modules() if hasattr(m, "transpose_ops")]
+    assert len(dense_layers) == 4 * cfg.num_hidden_layers  # QKV, attention output, FFN in and out
+    assert all(m.transpose_ops is (fused_ops if transposed_weight_grads else None) for m in dense_layers)
     batch = random_batch()
     copies = []
     for layer in fused.bert.encoder.layer:
@@ -201,13 +204,17 @@ def test_transpose_2d_refuses_what_it_cannot_transpose(fused_ops):
         fused_ops.transpose_2d(torch.zeros(4, 3).t())
 
 
-@pytest.mark.parametrize("autocast", [False, True])
-def test_dense_with_transposed_weight_grads_is_linear(fused_ops, autocast):
-    """dense() reading the gradient transposed: F.linear's output and gradients, under bf16
-    autocast too, for a batch of sequences and an input of another dtype than the weight."""
+@pytest.mark.parametrize(
+    ("autocast", "weight_dtype"),
+    [(False, torch.float32), (True, torch.float32), (True, torch.bfloat16)],  # last: hold_in_bf16's
+)
+def test_dense_with_transposed_weight_grads_is_linear(fused_ops, autocast, weight_dtype):
+    """dense() reading the gradient transposed: F.linear's output and gradients, in their dtypes,
+    for a batch of sequences, with and without bf16 autocast, and with a bf16 weight as the fused
+    backend holds it under autocast (an fp32 input then is cast, as autocast casts it)."""
     torch.manual_seed(3)
     x = torch.randn(3, 7, 24, requires_grad=True)
-    weight = torch.randn(40, 24, requires_grad=True)
+    weight = torch.randn(40, 24).to(weight_dtype).requires_grad_()
     grad = torch.randn(3, 7, 40)
     results = []
     for ops in (None, fused_ops):
@@ -216,6 +223,7 @@ def test_dense_with_transposed_weight_grads_is_linear(fused_ops, autocast):
         y.backward(grad.to(y.dtype))
         results.append((y.detach(), x.grad.clone(), weight.grad.clone()))
         x.grad, weight.grad = None, None
+    assert results[1][2].dtype == weight_dtype
     for a, b in zip(*results, strict=True):
         assert a.dtype == b.dtype
         torch.testing.assert_close(b, a, rtol=1e-2 if autocast else 1e-5, atol=1e-2 if autocast else 1e-5)

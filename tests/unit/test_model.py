@@ -201,25 +201,27 @@ def test_the_tied_word_embeddings_get_the_gradient_of_both_uses(dtype):
 @pytest.mark.parametrize("autocast", [False, True])
 def test_the_decoder_reads_a_bf16_copy_of_the_word_embeddings_only_under_bf16_autocast(autocast):
     """decoder_weight16, the copy an optimizer keeps current: under bf16 autocast the same loss and
-    gradients, bit for bit, as autocast's own cast of the fp32 matrix (the same rounding); without
-    autocast it is not read (a stale copy changes nothing)."""
+    gradients, bit for bit, as autocast's own cast of the fp32 matrix (the same rounding), and a
+    copy that differs changes the loss; without autocast it is not read (a stale copy changes
+    nothing)."""
     torch.manual_seed(0)
     model = BertForPreTraining(TINY).eval()
     batch = random_batch()
     word = model.bert.embeddings.word_embeddings.weight
+    current = word.detach().to(torch.bfloat16)
+    stale = torch.zeros_like(current)
     results = []
-    for copy in (
-        None,
-        word.detach().to(torch.bfloat16) if autocast else torch.zeros_like(word, dtype=torch.bfloat16),
-    ):
+    for copy in (None, current if autocast else stale, stale):
         model.decoder_weight16 = copy
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(batch).loss
         loss.backward()
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (loss_a, grads_a), (loss_b, grads_b) = results
+    (loss_a, grads_a), (loss_b, grads_b), (loss_stale, _) = results
     assert torch.equal(loss_a, loss_b)
     assert grads_b["bert.embeddings.word_embeddings.weight"].dtype == torch.float32
     for name, g in grads_a.items():
         assert torch.equal(grads_b[name], g), name
+    # under autocast the decoder computes with the copy it is given: zeros change the loss
+    assert torch.equal(loss_stale, loss_a) != autocast

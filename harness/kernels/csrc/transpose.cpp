@@ -3,9 +3,9 @@
 //
 // dW = g^T x reads g, [tokens, out], as an [out, tokens] matrix. Handed a transposed view,
 // oneDNN's AMX matmul packs it in a slow path: on the AMX Xeon, BERT-Large's QKV and FFN weight
-// gradients ran at 1450-1690 GFLOP/s standalone, 2470-2670 on a contiguous copy, the copy included
+// gradients ran at 1240-1420 GFLOP/s standalone, 2050-2270 on a contiguous copy, the copy included
 // (docs/fused-amx.md). torch's own transposing copy took 0.7-2.8 ms for these shapes; fbgemm's
-// (in torch, vectorised for the host at run time) 0.1-0.6 ms, on column blocks in parallel here.
+// (in torch, vectorised for the host at run time) 0.13-0.68 ms, on column blocks in parallel here.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <fbgemm/Utils.h>

@@ -178,7 +178,7 @@ def measure(
         route = gemm_route.choose("mkl", mode, context.amx_usable, None)
     raw = first_batch(spec.dataset, spec.phase, spec.batch_size, load_config(spec.model).vocab_size)
     if impl == "harness":
-        step, flops = harness_step(spec.model, raw, mode, spec.backend, context.machine_key)
+        step, flops = harness_step(spec.model, raw, mode, spec.backend, context.machine_key, context.gemm_isa)
     else:
         step, flops = hugging_face_step(spec.model, raw, mode)
     for _ in range(spec.warmup):

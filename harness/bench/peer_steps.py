@@ -57,12 +57,12 @@ def first_batch(dataset: str, phase: int, batch_size: int, vocab: int) -> dict:
 
 
 def harness_step(
-    model_name: str, raw: dict, mode: PrecisionMode, backend: str, machine_key: str
+    model_name: str, raw: dict, mode: PrecisionMode, backend: str, machine_key: str, gemm_isa: str | None
 ) -> tuple[Step, int]:
-    """Our step and its FLOPs."""
+    """Our step and its FLOPs; gemm_isa: as prepare_backend.prepare's."""
     model = BertForPreTraining(load_config(model_name)).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
-    model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode, machine_key)
+    model, optimizer, _ = prepare_backend.prepare(backend, model, optimizer, mode, machine_key, gemm_isa)
     batch = to_batch(raw)
 
     def forward_backward() -> None:

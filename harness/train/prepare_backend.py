@@ -13,10 +13,9 @@ from harness import kernels
 from harness.errors import HarnessError
 from harness.kernels.lamb import FusedLamb
 from harness.kernels.layers import fuse
-from harness.machine.platform import Platform, detect
 from harness.models.bert import BertForPreTraining
 from harness.models.lamb import Lamb
-from harness.precision.modes import PrecisionMode, admit
+from harness.precision.modes import PrecisionMode
 from harness.train.backends import check_available, mode_problem
 
 
@@ -26,11 +25,13 @@ def prepare(
     optimizer: Lamb,
     mode: PrecisionMode,
     machine_key: str,
+    gemm_isa: str | None,
     distributed: bool = False,
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
-    """The model and optimizer to train with, and what to record about the backend. fused under
-    bf16 autocast holds the Linear layers' weights in bf16 copies its optimizer writes, except
-    with several ranks: DDP would then average the gradients in bf16."""
+    """The model and optimizer to train with, and what to record about the backend. gemm_isa: the
+    ISA the mode's GEMMs run on here, as the parent admitted it (WorkerContext.gemm_isa). fused
+    under bf16 autocast holds the Linear layers' weights in bf16 copies its optimizer writes,
+    except with several ranks: DDP would then average the gradients in bf16."""
     if backend == "stock":
         return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
     check_available(backend)
@@ -38,7 +39,7 @@ def prepare(
         raise HarnessError(problem)
     if backend == "fused":
         ops = kernels.load(machine_key)
-        fuse(model, ops, transposed_weight_grads=transposes_weight_grads(mode, detect()))
+        fuse(model, ops, transposed_weight_grads=transposes_weight_grads(mode, gemm_isa))
         fused = FusedLamb.like(optimizer, ops)
         split = mode.autocast == "bfloat16" and not distributed
         if split:
@@ -63,12 +64,12 @@ def prepare(
     return ipex_backend.prepare(model, optimizer, mode.autocast)
 
 
-def transposes_weight_grads(mode: PrecisionMode, platform: Platform) -> bool:
+def transposes_weight_grads(mode: PrecisionMode, gemm_isa: str | None) -> bool:
     """Whether the fused layers' weight gradients read their output gradients as contiguous
     transposes (harness.kernels.layers.dense): only where the GEMMs run in bf16 on AMX, whose
     oneDNN kernels pay for a transposed view; AVX512_BF16's and MKL's fp32 do not, and there the
     copy would only add its time (docs/fused-amx.md)."""
-    return mode.autocast == "bfloat16" and admit(mode, platform).gemm_isa == "amx"
+    return mode.autocast == "bfloat16" and gemm_isa == "amx"
 
 
 def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:

@@ -126,7 +126,7 @@ class Trainer:
         self.cores_at_start: contention.Snapshot | None = None
         self.start_step, model, optimizer = self._initial_state()
         self.model, self.optimizer, self.backend = prepare_backend.prepare(
-            cfg.backend, model, optimizer, mode, context.machine_key, ranks.distributed
+            cfg.backend, model, optimizer, mode, context.machine_key, context.gemm_isa, ranks.distributed
         )
         self.trained = ranks.wrap(self.model)  # what the step calls: DDP averages the gradients over ranks
         if cfg.compile:  # dynamic: the MLM head's row count changes with every batch's masked tokens

@@ -25,7 +25,7 @@ from harness.datasets.synth import cached_default
 from harness.launch.environment import RETAINED_MALLOC
 from harness.machine.platform import detect
 from harness.models import BertForPreTraining, Lamb, load_config, parameter_groups
-from harness.precision.modes import get_precision
+from harness.precision.modes import admit, get_precision
 from harness.train import prepare_backend
 from harness.train.evaluate import to_batch
 
@@ -50,7 +50,10 @@ def main() -> None:
     batches = [to_batch(checked(raw)) for raw in itertools.islice(iter(loader), args.pairs + 1)]
     model = BertForPreTraining(cfg).train()
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-4)
-    model, optimizer, _ = prepare_backend.prepare(args.backend, model, optimizer, mode, detect().key())
+    here = detect()
+    model, optimizer, _ = prepare_backend.prepare(
+        args.backend, model, optimizer, mode, here.key(), admit(mode, here).gemm_isa
+    )
 
     def step(batch) -> float:
         start = time.perf_counter()

@@ -33,7 +33,7 @@ from harness.datasets.synth import cached_default
 from harness.launch.environment import RETAINED_MALLOC
 from harness.machine.platform import detect
 from harness.models import load_config
-from harness.precision.modes import get_precision
+from harness.precision.modes import admit, get_precision
 from harness.train import prepare_backend
 
 
@@ -86,8 +86,9 @@ def main() -> None:
     raw = first_batch(
         str(cached_default(1024)), args.phase, args.batch_size, load_config("bert-large").vocab_size
     )
-    machine_key = detect().key()
-    step, _ = harness_step("bert-large", raw, get_precision(args.precision), "fused", machine_key)
+    here = detect()
+    machine_key, mode = here.key(), get_precision(args.precision)
+    step, _ = harness_step("bert-large", raw, mode, "fused", machine_key, admit(mode, here).gemm_isa)
     switch = LEVERS[args.lever](models[0], kernels.load(machine_key))
     for _ in range(args.warmup):
         step()

@@ -29,7 +29,7 @@ from harness.datasets.synth import cached_default
 from harness.launch.environment import RETAINED_MALLOC
 from harness.machine.platform import detect
 from harness.models import load_config
-from harness.precision.modes import get_precision
+from harness.precision.modes import admit, get_precision
 
 
 class TimedKernels:
@@ -66,13 +66,14 @@ def main() -> None:
         # and the kernels writing them pay for it
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
 
-    machine_key = detect().key()
+    here = detect()
+    machine_key, mode = here.key(), get_precision(args.precision)
     timed = TimedKernels(kernels.load(machine_key))
     # prepare_backend loads the kernels through harness.kernels.load: it gets the timed module
     kernels.load = lambda _key: timed
     model = "bert-large"
     raw = first_batch(str(cached_default(1024)), args.phase, args.batch_size, load_config(model).vocab_size)
-    step, _ = harness_step(model, raw, get_precision(args.precision), "fused", machine_key)
+    step, _ = harness_step(model, raw, mode, "fused", machine_key, admit(mode, here).gemm_isa)
     steps = []
     for n in range(args.warmup + args.steps):
         timed.recording = n >= args.warmup

@@ -225,13 +225,15 @@ def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
 def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_ops, machine_key, precision):
     """prepare: under bf16 autocast the tied decoder reads the word embeddings' shadow, which the
     optimizer keeps (fp32 has none to read)."""
-    from harness.precision.modes import get_precision
+    from harness.machine.platform import detect
+    from harness.precision.modes import admit, get_precision
     from harness.train import prepare_backend
 
+    mode = get_precision(precision)
     model = BertForPreTraining(NAMED_CONFIGS["bert-tiny"])
     optimizer = Lamb(parameter_groups(model, 0.01), lr=1e-3)
     model, optimizer, _ = prepare_backend.prepare(
-        "fused", model, optimizer, get_precision(precision), machine_key
+        "fused", model, optimizer, mode, machine_key, admit(mode, detect()).gemm_isa
     )
     word = model.bert.embeddings.word_embeddings.weight
     assert word.dtype == torch.float32

@@ -1,18 +1,19 @@
-"""LAMB on the fused kernels: the same update as harness.models.lamb.Lamb, in three streaming
-passes over all tensors at once (csrc/lamb.cpp) instead of a dozen per tensor.
+"""LAMB on the fused kernels: the same update as harness.models.lamb.Lamb, in one call over all
+tensors at once (csrc/lamb.cpp) instead of a dozen kernels per tensor.
 
-1. the global gradient norm (read the gradients);
-2. the moments and, per tensor or chunk, ||w|| and ||u|| (read gradients, weights, moments; write
-   the moments);
-3. the trust-ratio step (read weights and moments; write the weights).
+1. the global gradient norm (read the gradients; `sum_squares`);
+2. `lamb_step`, window by window (consecutive tensors of about 4 M elements, a larger one alone):
+   the moments, the update and, per tensor or chunk, ||w|| and ||u|| (read gradients, weights,
+   moments; write the moments); then the trust-ratio step (write the weights), which finds the
+   window's weights and updates still in the caches.
 
 The state (exp_avg, exp_avg_sq per parameter, step per group) is Lamb's, so a checkpoint of
 either resumes with the other.
 
-Under bf16 autocast, `hold_in_bf16` turns the GEMMs' weights into bf16 copies that pass 3 writes
+Under bf16 autocast, `hold_in_bf16` turns the GEMMs' weights into bf16 copies that the step writes
 beside their fp32 masters: autocast then has no weight to cast in the forward pass and no
 gradient to cast back in the backward one. `shadow_in_bf16` gives a parameter that stays fp32
-(the word embeddings, which the lookup reads in fp32) a bf16 copy pass 3 writes as well, for the
+(the word embeddings, which the lookup reads in fp32) a bf16 copy the step writes as well, for the
 GEMM that reads it (the tied decoder). The values are autocast's own: its casts round the
 same fp32 weights to nearest even, and the GEMMs give their weight gradients in bf16 either way.
 """
@@ -74,6 +75,19 @@ class FusedLamb(Lamb):
         fused.load_state_dict(optimizer.state_dict())
         return fused
 
+    def streamed_bytes(self) -> int:
+        """The bytes a step must move at the least: the gradients read twice (the global norm,
+        then the moments); the fp32 weights and both moments read and written once, a window's
+        second pass reading them from the caches; the bf16 copies written."""
+        total = 0
+        for p in (p for g in self.param_groups for p in g["params"]):
+            weight = self.masters.get(p, p)
+            copy = p if p in self.masters else self.shadows.get(p)
+            total += p.numel() * p.element_size() * 2 + weight.numel() * weight.element_size() * 2
+            total += weight.numel() * 4 * 2 * 2  # exp_avg and exp_avg_sq, fp32 (as the kernel takes)
+            total += 0 if copy is None else copy.numel() * copy.element_size()
+        return total
+
     def _global_norm(self) -> torch.Tensor:
         return self.ops.sum_squares([g.contiguous() for g in self._grads()]).sum().sqrt().float()
 
@@ -91,19 +105,10 @@ class FusedLamb(Lamb):
         # always step together)
         step = self.param_groups[0]["step"]
         eps = self.defaults["eps"]
-        norms = self.ops.lamb_moments(
-            list(weights), list(grads), list(exp_avgs), list(exp_avg_sqs), list(decays),
+        self.ops.lamb_step(
+            list(weights), list(grads), list(exp_avgs), list(exp_avg_sqs), list(copies), list(decays),
+            [group["lr"] for group in groups], [group.get("adaptive", True) for group in groups],
             beta1, beta2, eps, step, grad_scale,
-        )  # fmt: skip
-        step_sizes = []
-        for (w_sq, u_sq), group in zip(norms.tolist(), groups, strict=True):
-            ratio = 1.0
-            if group.get("adaptive", True) and w_sq > 0 and u_sq > 0:
-                ratio = (w_sq / u_sq) ** 0.5
-            step_sizes.append(group["lr"] * ratio)
-        self.ops.lamb_apply(
-            list(weights), list(exp_avgs), list(exp_avg_sqs), list(copies), list(decays),
-            step_sizes, beta1, beta2, eps, step,
         )  # fmt: skip
 
     def _segments(self) -> list[tuple]:

@@ -63,6 +63,26 @@ def test_fused_lamb_steps_like_lamb(fused_ops, grad_scale):
             )
 
 
+def test_tensors_across_several_windows_step_like_lamb(fused_ops):
+    """Tensors larger than a window (4 M elements), alone in theirs, and small ones grouped: each
+    tensor's trust ratio from its own norms, whichever window it is stepped in."""
+    torch.manual_seed(5)
+    shapes = [(3, 2**20), (5,), (2**22 + 7,), (2**20,), (1000,), (2**21, 2)]
+    params = [torch.randn(s) for s in shapes]
+    decays = [True, False, True, True, False, True]
+    eager, reference = _optimizer(Lamb, params, decays)
+    fused, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    for _ in range(2):
+        step_grads = [torch.randn(s) for s in shapes]
+        for ps in (eager, fused):
+            for p, g in zip(ps, step_grads, strict=True):
+                p.grad = g.clone()
+        reference.step()
+        optimizer.step()
+    for e, f in zip(eager, fused, strict=True):
+        torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_a_non_finite_gradient_is_not_applied(fused_ops):
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.tensor([1.0, float("inf"), 0.0])
@@ -99,8 +119,11 @@ def _one_pass(ops, grads, threads: int, copies: bool):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        norms = ops.lamb_moments(weights, grads, m, v, [0.01] * len(grads), 0.9, 0.999, 1e-6, 3, 0.5)
-        ops.lamb_apply(weights, m, v, out, [0.01] * len(grads), [0.1] * len(grads), 0.9, 0.999, 1e-6, 3)
+        n = len(grads)
+        # not adaptive: every weight steps by 0.1 * u, whatever the norms
+        norms = ops.lamb_step(
+            weights, grads, m, v, out, [0.01] * n, [0.1] * n, [False] * n, 0.9, 0.999, 1e-6, 3, 0.5
+        )
     finally:
         torch.set_num_threads(before)
     return norms, weights, m, v, out
@@ -242,3 +265,12 @@ def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_op
     else:
         assert model.decoder_weight16 is optimizer.shadows[word]
         assert torch.equal(model.decoder_weight16, word.detach().to(torch.bfloat16))
+
+
+def test_the_least_bytes_read_the_gradients_twice_and_the_weights_and_moments_once(fused_ops):
+    model = torch.nn.Linear(8, 4)
+    optimizer = FusedLamb(model.parameters(), ops=fused_ops)
+    optimizer.hold_in_bf16([model.weight])
+    # the weight's 32: a bf16 gradient read twice (4 B), its fp32 master and both fp32 moments
+    # read and written (8 + 16 B), its bf16 copy written (2 B); the fp32 bias's 4: 8 + 8 + 16 B
+    assert optimizer.streamed_bytes() == 32 * 30 + 4 * 32

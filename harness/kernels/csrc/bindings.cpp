@@ -7,14 +7,12 @@
 #include <vector>
 
 at::Tensor sum_squares(const std::vector<at::Tensor>& xs);
-at::Tensor lamb_moments(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
-                        const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-                        const std::vector<double>& weight_decays, double beta1, double beta2, double eps,
-                        int64_t step, double grad_scale);
-void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& exp_avgs,
-                const std::vector<at::Tensor>& exp_avg_sqs, const std::vector<std::optional<at::Tensor>>& bf16_copies,
-                const std::vector<double>& weight_decays, const std::vector<double>& step_sizes, double beta1,
-                double beta2, double eps, int64_t step);
+at::Tensor lamb_step(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
+                     const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+                     const std::vector<std::optional<at::Tensor>>& bf16_copies,
+                     const std::vector<double>& weight_decays, const std::vector<double>& lrs,
+                     const std::vector<bool>& adaptives, double beta1, double beta2, double eps, int64_t step,
+                     double grad_scale);
 std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& bias,
                                                  const at::Tensor& residual, const at::Tensor& gamma,
                                                  const at::Tensor& beta, double p, double eps, int64_t seed,
@@ -36,8 +34,7 @@ at::Tensor transpose_2d(const at::Tensor& x);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
-  m.def("lamb_moments", &lamb_moments, "LAMB pass 1: moments in place; per segment ||w||^2, ||u||^2");
-  m.def("lamb_apply", &lamb_apply, "LAMB pass 2: w -= step_size * u, optionally a bf16 copy");
+  m.def("lamb_step", &lamb_step, "one LAMB step, moments and weights in place; per segment ||w||^2, ||u||^2");
   m.def("dropout_add_norm_forward", &dropout_add_norm_forward,
         "LayerNorm(dropout(y + bias) + residual): (out, out16, h, mean, rstd)");
   m.def("dropout_add_norm_backward", &dropout_add_norm_backward,

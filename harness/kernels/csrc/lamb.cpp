@@ -1,11 +1,13 @@
-// LAMB in two fused, multithreaded passes over all of a model's tensors (harness.kernels.lamb).
+// LAMB's step over all of a model's tensors in one multithreaded call (harness.kernels.lamb).
 //
-// Pass 1 (lamb_moments) reads each gradient once: it updates both Adam moments in place and
-// returns, per segment (a tensor, or one of a fused tensor's chunks), the squared norms of the
-// weight and of the update u = m_hat / (sqrt(v_hat) + eps) + wd * w. Pass 2 (lamb_apply)
-// recomputes u from the moments it left and steps the weight by lr * trust ratio; it writes a
-// bf16 copy of the weight in the same pass where one is given. Recomputing u costs a few
-// flops per element and saves writing and re-reading a model-sized fp32 buffer.
+// The segments (a tensor, or one of a fused tensor's chunks) are taken in windows of about
+// kWindow elements, and both passes finish a window before the next. Pass 1 reads each gradient
+// once: it updates both Adam moments in place, writes the update u = m_hat / (sqrt(v_hat) + eps)
+// + wd * w into a window-sized scratch, and sums per segment the squared norms of w and u. Pass 2
+// steps each weight by lr * trust ratio * u and writes a bf16 copy of the weight where one is
+// given. Whole-model passes read every weight twice from memory; a window's second pass finds
+// its weights and updates still in the caches, and does no square root or division (the two
+// passes took 404 ms on the AMX Xeon, the windows 354: docs/fused-amx.md).
 //
 // Work is cut into blocks of a fixed size, whatever the thread count, and each block's partial
 // sums are added in block order: the norms, so the trust ratios and the weights, are the same
@@ -17,9 +19,13 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -28,14 +34,19 @@ using harness_kernels::load;
 using harness_kernels::to_bf16;
 
 constexpr int64_t kBlock = 1 << 15;  // elements per work item: 128 KiB of fp32, in L2
+// elements per window: 4 M is the largest encoder weight (the FFN's), whose weight and update take
+// 32 MiB; windows of 256 K to 4 M elements stepped BERT-Large in the same time, one window of the
+// whole model 13% slower
+constexpr int64_t kWindow = 1 << 22;
 
 struct Block {
   int64_t segment, begin, end;
 };
 
-std::vector<Block> blocks_of(const std::vector<int64_t>& sizes) {
+// The blocks of segments [first, last).
+std::vector<Block> blocks_of(const std::vector<int64_t>& sizes, size_t first, size_t last) {
   std::vector<Block> blocks;
-  for (int64_t s = 0; s < static_cast<int64_t>(sizes.size()); ++s)
+  for (int64_t s = first; s < static_cast<int64_t>(last); ++s)
     for (int64_t b = 0; b < sizes[s]; b += kBlock) blocks.push_back({s, b, std::min(sizes[s], b + kBlock)});
   return blocks;
 }
@@ -88,7 +99,7 @@ at::Tensor sum_squares(const std::vector<at::Tensor>& xs) {
                 "sum_squares takes float32 or bfloat16 tensors");
     sizes.push_back(x.numel());
   }
-  auto blocks = blocks_of(sizes);
+  auto blocks = blocks_of(sizes, 0, sizes.size());
   std::vector<double> partial(blocks.size());
 #pragma omp parallel for schedule(dynamic)
   for (size_t b = 0; b < blocks.size(); ++b) {
@@ -107,8 +118,8 @@ struct Adam {
 };
 
 template <typename G>
-void moments_block(float* w, const G* g, float* m, float* v, float wd, float grad_scale, const Adam& a,
-                   int64_t begin, int64_t end, double* sums) {
+void moments_block(const float* w, const G* g, float* m, float* v, float* __restrict u_out, float wd,
+                   float grad_scale, const Adam& a, int64_t begin, int64_t end, double* sums) {
   double w_sq = 0.0, u_sq = 0.0;
 #pragma omp simd reduction(+ : w_sq, u_sq)
   for (int64_t i = begin; i < end; ++i) {
@@ -118,6 +129,7 @@ void moments_block(float* w, const G* g, float* m, float* v, float wd, float gra
     m[i] = mi;
     v[i] = vi;
     float u = (mi * a.inv_bc1) / (std::sqrt(vi) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
+    u_out[i - begin] = u;
     w_sq += static_cast<double>(w[i]) * w[i];
     u_sq += static_cast<double>(u) * u;
   }
@@ -125,98 +137,129 @@ void moments_block(float* w, const G* g, float* m, float* v, float wd, float gra
   sums[1] = u_sq;
 }
 
-}  // namespace
-
-// Pass 1: both moments in place from the gradients times grad_scale (the clipping factor);
-// returns [n, 2] float64: per segment ||w||^2 and ||u||^2. Gradients are float32 or bfloat16;
-// weights and moments float32.
-at::Tensor lamb_moments(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
-                        const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-                        const std::vector<double>& weight_decays, double beta1, double beta2, double eps,
-                        int64_t step, double grad_scale) {
-  const size_t n = weights.size();
-  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && weight_decays.size() == n,
-              "lamb_moments: one gradient, moment pair and weight decay per weight");
-  std::vector<int64_t> sizes;
-  for (size_t s = 0; s < n; ++s) {
-    for (const auto* t : {&weights[s], &grads[s], &exp_avgs[s], &exp_avg_sqs[s]}) check_segment(*t, "lamb_moments' tensors");
-    TORCH_CHECK(weights[s].scalar_type() == at::kFloat && exp_avgs[s].scalar_type() == at::kFloat &&
-                    exp_avg_sqs[s].scalar_type() == at::kFloat,
-                "lamb_moments: weights and moments must be float32");
-    TORCH_CHECK(grads[s].scalar_type() == at::kFloat || grads[s].scalar_type() == at::kBFloat16,
-                "lamb_moments: gradients must be float32 or bfloat16");
-    TORCH_CHECK(grads[s].numel() == weights[s].numel() && exp_avgs[s].numel() == weights[s].numel() &&
-                    exp_avg_sqs[s].numel() == weights[s].numel(),
-                "lamb_moments: a weight's gradient and moments must have its size");
-    sizes.push_back(weights[s].numel());
+// w <- w - lr * u, u as the first pass left it; `copy`, where given, receives the new weight
+// rounded to bfloat16.
+void apply_block(float* __restrict w, const float* __restrict u, uint16_t* __restrict copy, float lr,
+                 int64_t begin, int64_t end) {
+  if (copy) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      w[i] -= lr * u[i - begin];
+      copy[i] = to_bf16(w[i]);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) w[i] -= lr * u[i - begin];
   }
-  const Adam a{static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
-               static_cast<float>(1.0 / (1.0 - std::pow(beta1, step))),
-               static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)))};
-  auto blocks = blocks_of(sizes);
-  std::vector<double> partial(2 * blocks.size());
-#pragma omp parallel for schedule(dynamic)
-  for (size_t b = 0; b < blocks.size(); ++b) {
-    const int64_t s = blocks[b].segment;
-    float* w = weights[s].data_ptr<float>();
-    float* m = exp_avgs[s].data_ptr<float>();
-    float* v = exp_avg_sqs[s].data_ptr<float>();
-    const float wd = static_cast<float>(weight_decays[s]), scale = static_cast<float>(grad_scale);
-    if (grads[s].scalar_type() == at::kFloat)
-      moments_block(w, grads[s].data_ptr<float>(), m, v, wd, scale, a, blocks[b].begin, blocks[b].end, &partial[2 * b]);
-    else
-      moments_block(w, grads[s].data_ptr<at::BFloat16>(), m, v, wd, scale, a, blocks[b].begin, blocks[b].end,
-                    &partial[2 * b]);
-  }
-  return per_segment(blocks, partial, n, 2);
 }
 
-// Pass 2: w <- w - step_sizes[s] * u, u recomputed from the moments pass 1 left (same step, so
-// the same bias corrections); where bf16_copies[s] is defined, it receives the new weight
-// rounded to bfloat16 in the same pass.
-void lamb_apply(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& exp_avgs,
-                const std::vector<at::Tensor>& exp_avg_sqs, const std::vector<std::optional<at::Tensor>>& bf16_copies,
-                const std::vector<double>& weight_decays, const std::vector<double>& step_sizes, double beta1,
-                double beta2, double eps, int64_t step) {
+// Consecutive segments [first, last) of about kWindow elements together (a larger segment alone):
+// the unit both passes finish before the next.
+std::vector<std::pair<size_t, size_t>> windows_of(const std::vector<int64_t>& sizes) {
+  std::vector<std::pair<size_t, size_t>> windows;
+  size_t first = 0;
+  int64_t total = 0;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    if (s > first && total + sizes[s] > kWindow) {
+      windows.emplace_back(first, s);
+      first = s;
+      total = 0;
+    }
+    total += sizes[s];
+  }
+  if (first < sizes.size()) windows.emplace_back(first, sizes.size());
+  return windows;
+}
+
+}  // namespace
+
+// One LAMB step over every segment (a tensor, or one of a fused tensor's chunks): both Adam
+// moments in place from the gradients times grad_scale (the clipping factor), then
+// w <- w - lrs[s] * ratio * u, the trust ratio ||w|| / ||u|| where adaptives[s] and both norms
+// are non-zero, else 1; bf16_copies[s], where defined, receives the new weight rounded to
+// bfloat16. Returns [n, 2] float64: per segment ||w||^2 (before the step) and ||u||^2. Gradients
+// are float32 or bfloat16; weights and moments float32.
+at::Tensor lamb_step(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
+                     const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+                     const std::vector<std::optional<at::Tensor>>& bf16_copies,
+                     const std::vector<double>& weight_decays, const std::vector<double>& lrs,
+                     const std::vector<bool>& adaptives, double beta1, double beta2, double eps, int64_t step,
+                     double grad_scale) {
   const size_t n = weights.size();
-  TORCH_CHECK(exp_avgs.size() == n && exp_avg_sqs.size() == n && bf16_copies.size() == n &&
-                  weight_decays.size() == n && step_sizes.size() == n,
-              "lamb_apply: one moment pair, copy, weight decay and step size per weight");
+  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && bf16_copies.size() == n &&
+                  weight_decays.size() == n && lrs.size() == n && adaptives.size() == n,
+              "lamb_step: one gradient, moment pair, copy, weight decay, lr and adaptive flag per weight");
   std::vector<int64_t> sizes;
   for (size_t s = 0; s < n; ++s) {
+    for (const auto* t : {&weights[s], &grads[s], &exp_avgs[s], &exp_avg_sqs[s]}) check_segment(*t, "lamb_step's tensors");
+    TORCH_CHECK(weights[s].scalar_type() == at::kFloat && exp_avgs[s].scalar_type() == at::kFloat &&
+                    exp_avg_sqs[s].scalar_type() == at::kFloat,
+                "lamb_step: weights and moments must be float32");
+    TORCH_CHECK(grads[s].scalar_type() == at::kFloat || grads[s].scalar_type() == at::kBFloat16,
+                "lamb_step: gradients must be float32 or bfloat16");
+    TORCH_CHECK(grads[s].numel() == weights[s].numel() && exp_avgs[s].numel() == weights[s].numel() &&
+                    exp_avg_sqs[s].numel() == weights[s].numel(),
+                "lamb_step: a weight's gradient and moments must have its size");
     if (bf16_copies[s]) {
-      check_segment(*bf16_copies[s], "lamb_apply's bf16 copies");
+      check_segment(*bf16_copies[s], "lamb_step's bf16 copies");
       TORCH_CHECK(bf16_copies[s]->scalar_type() == at::kBFloat16 && bf16_copies[s]->numel() == weights[s].numel(),
-                  "lamb_apply: a bf16 copy must be bfloat16 and have its weight's size");
+                  "lamb_step: a bf16 copy must be bfloat16 and have its weight's size");
     }
     sizes.push_back(weights[s].numel());
   }
   const Adam a{static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
                static_cast<float>(1.0 / (1.0 - std::pow(beta1, step))),
                static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)))};
-  auto blocks = blocks_of(sizes);
+  const float scale = static_cast<float>(grad_scale);
+  auto norms = at::zeros({static_cast<int64_t>(n), 2}, at::kDouble);
+  double* sums = norms.data_ptr<double>();
+  std::vector<float> step_sizes(n);
+  const auto windows = windows_of(sizes);
+  int64_t largest = 0;
+  for (const auto& [first, last] : windows) {
+    int64_t total = 0;
+    for (size_t s = first; s < last; ++s) total += sizes[s];
+    largest = std::max(largest, total);
+  }
+  // a window's updates between its passes: uninitialised (a zeroed one would be written twice)
+  std::unique_ptr<float[]> updates(new float[largest]);
+  for (const auto& [first, last] : windows) {
+    const auto blocks = blocks_of(sizes, first, last);
+    std::vector<double> partial(2 * blocks.size());
+    std::vector<int64_t> offsets(blocks.size() + 1, 0);  // each block's place in the window's updates
+    for (size_t b = 0; b < blocks.size(); ++b) offsets[b + 1] = offsets[b] + blocks[b].end - blocks[b].begin;
 #pragma omp parallel for schedule(dynamic)
-  for (size_t b = 0; b < blocks.size(); ++b) {
-    const int64_t s = blocks[b].segment;
-    float* w = weights[s].data_ptr<float>();
-    const float* m = exp_avgs[s].data_ptr<float>();
-    const float* v = exp_avg_sqs[s].data_ptr<float>();
-    uint16_t* copy = bf16_copies[s] ? reinterpret_cast<uint16_t*>(bf16_copies[s]->data_ptr<at::BFloat16>()) : nullptr;
-    const float wd = static_cast<float>(weight_decays[s]), lr = static_cast<float>(step_sizes[s]);
-    const int64_t begin = blocks[b].begin, end = blocks[b].end;
-    if (copy) {
-#pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        float u = (m[i] * a.inv_bc1) / (std::sqrt(v[i]) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
-        w[i] -= lr * u;
-        copy[i] = to_bf16(w[i]);
-      }
-    } else {
-#pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        float u = (m[i] * a.inv_bc1) / (std::sqrt(v[i]) * a.inv_sqrt_bc2 + a.eps) + wd * w[i];
-        w[i] -= lr * u;
-      }
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const int64_t s = blocks[b].segment;
+      float* w = weights[s].data_ptr<float>();
+      float* m = exp_avgs[s].data_ptr<float>();
+      float* v = exp_avg_sqs[s].data_ptr<float>();
+      const float wd = static_cast<float>(weight_decays[s]);
+      if (grads[s].scalar_type() == at::kFloat)
+        moments_block(w, grads[s].data_ptr<float>(), m, v, updates.get() + offsets[b], wd, scale, a,
+                      blocks[b].begin, blocks[b].end, &partial[2 * b]);
+      else
+        moments_block(w, grads[s].data_ptr<at::BFloat16>(), m, v, updates.get() + offsets[b], wd, scale, a,
+                      blocks[b].begin, blocks[b].end, &partial[2 * b]);
+    }
+    // each segment's norms in block order, whatever thread summed a block
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      sums[2 * blocks[b].segment] += partial[2 * b];
+      sums[2 * blocks[b].segment + 1] += partial[2 * b + 1];
+    }
+    for (size_t s = first; s < last; ++s) {
+      const double w_sq = sums[2 * s], u_sq = sums[2 * s + 1];
+      const double ratio = adaptives[s] && w_sq > 0 && u_sq > 0 ? std::sqrt(w_sq / u_sq) : 1.0;
+      step_sizes[s] = static_cast<float>(lrs[s] * ratio);
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const int64_t s = blocks[b].segment;
+      uint16_t* copy =
+          bf16_copies[s] ? reinterpret_cast<uint16_t*>(bf16_copies[s]->data_ptr<at::BFloat16>()) : nullptr;
+      apply_block(weights[s].data_ptr<float>(), updates.get() + offsets[b], copy, step_sizes[s], blocks[b].begin,
+                  blocks[b].end);
     }
   }
+  return norms;
 }

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.kernels import row_split
 from harness.models.bert import DenseResidualNorm, Encoder, Intermediate, Layer, SelfAttention, rows_at
 
 SEEDS = 2**62
@@ -45,16 +46,18 @@ class _Dense(torch.autograd.Function):
     def forward(ctx, x, weight, ops: ModuleType):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.ops = ops
-        return torch.matmul(x, weight.t())
+        y = row_split.mm(x.reshape(-1, x.shape[-1]), weight.t(), ops)
+        return y.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        dx = torch.matmul(grad, weight) if ctx.needs_input_grad[0] else None
-        dweight = None
+        g = grad.reshape(-1, grad.shape[-1]).contiguous()
+        dx = dweight = None
+        if ctx.needs_input_grad[0]:
+            dx = row_split.mm(g, weight, ctx.ops).view(x.shape)
         if ctx.needs_input_grad[1]:
-            g = grad.reshape(-1, grad.shape[-1]).contiguous()
-            dweight = torch.mm(ctx.ops.transpose_2d(g), x.reshape(-1, x.shape[-1]))
+            dweight = row_split.mm(ctx.ops.transpose_2d(g), x.reshape(-1, x.shape[-1]), ctx.ops)
         return dx, dweight, None
 
 
@@ -63,7 +66,8 @@ def dense(x: torch.Tensor, weight: torch.Tensor, ops: ModuleType | None) -> torc
     the output gradient as a contiguous transpose from ops.transpose_2d, not as a transposed view:
     where oneDNN runs bf16 GEMMs on AMX, BERT-Large's QKV and FFN weight gradients took 1.45-1.83x
     as long on the view as on the copy, the copy included (docs/fused-amx.md); elsewhere the view
-    is free (ops None: F.linear)."""
+    is free (ops None: F.linear). Its three GEMMs go through row_split, which splits a shape's
+    rows among the threads where that measured faster (the square ones there)."""
     if ops is None:
         return F.linear(x, weight)
     if torch.is_autocast_enabled("cpu"):

@@ -10,6 +10,9 @@ Levers:
   decoder-copy  the tied decoder reads the word embeddings' bf16 copy (on) or casts the fp32 matrix
                 (off) (BertForPreTraining.decoder_weight16); the optimizer writes the copy either
                 way, so its cost is in both arms
+  row-split     the fused dense layers' GEMMs split their rows among the threads where the
+                process measured that faster (on), or all run as torch.mm (off)
+                (harness.kernels.row_split)
 
 It builds bench peer's fused step, runs the warm-up, then pairs of steps, on and off, the order
 alternating pair by pair, and prints the medians and every step. It runs under the harness's malloc
@@ -30,6 +33,7 @@ import torch
 from harness import kernels
 from harness.bench.peer_steps import first_batch, harness_step
 from harness.datasets.synth import cached_default
+from harness.kernels import row_split
 from harness.launch.environment import RETAINED_MALLOC
 from harness.machine.platform import detect
 from harness.models import load_config
@@ -58,7 +62,17 @@ def decoder_copy(model: torch.nn.Module, _ops) -> Callable[[bool], None]:
     return switch
 
 
-LEVERS = {"weight-grads": weight_grads, "decoder-copy": decoder_copy}
+def row_split_gemms(_model: torch.nn.Module, _ops) -> Callable[[bool], None]:
+    chosen = row_split.mm
+
+    def switch(on: bool) -> None:
+        # the layers look the function up at each call
+        row_split.mm = chosen if on else lambda a, b, _ops: torch.mm(a, b)
+
+    return switch
+
+
+LEVERS = {"weight-grads": weight_grads, "decoder-copy": decoder_copy, "row-split": row_split_gemms}
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& pr
 at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads);
 std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv);
 at::Tensor transpose_2d(const at::Tensor& x);
+at::Tensor mm_rows(const at::Tensor& a, const at::Tensor& b);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
@@ -47,5 +48,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bias_gelu_forward", &bias_gelu_forward, "GELU(y + bias), erf");
   m.def("bias_gelu_backward", &bias_gelu_backward, "its backward: (dy, dbias)");
   m.def("transpose_2d", &transpose_2d, "a [rows, cols] bf16 or fp32 matrix as a contiguous [cols, rows]");
+  m.def("mm_rows", &mm_rows, "a @ b, a's rows split among the threads, each slice one GEMM on one thread");
   m.def("dropout_keep_mask", &dropout_keep_mask, "the keep mask of elements [0, n) under a seed");
 }

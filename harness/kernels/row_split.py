@@ -1,0 +1,54 @@
+"""GEMMs whose rows are split among the threads (csrc/mm_rows.cpp) where that beats the library's
+own threading, decided per shape by timing both at the shape's first call.
+
+On the AMX Xeon with 2 threads oneDNN ran BERT-Large's square GEMMs (the attention output
+projection at 1024 tokens, forward and both gradients: [1024, 1024] x [1024, 1024]) at its
+one-thread rate, 1360-1450 GFLOP/s, and each thread's half of the rows alone at 2390-2520
+together; the larger GEMMs ran at 2500-2800 either way (docs/fused-amx.md). Which shapes gain
+depends on the library's heuristics and the thread count, so each process measures instead of a
+table: a shape's first call runs both ways, takes the split only where it gave the same bits and
+was faster in the best of a few calls, and every later call of the shape goes the chosen way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import torch
+
+TRIALS = 3
+"""Calls of each way timed at a shape's first call; the best of them decides."""
+
+_split: dict[tuple, bool] = {}
+"""Per (shapes and strides, dtype, threads): whether its rows are split. The process's."""
+
+
+def mm(a: torch.Tensor, b: torch.Tensor, ops: ModuleType) -> torch.Tensor:
+    """a @ b for a contiguous [m, k] `a`, the rows split among the threads where this process
+    found that faster for the shape."""
+    key = (tuple(a.shape), a.stride(), tuple(b.shape), b.stride(), a.dtype, torch.get_num_threads())
+    split = _split.get(key)
+    if split is None:
+        split = _split[key] = _splits(a, b, ops)
+    return ops.mm_rows(a, b) if split else torch.mm(a, b)
+
+
+def _splits(a: torch.Tensor, b: torch.Tensor, ops: ModuleType) -> bool:
+    if torch.get_num_threads() < 2 or not a.is_contiguous():
+        return False
+    # a split that rounds otherwise (another kernel for the smaller rows) would make a run's bits
+    # depend on a timing: only the same bits qualify
+    if not torch.equal(ops.mm_rows(a, b), torch.mm(a, b)):
+        return False
+    return _best(lambda: ops.mm_rows(a, b)) < _best(lambda: torch.mm(a, b))
+
+
+def _best(call: Callable[[], torch.Tensor]) -> float:
+    times = []
+    for _ in range(TRIALS):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)

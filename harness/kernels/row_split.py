@@ -21,6 +21,12 @@ import torch
 TRIALS = 3
 """Calls of each way timed at a shape's first call; the best of them decides."""
 
+MIN_FLOPS = 2**31
+"""Smaller GEMMs keep the library's threading undecided: a decision costs seven calls of the
+GEMM, and the small shapes are the ones that change from batch to batch (the last layer's rows at
+the masked tokens), which would pay for one at nearly every step. BERT-Large's GEMMs over all
+tokens of a batch of 1024 have 2^31 FLOPs and more."""
+
 _split: dict[tuple, bool] = {}
 """Per (shapes and strides, dtype, threads): whether its rows are split. The process's."""
 
@@ -36,7 +42,7 @@ def mm(a: torch.Tensor, b: torch.Tensor, ops: ModuleType) -> torch.Tensor:
 
 
 def _splits(a: torch.Tensor, b: torch.Tensor, ops: ModuleType) -> bool:
-    if torch.get_num_threads() < 2 or not a.is_contiguous():
+    if torch.get_num_threads() < 2 or not a.is_contiguous() or 2 * a.numel() * b.shape[1] < MIN_FLOPS:
         return False
     # a split that rounds otherwise (another kernel for the smaller rows) would make a run's bits
     # depend on a timing: only the same bits qualify

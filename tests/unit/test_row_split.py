@@ -34,6 +34,7 @@ def test_the_split_runs_without_autograd_on_tensors_that_require_grad(fused_ops)
 
 def test_a_shape_is_decided_once_and_a_split_with_other_bits_never_taken(monkeypatch):
     monkeypatch.setattr(row_split, "_split", {})
+    monkeypatch.setattr(row_split, "MIN_FLOPS", 0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     calls = []
 
@@ -52,6 +53,7 @@ def test_a_shape_is_decided_once_and_a_split_with_other_bits_never_taken(monkeyp
 
 def test_a_split_with_the_same_bits_is_timed_against_the_library(monkeypatch):
     monkeypatch.setattr(row_split, "_split", {})
+    monkeypatch.setattr(row_split, "MIN_FLOPS", 0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     timed = []
     monkeypatch.setattr(row_split, "_best", lambda call: timed.append(call) or len(timed))
@@ -59,3 +61,16 @@ def test_a_split_with_the_same_bits_is_timed_against_the_library(monkeypatch):
     row_split.mm(torch.randn(8, 4), torch.randn(4, 3), ops)
     # the split timed first (1) against the library (2): faster, so taken
     assert len(timed) == 2 and list(row_split._split.values()) == [True]
+
+
+def test_a_gemm_below_the_threshold_is_neither_tried_nor_timed(monkeypatch):
+    monkeypatch.setattr(row_split, "_split", {})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(row_split, "MIN_FLOPS", 2 * 8 * 4 * 3 + 1)  # one FLOP above 8x4 @ 4x3
+
+    def untouched(*_):
+        raise AssertionError("a small GEMM was split or timed")
+
+    monkeypatch.setattr(row_split, "_best", untouched)
+    row_split.mm(torch.randn(8, 4), torch.randn(4, 3), SimpleNamespace(mm_rows=untouched))
+    assert list(row_split._split.values()) == [False]

@@ -7,6 +7,7 @@ worker's oneDNN initialises, which only a fresh process guarantees.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from harness.precision.modes import PrecisionMode
@@ -37,6 +38,14 @@ tcmalloc."""
 
 MALLOC_ENV_VARS = (*RETAINED_MALLOC, "GLIBC_TUNABLES", "LD_PRELOAD")
 """What decides the worker's allocator; the run's result records them."""
+
+
+def restart_with_retained_malloc() -> None:
+    """Start this script again with RETAINED_MALLOC where its environment lacks it, as a worker
+    would have it: glibc reads the variables at start only, and without them each timed step
+    faults its tensors into fresh pages. For the benchmark scripts that time steps in-process."""
+    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
 
 
 def preloaded(maps: Path = Path("/proc/self/maps")) -> list[dict[str, str | bool | None]]:

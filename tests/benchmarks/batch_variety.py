@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from harness.datasets.mlcommons import checked, resolve_phase_data, training_loader
 from harness.datasets.synth import cached_default
-from harness.launch.environment import RETAINED_MALLOC
+from harness.launch.environment import restart_with_retained_malloc
 from harness.machine.platform import detect
 from harness.models import BertForPreTraining, Lamb, load_config, parameter_groups
 from harness.precision.modes import admit, get_precision
@@ -40,9 +38,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=10, help="steps in each arm (10)")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
-        # glibc reads them at start: without them each step faults its tensors into fresh pages
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
+    restart_with_retained_malloc()
     mode = get_precision(args.precision)
     cfg = load_config("bert-large")
     data = resolve_phase_data(Path(str(cached_default(1024))), args.phase, 0.9, 8)

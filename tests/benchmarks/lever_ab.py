@@ -22,9 +22,7 @@ settings, as a worker does.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
@@ -34,7 +32,7 @@ from harness import kernels
 from harness.bench.peer_steps import first_batch, harness_step
 from harness.datasets.synth import cached_default
 from harness.kernels import row_split
-from harness.launch.environment import RETAINED_MALLOC
+from harness.launch.environment import restart_with_retained_malloc
 from harness.machine.platform import detect
 from harness.models import load_config
 from harness.precision.modes import admit, get_precision
@@ -86,9 +84,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6, help="steps in each arm (6)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
-        # glibc reads them at start: without them each step faults its tensors into fresh pages
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
+    restart_with_retained_malloc()
     models: list[torch.nn.Module] = []
     fuse = prepare_backend.fuse
 

@@ -15,9 +15,7 @@ the threads the step would have (OMP_NUM_THREADS).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from types import ModuleType
 from harness import kernels
 from harness.bench.peer_steps import first_batch, harness_step
 from harness.datasets.synth import cached_default
-from harness.launch.environment import RETAINED_MALLOC
+from harness.launch.environment import restart_with_retained_malloc
 from harness.machine.platform import detect
 from harness.models import load_config
 from harness.precision.modes import admit, get_precision
@@ -61,10 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (3)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
-        # glibc reads them at start: without them each step faults its tensors into fresh pages,
-        # and the kernels writing them pay for it
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
+    restart_with_retained_malloc()
 
     here = detect()
     machine_key, mode = here.key(), get_precision(args.precision)

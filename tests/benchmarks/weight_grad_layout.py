@@ -13,16 +13,14 @@ It runs under the harness's malloc settings, as a worker does.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
 import torch
 
 from harness import kernels
-from harness.launch.environment import RETAINED_MALLOC
+from harness.launch.environment import restart_with_retained_malloc
 from harness.machine.platform import detect
 from harness.precision.modes import get_precision
 
@@ -63,9 +61,7 @@ def main() -> None:
     # run as fp32 and bf16
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in RETAINED_MALLOC.items()):
-        # glibc reads them at start: without them each GEMM faults its output into fresh pages
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **RETAINED_MALLOC})
+    restart_with_retained_malloc()
     mode = get_precision(args.precision)
     gemms(kernels.load(detect().key()), torch.bfloat16 if mode.autocast == "bfloat16" else torch.float32)
 

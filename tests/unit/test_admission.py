@@ -13,7 +13,7 @@ from harness import cli
 from harness.errors import HarnessError
 from harness.launch import worker
 from harness.launch.admission import context_for
-from harness.launch.environment import RETAINED_MALLOC, worker_environment
+from harness.launch.environment import RETAINED_MALLOC, restart_with_retained_malloc, worker_environment
 from harness.launch.job import Job, WorkerContext, read_job, write_job
 from harness.precision.modes import BUILTIN, get_precision, load_modes
 from harness.train.trainer import run_job
@@ -200,6 +200,18 @@ def test_workers_keep_freed_memory_unless_told_otherwise(monkeypatch):
     env = worker_environment(fp32, 1)
     assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"
     assert env["MALLOC_MMAP_THRESHOLD_"] == RETAINED_MALLOC["MALLOC_MMAP_THRESHOLD_"]
+
+
+def test_a_benchmark_script_restarts_itself_with_the_retained_malloc_only_where_missing(monkeypatch):
+    starts = []
+    monkeypatch.setattr("os.execve", lambda path, argv, env: starts.append(env))
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")  # another value: not the worker's
+    restart_with_retained_malloc()
+    assert len(starts) == 1 and RETAINED_MALLOC.items() <= starts[0].items()
+    for var, value in RETAINED_MALLOC.items():
+        monkeypatch.setenv(var, value)
+    restart_with_retained_malloc()
+    assert len(starts) == 1
 
 
 def test_each_modes_gemms_and_its_roofline_compute_in_the_dtype_it_trains_in():

@@ -81,12 +81,18 @@ class FusedLamb(Lamb):
         second pass reading them from the caches; the bf16 copies written."""
         total = 0
         for p in (p for g in self.param_groups for p in g["params"]):
-            weight = self.masters.get(p, p)
-            copy = p if p in self.masters else self.shadows.get(p)
+            weight, copy = self._fp32_and_copy(p)
             total += p.numel() * p.element_size() * 2 + weight.numel() * weight.element_size() * 2
             total += weight.numel() * 4 * 2 * 2  # exp_avg and exp_avg_sq, fp32 (as the kernel takes)
             total += 0 if copy is None else copy.numel() * copy.element_size()
         return total
+
+    def _fp32_and_copy(self, p: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fp32 weight the step updates (p, or its master) and the bf16 copy it writes beside
+        it (p itself where held in bf16, its shadow, or None)."""
+        if p in self.masters:
+            return self.masters[p], p
+        return p, self.shadows.get(p)
 
     def _global_norm(self) -> torch.Tensor:
         return self.ops.sum_squares([g.contiguous() for g in self._grads()]).sum().sqrt().float()
@@ -122,9 +128,7 @@ class FusedLamb(Lamb):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                master = self.masters.get(p)
-                weight = p if master is None else master
-                copy = p if master is not None else self.shadows.get(p)
+                weight, copy = self._fp32_and_copy(p)
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = torch.zeros_like(weight)

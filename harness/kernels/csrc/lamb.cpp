@@ -55,14 +55,12 @@ void check_segment(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), what, " must be contiguous CPU tensors");
 }
 
-// The per-block partial sums of one or two quantities, added per segment in block order.
-at::Tensor per_segment(const std::vector<Block>& blocks, const std::vector<double>& partial, int64_t n,
-                       int64_t width) {
-  auto out = at::zeros({n, width}, at::kDouble);
-  double* o = out.data_ptr<double>();
+// The per-block partial sums of one or two quantities, added into `out` ([segments, width]) per
+// segment in block order, whatever thread summed a block.
+void add_per_segment(const std::vector<Block>& blocks, const std::vector<double>& partial, int64_t width,
+                     double* out) {
   for (size_t b = 0; b < blocks.size(); ++b)
-    for (int64_t k = 0; k < width; ++k) o[blocks[b].segment * width + k] += partial[b * width + k];
-  return out;
+    for (int64_t k = 0; k < width; ++k) out[blocks[b].segment * width + k] += partial[b * width + k];
 }
 
 // The block's four quarters are read side by side: on a Zen 3, a thread reading one stream ran
@@ -108,7 +106,9 @@ at::Tensor sum_squares(const std::vector<at::Tensor>& xs) {
                      ? sum_squares_block(x.data_ptr<float>(), blocks[b].begin, blocks[b].end)
                      : sum_squares_block(x.data_ptr<at::BFloat16>(), blocks[b].begin, blocks[b].end);
   }
-  return per_segment(blocks, partial, xs.size(), 1).view({-1});
+  auto norms = at::zeros({static_cast<int64_t>(xs.size())}, at::kDouble);
+  add_per_segment(blocks, partial, 1, norms.data_ptr<double>());
+  return norms;
 }
 
 namespace {
@@ -242,11 +242,7 @@ at::Tensor lamb_step(const std::vector<at::Tensor>& weights, const std::vector<a
         moments_block(w, grads[s].data_ptr<at::BFloat16>(), m, v, updates.get() + offsets[b], wd, scale, a,
                       blocks[b].begin, blocks[b].end, &partial[2 * b]);
     }
-    // each segment's norms in block order, whatever thread summed a block
-    for (size_t b = 0; b < blocks.size(); ++b) {
-      sums[2 * blocks[b].segment] += partial[2 * b];
-      sums[2 * blocks[b].segment + 1] += partial[2 * b + 1];
-    }
+    add_per_segment(blocks, partial, 2, sums);
     for (size_t s = first; s < last; ++s) {
       const double w_sq = sums[2 * s], u_sq = sums[2 * s + 1];
       const double ratio = adaptives[s] && w_sq > 0 && u_sq > 0 ? std::sqrt(w_sq / u_sq) : 1.0;

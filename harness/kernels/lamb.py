@@ -40,6 +40,9 @@ class FusedLamb(Lamb):
         (full_precision), so a checkpoint has them once."""
         self.shadows: dict[torch.nn.Parameter, torch.Tensor] = {}
         """bf16 copies of fp32 parameters that stay fp32 (shadow_in_bf16), rewritten each step."""
+        self.updates = torch.empty(0)
+        """lamb_step's scratch for a window's updates, which it grows to the largest window once:
+        kept here so that its pages stay mapped from step to step. Not state."""
 
     def hold_in_bf16(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Each parameter becomes the bf16 copy of its fp32 value, which stays here as its master.
@@ -112,6 +115,7 @@ class FusedLamb(Lamb):
         step = self.param_groups[0]["step"]
         eps = self.defaults["eps"]
         self.ops.lamb_step(
+            self.updates,
             list(weights), list(grads), list(exp_avgs), list(exp_avg_sqs), list(copies), list(decays),
             [group["lr"] for group in groups], [group.get("adaptive", True) for group in groups],
             beta1, beta2, eps, step, grad_scale,

@@ -72,6 +72,7 @@ def test_tensors_across_several_windows_step_like_lamb(fused_ops):
     decays = [True, False, True, True, False, True]
     eager, reference = _optimizer(Lamb, params, decays)
     fused, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
+    scratch = []
     for _ in range(2):
         step_grads = [torch.randn(s) for s in shapes]
         for ps in (eager, fused):
@@ -79,6 +80,9 @@ def test_tensors_across_several_windows_step_like_lamb(fused_ops):
                 p.grad = g.clone()
         reference.step()
         optimizer.step()
+        scratch.append((optimizer.updates.numel(), optimizer.updates.data_ptr()))
+    # the updates' scratch: grown to the largest window at the first step, the same memory after
+    assert scratch[0] == scratch[1] and scratch[0][0] == 2**22 + 7
     for e, f in zip(eager, fused, strict=True):
         torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-6)
 
@@ -121,8 +125,9 @@ def _one_pass(ops, grads, threads: int, copies: bool):
     try:
         n = len(grads)
         # not adaptive: every weight steps by 0.1 * u, whatever the norms
+        updates = torch.empty(0)
         norms = ops.lamb_step(
-            weights, grads, m, v, out, [0.01] * n, [0.1] * n, [False] * n, 0.9, 0.999, 1e-6, 3, 0.5
+            updates, weights, grads, m, v, out, [0.01] * n, [0.1] * n, [False] * n, 0.9, 0.999, 1e-6, 3, 0.5
         )
     finally:
         torch.set_num_threads(before)

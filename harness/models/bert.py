@@ -8,6 +8,7 @@ wider GEMM, which keeps the matrix units busier at small batch sizes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -264,6 +265,10 @@ class BertForPreTraining(nn.Module):
         """A bf16 copy of the word embeddings that the optimizer keeps current (the fused
         backend's FusedLamb.shadow_in_bf16): the tied decoder reads it under bf16 autocast
         instead of casting the fp32 matrix each step. None: autocast casts."""
+        self.decoder_transpose: Callable[[torch.Tensor], torch.Tensor] | None = None
+        """Where given (the fused backend where bf16 GEMMs run on AMX: its transpose_2d), the
+        decoder's weight gradient reads the logits' gradient as this contiguous transpose, not as
+        a transposed view (harness.models.tied.decode)."""
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -298,6 +303,7 @@ class BertForPreTraining(nn.Module):
             self.cls.predictions.bias,
             tied,
             self.decoder_weight16,
+            self.decoder_transpose,
         )
         targets = batch.masked_lm_ids[:, :slots][selected]
         weights = batch.masked_lm_weights[:, :slots][selected]

@@ -39,7 +39,10 @@ def prepare(
         raise HarnessError(problem)
     if backend == "fused":
         ops = kernels.load(machine_key)
-        fuse(model, ops, transposed_weight_grads=transposes_weight_grads(mode, gemm_isa))
+        transposed = transposes_weight_grads(mode, gemm_isa)
+        fuse(model, ops, transposed_weight_grads=transposed)
+        if transposed and isinstance(model, BertForPreTraining):
+            model.decoder_transpose = ops.transpose_2d
         fused = FusedLamb.like(optimizer, ops)
         split = mode.autocast == "bfloat16" and not distributed
         if split:

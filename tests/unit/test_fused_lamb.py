@@ -252,7 +252,8 @@ def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_ops, machine_key, precision):
     """prepare: under bf16 autocast the tied decoder reads the word embeddings' shadow, which the
-    optimizer keeps (fp32 has none to read)."""
+    optimizer keeps (fp32 has none to read), and, where the weight gradients read their output
+    gradients transposed (bf16 on AMX), reads the logits' gradient through transpose_2d."""
     from harness.machine.platform import detect
     from harness.precision.modes import admit, get_precision
     from harness.train import prepare_backend
@@ -265,6 +266,8 @@ def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_op
     )
     word = model.bert.embeddings.word_embeddings.weight
     assert word.dtype == torch.float32
+    transposed = prepare_backend.transposes_weight_grads(mode, admit(mode, detect()).gemm_isa)
+    assert model.decoder_transpose == (fused_ops.transpose_2d if transposed else None)
     if precision == "fp32":
         assert model.decoder_weight16 is None
     else:

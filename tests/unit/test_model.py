@@ -199,6 +199,34 @@ def test_the_tied_word_embeddings_get_the_gradient_of_both_uses(dtype):
 
 
 @pytest.mark.parametrize("autocast", [False, True])
+def test_the_decoder_weight_gradient_reads_the_logits_gradient_through_a_given_transpose(autocast):
+    """decoder_transpose: called once a backward pass, with the logits' gradient, and the loss and
+    gradients as with the transposed view (the GEMM reads the same numbers laid out otherwise)."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).eval()
+    batch = random_batch()
+    seen = []
+
+    def transpose(g: torch.Tensor) -> torch.Tensor:
+        seen.append(g.shape)
+        return g.t().contiguous()
+
+    results = []
+    for given in (None, transpose):
+        model.decoder_transpose = given
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(batch)
+        out.loss.backward()
+        results.append((out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert seen == [out.mlm_logits.shape]
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.equal(loss_a, loss_b)
+    for name, g in grads_a.items():
+        torch.testing.assert_close(grads_b[name], g, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
 def test_the_decoder_reads_a_bf16_copy_of_the_word_embeddings_only_under_bf16_autocast(autocast):
     """decoder_weight16, the copy an optimizer keeps current: under bf16 autocast the same loss and
     gradients, bit for bit, as autocast's own cast of the fp32 matrix (the same rounding), and a

@@ -7,8 +7,9 @@
 #include <vector>
 
 at::Tensor sum_squares(const std::vector<at::Tensor>& xs);
-at::Tensor lamb_step(const at::Tensor& updates, const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& grads,
-                     const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+at::Tensor lamb_step(const at::Tensor& updates, const std::vector<at::Tensor>& weights,
+                     const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& exp_avgs,
+                     const std::vector<at::Tensor>& exp_avg_sqs,
                      const std::vector<std::optional<at::Tensor>>& bf16_copies,
                      const std::vector<double>& weight_decays, const std::vector<double>& lrs,
                      const std::vector<bool>& adaptives, double beta1, double beta2, double eps, int64_t step,

@@ -256,7 +256,13 @@ class _QkvHeads(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dq, dk, dv):  # type: ignore[override]
         B, heads, S, head_dim = dq.shape
-        dy, dbias = ctx.ops.qkv_heads_backward(dq.contiguous(), dk.contiguous(), dv.contiguous())
+        # the scores' GEMM read k transposed and left its gradient as a contiguous [B, heads, D, S]
+        # seen transposed: the kernel takes that as it is, where .contiguous() would copy it
+        dk_t = dk.transpose(-2, -1)
+        k_transposed = dk_t.is_contiguous()
+        dy, dbias = ctx.ops.qkv_heads_backward(
+            dq.contiguous(), dk_t if k_transposed else dk.contiguous(), dv.contiguous(), k_transposed
+        )
         return dy.view(B, S, 3 * heads * head_dim), dbias.to(ctx.bias_dtype), None, None
 
 

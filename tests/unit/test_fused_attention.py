@@ -119,6 +119,50 @@ def test_qkv_heads_follows_the_eager_reference(fused_ops, dtype, batch, seq, hea
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("batch", "seq", "heads", "head_dim"), [(2, 5, 3, 8), (3, 37, 2, 64)])
+def test_qkv_heads_backward_takes_the_key_gradient_transposed(fused_ops, dtype, batch, seq, heads, head_dim):
+    """The key gradient as its transpose ([B, heads, D, S], blocks of rows spanning two sequences
+    at seq 5 and 37) gives the bits of the contiguous one."""
+    torch.manual_seed(0)
+    dq, dk, dv = (torch.randn(batch, heads, seq, head_dim).to(dtype) for _ in range(3))
+    want = fused_ops.qkv_heads_backward(dq, dk, dv)
+    got = fused_ops.qkv_heads_backward(dq, dk.transpose(2, 3).contiguous(), dv, True)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    with pytest.raises(RuntimeError, match="with k_transposed"):  # not [B, heads, D, S]
+        fused_ops.qkv_heads_backward(dq, dk, dv, True)
+
+
+class _RecordingOps:
+    """The kernels' module, the k_transposed flag of each qkv_heads_backward call recorded."""
+
+    def __init__(self, ops) -> None:
+        self.ops, self.k_transposed = ops, []
+
+    def __getattr__(self, name: str):
+        kernel = getattr(self.ops, name)
+        if name != "qkv_heads_backward":
+            return kernel
+
+        def recorded(dq, dk, dv, k_transposed=False):
+            self.k_transposed.append(k_transposed)
+            return kernel(dq, dk, dv, k_transposed)
+
+        return recorded
+
+
+def test_the_attention_hands_the_key_gradient_transposed(fused_ops):
+    """In training, the scores' GEMM leaves the key gradient transposed, and the projection's
+    backward takes it so, without a copy."""
+    cfg = NAMED_CONFIGS["bert-tiny"]
+    torch.manual_seed(0)
+    model = BertForPreTraining(cfg).train()
+    recording = _RecordingOps(fused_ops)
+    fuse(model, recording)
+    model(random_batch()).loss.backward()
+    assert recording.k_transposed == [True] * cfg.num_hidden_layers
+
+
 def test_qkv_heads_refuses_a_layout_it_cannot_split(fused_ops):
     with pytest.raises(RuntimeError, match="batch and heads must be positive"):
         fused_ops.qkv_heads_forward(torch.randn(4, 6), torch.randn(6), 2, 0)

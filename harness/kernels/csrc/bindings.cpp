@@ -30,7 +30,8 @@ std::vector<at::Tensor> softmax_dropout_forward(const at::Tensor& scores, const 
 at::Tensor softmax_dropout_backward(const at::Tensor& grad, const at::Tensor& probs, const at::Tensor& out,
                                     double scale, double p);
 at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_t batch, int64_t heads);
-std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv);
+std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
+                                           bool k_transposed);
 at::Tensor transpose_2d(const at::Tensor& x);
 at::Tensor mm_rows(const at::Tensor& a, const at::Tensor& b);
 
@@ -45,7 +46,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "dropout(softmax(scale * scores + mask)): (out, probs)");
   m.def("softmax_dropout_backward", &softmax_dropout_backward, "its backward: the scores' gradient");
   m.def("qkv_heads_forward", &qkv_heads_forward, "y + bias as q, k, v: [3, B, heads, S, head_dim]");
-  m.def("qkv_heads_backward", &qkv_heads_backward, "its backward: (dy, dbias)");
+  m.def("qkv_heads_backward", &qkv_heads_backward, "its backward: (dy, dbias); dk as its transpose with k_transposed",
+        pybind11::arg("dq"), pybind11::arg("dk"), pybind11::arg("dv"), pybind11::arg("k_transposed") = false);
   m.def("bias_gelu_forward", &bias_gelu_forward, "GELU(y + bias), erf");
   m.def("bias_gelu_backward", &bias_gelu_backward, "its backward: (dy, dbias)");
   m.def("transpose_2d", &transpose_2d, "a [rows, cols] bf16 or fp32 matrix as a contiguous [cols, rows]");

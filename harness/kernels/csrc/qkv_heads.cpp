@@ -6,10 +6,13 @@
 // copies them back to [B*S, 3H] and sums the bias gradient in another pass. Here one pass writes
 // the three contiguous batches with the bias added, and one pass writes the rows' gradient from
 // the three gradients and sums the bias gradient over fixed blocks of rows added in block order:
-// the same bits on any thread count.
+// the same bits on any thread count. The key gradient may come as its transpose, [B, heads, D, S],
+// which is how the scores' GEMM (q k^T) leaves it: each block of rows then transposes its tiles in
+// the caches, where a contiguous copy of the key gradient would first make a pass over memory.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <fbgemm/Utils.h>
 
 #include "elements.h"
 #include "row_blocks.h"
@@ -72,21 +75,59 @@ void gather_segment(const T* __restrict grad, T* __restrict dy, float* __restric
   }
 }
 
+// A segment's share of the bias gradient's block, from the rows' gradient already written.
 template <typename T>
-void backward_rows(const T* const* grads, T* dy, float* dbias_blocks, const Layout& l) {
+void sum_segment(const T* __restrict dy, float* __restrict db, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) db[i] += load(dy, i);
+}
+
+void transpose_tile(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst) {
+  fbgemm::transpose_simd<float>(rows, cols, src, ld_src, dst, ld_dst);
+}
+
+void transpose_tile(const at::BFloat16* src, int64_t rows, int64_t cols, int64_t ld_src, at::BFloat16* dst,
+                    int64_t ld_dst) {
+  // the bits moved as they are
+  fbgemm::transpose_simd<uint16_t>(rows, cols, reinterpret_cast<const uint16_t*>(src), ld_src,
+                                   reinterpret_cast<uint16_t*>(dst), ld_dst);
+}
+
+// Rows [first, end) of the key columns of dy from the key gradient's transpose, [B, heads, D, S]:
+// per sequence the rows cover and per head, a [D, rows] tile transposed.
+template <typename T>
+void keys_from_transpose(const T* dk_t, int64_t first, int64_t end, T* dy, const Layout& l) {
+  const int64_t width = l.width(), D = l.head_dim;
+  for (int64_t r = first; r < end;) {
+    const int64_t b = r / l.seq, s = r % l.seq, n = std::min(end - r, l.seq - s);
+    for (int64_t h = 0; h < l.heads; ++h)
+      transpose_tile(dk_t + ((b * l.heads + h) * D) * l.seq + s, D, n, l.seq, dy + r * width + (l.heads + h) * D,
+                     width);
+    r += n;
+  }
+}
+
+template <typename T>
+void backward_rows(const T* const* grads, bool k_transposed, T* dy, float* dbias_blocks, const Layout& l) {
   const int64_t width = l.width(), blocks = row_blocks(l.rows()), D = l.head_dim;
 #pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t r = b * kRowsPerBlock; r < std::min(l.rows(), (b + 1) * kRowsPerBlock); ++r) {
-      // each gradient is one part's [B, heads, S, D]
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kRowsPerBlock, end = std::min(l.rows(), (b + 1) * kRowsPerBlock);
+    if (k_transposed) keys_from_transpose(grads[1], first, end, dy, l);
+    for (int64_t r = first; r < end; ++r) {
+      // each gradient is one part's [B, heads, S, D] (the keys' [B, heads, D, S] if k_transposed)
       const int64_t row = l.row_offset(r);
       for (int64_t p = 0; p < 3; ++p)
         for (int64_t h = 0; h < l.heads; ++h) {
           const int64_t column = (p * l.heads + h) * D;
-          gather_segment(grads[p] + row + h * l.head_stride(), dy + r * width + column,
-                         dbias_blocks + b * width + column, D);
+          if (p == 1 && k_transposed)
+            sum_segment(dy + r * width + column, dbias_blocks + b * width + column, D);
+          else
+            gather_segment(grads[p] + row + h * l.head_stride(), dy + r * width + column,
+                           dbias_blocks + b * width + column, D);
         }
     }
+  }
 }
 
 void check_float_or_bf16(const at::Tensor& t, const char* what) {
@@ -116,24 +157,28 @@ at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_
   return out;
 }
 
-// dq, dk, dv: [B, heads, S, head_dim], alike. Returns (dy [B * S, 3 * heads * head_dim] in their
-// dtype, dbias float32).
-std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
+// dq, dk, dv: [B, heads, S, head_dim], alike; with k_transposed, dk is [B, heads, head_dim, S], the
+// transpose of the key gradient. Returns (dy [B * S, 3 * heads * head_dim] in their dtype, dbias
+// float32).
+std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
+                                           bool k_transposed) {
   for (const auto* g : {&dq, &dk, &dv}) {
     check_float_or_bf16(*g, "the gradients");
-    TORCH_CHECK(g->dim() == 4 && g->sizes() == dq.sizes() && g->scalar_type() == dq.scalar_type(),
-                "dq, dk and dv must be alike [batch, heads, seq, head_dim]");
+    TORCH_CHECK(g->dim() == 4 && g->scalar_type() == dq.scalar_type() &&
+                    (g == &dk && k_transposed ? g->sizes() == dq.transpose(2, 3).sizes() : g->sizes() == dq.sizes()),
+                "dq, dk and dv must be alike [batch, heads, seq, head_dim] (dk [batch, heads, head_dim, seq] "
+                "with k_transposed)");
   }
   const Layout l{dq.size(0), dq.size(2), dq.size(1), dq.size(3)};
   auto dy = at::empty({l.rows(), l.width()}, dq.options());
   auto blocks_sum = at::zeros({row_blocks(l.rows()), l.width()}, dq.options().dtype(at::kFloat));
   if (dq.scalar_type() == at::kFloat) {
     const float* grads[3] = {dq.data_ptr<float>(), dk.data_ptr<float>(), dv.data_ptr<float>()};
-    backward_rows(grads, dy.data_ptr<float>(), blocks_sum.data_ptr<float>(), l);
+    backward_rows(grads, k_transposed, dy.data_ptr<float>(), blocks_sum.data_ptr<float>(), l);
   } else {
     const at::BFloat16* grads[3] = {dq.data_ptr<at::BFloat16>(), dk.data_ptr<at::BFloat16>(),
                                     dv.data_ptr<at::BFloat16>()};
-    backward_rows(grads, dy.data_ptr<at::BFloat16>(), blocks_sum.data_ptr<float>(), l);
+    backward_rows(grads, k_transposed, dy.data_ptr<at::BFloat16>(), blocks_sum.data_ptr<float>(), l);
   }
   return {dy, sum_in_block_order(blocks_sum)};
 }

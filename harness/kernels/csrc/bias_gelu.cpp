@@ -9,7 +9,6 @@
 // its derivative Phi(z) + z phi(z).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros.h>
 
 #include "elements.h"
 #include "fast_math.h"
@@ -28,9 +27,11 @@ using harness_kernels::fast_exp;
 using harness_kernels::load;
 using harness_kernels::store;
 
+using harness_kernels::block_partials;
 using harness_kernels::kRowsPerBlock;
 using harness_kernels::row_blocks;
 using harness_kernels::sum_in_block_order;
+using harness_kernels::zero_partial;
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
@@ -73,9 +74,11 @@ void backward_rows(const T* grad, const T* y, const float* bias, T* dy, float* d
                    int64_t width) {
   const int64_t blocks = row_blocks(rows);
 #pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < blocks; ++b)
+  for (int64_t b = 0; b < blocks; ++b) {
+    zero_partial(dbias_blocks + b * width, width);
     for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r)
       backward_row(grad + r * width, y + r * width, bias, dy + r * width, dbias_blocks + b * width, width);
+  }
 }
 
 void check_rows(const at::Tensor& t, const char* what) {
@@ -116,7 +119,7 @@ std::vector<at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Ten
   const int64_t rows = y.size(0), width = y.size(1);
   check_bias(bias, width);
   auto dy = at::empty_like(y);
-  auto blocks_sum = at::zeros({row_blocks(rows), width}, bias.options());
+  auto blocks_sum = block_partials(rows, width, bias.options());
   if (y.scalar_type() == at::kFloat)
     backward_rows(grad.data_ptr<float>(), y.data_ptr<float>(), bias.data_ptr<float>(), dy.data_ptr<float>(),
                   blocks_sum.data_ptr<float>(), rows, width);

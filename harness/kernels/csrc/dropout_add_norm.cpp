@@ -12,7 +12,6 @@
 // rows, in block order: the same bits on any thread count.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 
 #include "elements.h"
 #include "philox.h"
@@ -31,8 +30,10 @@ using harness_kernels::dropout_of;
 using harness_kernels::load;
 using harness_kernels::store;
 
+using harness_kernels::block_partials;
 using harness_kernels::kRowsPerBlock;
 using harness_kernels::row_blocks;
+using harness_kernels::zero_partial;
 using harness_kernels::sum_in_block_order;
 
 // The LayerNorm's output of one row, and its bf16 copy where out16 is not null: the copy the next
@@ -110,6 +111,7 @@ void backward_rows(const float* grad, const c10::BFloat16* grad16, const float* 
       float* dg = dgamma_blocks + b * width;
       float* db = dbeta_blocks + b * width;
       float* dyb = dbias_blocks + b * width;
+      for (float* partial : {dg, db, dyb}) zero_partial(partial, width);
       for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
         const int64_t base = r * width;
         const float* g = grad + base;
@@ -210,9 +212,9 @@ std::vector<at::Tensor> dropout_add_norm_backward(const at::Tensor& grad, const 
   const int64_t blocks = row_blocks(rows);
   auto dy = at::empty({rows, width}, grad.options().dtype(y_dtype));
   auto dres = at::empty({rows, width}, grad.options());
-  auto dbias_blocks = at::zeros({blocks, width}, grad.options());
-  auto dgamma_blocks = at::zeros({blocks, width}, grad.options());
-  auto dbeta_blocks = at::zeros({blocks, width}, grad.options());
+  auto dbias_blocks = block_partials(rows, width, grad.options());
+  auto dgamma_blocks = block_partials(rows, width, grad.options());
+  auto dbeta_blocks = block_partials(rows, width, grad.options());
   const c10::BFloat16* g16 = with_bf16 ? grad16.data_ptr<at::BFloat16>() : nullptr;
   const Dropout d = dropout_of(p);
   if (y_dtype == at::kFloat)

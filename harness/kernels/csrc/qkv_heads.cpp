@@ -11,7 +11,6 @@
 // the caches, where a contiguous copy of the key gradient would first make a pass over memory.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <fbgemm/Utils.h>
 
 #include "elements.h"
@@ -23,11 +22,13 @@
 
 namespace {
 
+using harness_kernels::block_partials;
 using harness_kernels::kRowsPerBlock;
 using harness_kernels::load;
 using harness_kernels::row_blocks;
 using harness_kernels::store;
 using harness_kernels::sum_in_block_order;
+using harness_kernels::zero_partial;
 
 // The layout: row r = b * seq + s of the projection holds, for part p (q, k, v) and head h, the
 // head_dim values at column (p * heads + h) * head_dim; the batches are [3, B, heads, S, head_dim].
@@ -113,6 +114,7 @@ void backward_rows(const T* const* grads, bool k_transposed, T* dy, float* dbias
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kRowsPerBlock, end = std::min(l.rows(), (b + 1) * kRowsPerBlock);
+    zero_partial(dbias_blocks + b * width, width);
     if (k_transposed) keys_from_transpose(grads[1], first, end, dy, l);
     for (int64_t r = first; r < end; ++r) {
       // each gradient is one part's [B, heads, S, D] (the keys' [B, heads, D, S] if k_transposed)
@@ -171,7 +173,7 @@ std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tenso
   }
   const Layout l{dq.size(0), dq.size(2), dq.size(1), dq.size(3)};
   auto dy = at::empty({l.rows(), l.width()}, dq.options());
-  auto blocks_sum = at::zeros({row_blocks(l.rows()), l.width()}, dq.options().dtype(at::kFloat));
+  auto blocks_sum = block_partials(l.rows(), l.width(), dq.options());
   if (dq.scalar_type() == at::kFloat) {
     const float* grads[3] = {dq.data_ptr<float>(), dk.data_ptr<float>(), dv.data_ptr<float>()};
     backward_rows(grads, k_transposed, dy.data_ptr<float>(), blocks_sum.data_ptr<float>(), l);

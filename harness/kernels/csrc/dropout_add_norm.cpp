@@ -33,8 +33,8 @@ using harness_kernels::store;
 using harness_kernels::block_partials;
 using harness_kernels::kRowsPerBlock;
 using harness_kernels::row_blocks;
-using harness_kernels::zero_partial;
 using harness_kernels::sum_in_block_order;
+using harness_kernels::zero_partial;
 
 // The LayerNorm's output of one row, and its bf16 copy where out16 is not null: the copy the next
 // GEMM reads under bf16 autocast, written here instead of in a cast's pass of its own. Two loops, so

@@ -180,8 +180,8 @@ std::vector<std::pair<size_t, size_t>> windows_of(const std::vector<int64_t>& si
 // grown here to the largest window where smaller. Kept by the caller, its pages stay mapped from
 // step to step: a buffer allocated per call (125 MB for the word embeddings' window) is mapped
 // afresh each step under glibc's default malloc, and BERT-Large's LAMB step took 463-491 ms
-// against 424-437 (AMX Xeon, docs/fused-amx.md). Returns [n, 2] float64: per segment ||w||^2 (before the
-// step) and ||u||^2. Gradients are float32 or bfloat16; weights and moments float32.
+// against 424-437 (AMX Xeon, docs/fused-amx.md). Returns [n, 2] float64: per segment ||w||^2
+// (before the step) and ||u||^2. Gradients are float32 or bfloat16; weights and moments float32.
 at::Tensor lamb_step(const at::Tensor& updates, const std::vector<at::Tensor>& weights,
                      const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& exp_avgs,
                      const std::vector<at::Tensor>& exp_avg_sqs,

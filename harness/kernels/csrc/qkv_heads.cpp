@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -164,10 +165,12 @@ at::Tensor qkv_heads_forward(const at::Tensor& y, const at::Tensor& bias, int64_
 // float32).
 std::vector<at::Tensor> qkv_heads_backward(const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
                                            bool k_transposed) {
+  const auto shape = dq.sizes().vec();
+  auto key_shape = shape;
+  if (k_transposed && shape.size() == 4) std::swap(key_shape[2], key_shape[3]);
   for (const auto* g : {&dq, &dk, &dv}) {
     check_float_or_bf16(*g, "the gradients");
-    TORCH_CHECK(g->dim() == 4 && g->scalar_type() == dq.scalar_type() &&
-                    (g == &dk && k_transposed ? g->sizes() == dq.transpose(2, 3).sizes() : g->sizes() == dq.sizes()),
+    TORCH_CHECK(g->dim() == 4 && g->scalar_type() == dq.scalar_type() && g->sizes() == (g == &dk ? key_shape : shape),
                 "dq, dk and dv must be alike [batch, heads, seq, head_dim] (dk [batch, heads, head_dim, seq] "
                 "with k_transposed)");
   }

@@ -12,6 +12,7 @@
 
 #include "elements.h"
 #include "fast_math.h"
+#include "prefetch.h"
 #include "row_blocks.h"
 
 #include <algorithm>
@@ -24,7 +25,10 @@ namespace {
 using harness_kernels::erf_from_exp;
 using harness_kernels::fast_erf;
 using harness_kernels::fast_exp;
+using harness_kernels::kRowsAhead;
 using harness_kernels::load;
+using harness_kernels::prefetch_read;
+using harness_kernels::prefetch_write;
 using harness_kernels::store;
 
 using harness_kernels::block_partials;
@@ -49,7 +53,13 @@ void forward_row(const T* __restrict y, const float* __restrict bias, T* __restr
 template <typename T>
 void forward_rows(const T* y, const float* bias, T* out, int64_t rows, int64_t width) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) forward_row(y + r * width, bias, out + r * width, width);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r + kRowsAhead < rows) {
+      prefetch_read(y + (r + kRowsAhead) * width, width);
+      prefetch_write(out + (r + kRowsAhead) * width, width);
+    }
+    forward_row(y + r * width, bias, out + r * width, width);
+  }
 }
 
 // dy and the bias gradient's block of one row; the bias gradient sums the gradient as stored (as

@@ -15,6 +15,7 @@
 
 #include "elements.h"
 #include "philox.h"
+#include "prefetch.h"
 #include "row_blocks.h"
 
 #include <cmath>
@@ -27,7 +28,9 @@ namespace {
 using harness_kernels::draw_lanes;
 using harness_kernels::Dropout;
 using harness_kernels::dropout_of;
+using harness_kernels::kRowsAhead;
 using harness_kernels::load;
+using harness_kernels::prefetch_read;
 using harness_kernels::store;
 
 using harness_kernels::block_partials;
@@ -114,6 +117,12 @@ void backward_rows(const float* grad, const c10::BFloat16* grad16, const float* 
       for (float* partial : {dg, db, dyb}) zero_partial(partial, width);
       for (int64_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r) {
         const int64_t base = r * width;
+        if (r + kRowsAhead < rows) {
+          const int64_t next = base + kRowsAhead * width;
+          prefetch_read(grad + next, width);
+          if (grad16 != nullptr) prefetch_read(grad16 + next, width);
+          prefetch_read(h + next, width);
+        }
         const float* g = grad + base;
         if (grad16 != nullptr) {
           add_row(g, grad16 + base, both.data(), width);

@@ -14,6 +14,7 @@
 #include <fbgemm/Utils.h>
 
 #include "elements.h"
+#include "prefetch.h"
 #include "row_blocks.h"
 
 #include <algorithm>
@@ -24,8 +25,11 @@
 namespace {
 
 using harness_kernels::block_partials;
+using harness_kernels::kRowsAhead;
 using harness_kernels::kRowsPerBlock;
 using harness_kernels::load;
+using harness_kernels::prefetch_read;
+using harness_kernels::prefetch_write;
 using harness_kernels::row_blocks;
 using harness_kernels::store;
 using harness_kernels::sum_in_block_order;
@@ -57,6 +61,12 @@ void forward_rows(const T* y, const float* bias, T* out, const Layout& l) {
   const int64_t width = l.width(), D = l.head_dim;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < l.rows(); ++r) {
+    if (r + kRowsAhead < l.rows()) {
+      const int64_t next = r + kRowsAhead, row = l.row_offset(next);
+      prefetch_read(y + next * width, width);
+      for (int64_t p = 0; p < 3; ++p)
+        for (int64_t h = 0; h < l.heads; ++h) prefetch_write(out + row + p * l.part_stride() + h * l.head_stride(), D);
+    }
     const int64_t row = l.row_offset(r);
     for (int64_t p = 0; p < 3; ++p)
       for (int64_t h = 0; h < l.heads; ++h) {
@@ -118,6 +128,12 @@ void backward_rows(const T* const* grads, bool k_transposed, T* dy, float* dbias
     zero_partial(dbias_blocks + b * width, width);
     if (k_transposed) keys_from_transpose(grads[1], first, end, dy, l);
     for (int64_t r = first; r < end; ++r) {
+      if (r + kRowsAhead < l.rows()) {
+        const int64_t next = r + kRowsAhead, row = l.row_offset(next);
+        prefetch_write(dy + next * width, width);
+        for (int64_t p = 0; p < 3; p += k_transposed ? 2 : 1)
+          for (int64_t h = 0; h < l.heads; ++h) prefetch_read(grads[p] + row + h * l.head_stride(), D);
+      }
       // each gradient is one part's [B, heads, S, D] (the keys' [B, heads, D, S] if k_transposed)
       const int64_t row = l.row_offset(r);
       for (int64_t p = 0; p < 3; ++p)

@@ -17,6 +17,7 @@
 #include "elements.h"
 #include "fast_math.h"
 #include "philox.h"
+#include "prefetch.h"
 
 #include <cmath>
 #include <cstdint>
@@ -29,7 +30,10 @@ using harness_kernels::draw_lanes;
 using harness_kernels::Dropout;
 using harness_kernels::dropout_of;
 using harness_kernels::fast_exp;
+using harness_kernels::kRowsAhead;
 using harness_kernels::load;
+using harness_kernels::prefetch_read;
+using harness_kernels::prefetch_write;
 using harness_kernels::store;
 
 // One row's probabilities and their dropped copy, each array through a restrict pointer of the
@@ -123,6 +127,13 @@ void backward_rows(const T* grad, const T* probs, const T* out, T* dscores, int6
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t base = r * width;
+      if (r + kRowsAhead < rows) {
+        const int64_t next = base + kRowsAhead * width;
+        prefetch_read(grad + next, width);
+        prefetch_read(probs + next, width);
+        prefetch_read(out + next, width);
+        prefetch_write(dscores + next, width);
+      }
       backward_row(grad + base, probs + base, out + base, dscores + base, dp.data(), width, scale, d);
     }
   }

@@ -51,16 +51,40 @@ def test_a_shape_is_decided_once_and_a_split_with_other_bits_never_taken(monkeyp
     assert len(calls) == 2
 
 
-def test_a_split_with_the_same_bits_is_timed_against_the_library(monkeypatch):
+@pytest.mark.parametrize(
+    ("split", "library", "taken"), [(1.0, 2.0, True), (0.95, 1.0, False), (2.0, 1.0, False)]
+)
+def test_a_split_with_the_same_bits_is_taken_only_where_clearly_faster(monkeypatch, split, library, taken):
+    """Medians of the split's and the library's times: a near tie (within MARGIN) stays with the
+    library."""
     monkeypatch.setattr(row_split, "_split", {})
     monkeypatch.setattr(row_split, "MIN_FLOPS", 0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     timed = []
-    monkeypatch.setattr(row_split, "_best", lambda call: timed.append(call) or len(timed))
+    monkeypatch.setattr(
+        row_split, "_medians", lambda first, second: timed.append((first, second)) or (split, library)
+    )
     ops = SimpleNamespace(mm_rows=torch.mm)
     row_split.mm(torch.randn(8, 4), torch.randn(4, 3), ops)
-    # the split timed first (1) against the library (2): faster, so taken
-    assert len(timed) == 2 and list(row_split._split.values()) == [True]
+    assert len(timed) == 1 and list(row_split._split.values()) == [taken]
+
+
+def test_the_two_ways_are_timed_alternating_and_their_medians_compared(monkeypatch):
+    """Each way TRIALS times, one after the other, so that a change of the host's speed during the
+    trials falls on both; one slow call does not decide."""
+    order = []
+    clock = iter(range(1000))  # each reading one tick later; a call lasts 1 tick plus what it skips
+    monkeypatch.setattr(row_split.time, "perf_counter", lambda: next(clock))
+    first_times = iter([1, 1, 50, 1, 1])
+
+    def first():
+        order.append("split")
+        for _ in range(next(first_times) - 1):
+            next(clock)
+
+    split, library = row_split._medians(first, lambda: order.append("library"))
+    assert order == ["split", "library"] * row_split.TRIALS
+    assert (split, library) == (1, 1)
 
 
 def test_a_gemm_below_the_threshold_is_neither_tried_nor_timed(monkeypatch):
@@ -71,6 +95,6 @@ def test_a_gemm_below_the_threshold_is_neither_tried_nor_timed(monkeypatch):
     def untouched(*_):
         raise AssertionError("a small GEMM was split or timed")
 
-    monkeypatch.setattr(row_split, "_best", untouched)
+    monkeypatch.setattr(row_split, "_medians", untouched)
     row_split.mm(torch.randn(8, 4), torch.randn(4, 3), SimpleNamespace(mm_rows=untouched))
     assert list(row_split._split.values()) == [False]

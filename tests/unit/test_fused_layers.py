@@ -22,6 +22,30 @@ def test_the_mask_is_philox4x32_10(fused_ops):
     assert fused_ops.dropout_keep_mask(8, p, 0).tolist() == [lane >= dropped for lane in lanes]
 
 
+def _philox4x32_10(counter: int, key: int) -> list[int]:
+    """Philox4x32-10 of counter (counter, 0) as two 32-bit words and two zeros: the reference the
+    kernels' vectorised generators must match."""
+    mask = 0xFFFFFFFF
+    c = [counter & mask, counter >> 32, 0, 0]
+    k = [key & mask, key >> 32]
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k[0], p1 & mask, (p0 >> 32) ^ c[3] ^ k[1], p0 & mask]
+        k = [(k[0] + 0x9E3779B9) & mask, (k[1] + 0xBB67AE85) & mask]
+    return c
+
+
+def test_every_group_of_a_long_mask_is_philox4x32_10(fused_ops):
+    """40 groups of eight elements: whole vectors of groups and a tail alike. Each lane's top four
+    bits, read back through sixteen keep probabilities."""
+    seed, groups = 0x0123456789ABCDEF, 40
+    lanes = [w >> s & 0xFFFF for g in range(groups) for w in _philox4x32_10(g, seed) for s in (0, 16)]
+    for step in range(1, 16):
+        p = step / 16
+        kept = fused_ops.dropout_keep_mask(8 * groups, p, seed).tolist()
+        assert kept == [lane >= round(p * 65536) for lane in lanes], p
+
+
 def test_the_keep_probability_is_the_one_asked_for(fused_ops):
     n, p = 1 << 20, 0.1
     kept = float(fused_ops.dropout_keep_mask(n, p, 12345).float().mean())

@@ -27,7 +27,7 @@ MARGIN = 0.9
 """The split is taken only where its median is under this share of the library's. A near tie goes
 to the library: on the AMX Xeon the QKV weight gradient ([3072, 1024] x [1024, 1024], bf16), which
 oneDNN runs at 2391 GFLOP/s in the step (65 ms a step), was split in 4 of 14 processes under the
-best of three calls each way, and then took 78-113 ms a step (docs/fused-amx-caches.md). The square
+best of three calls each way, and then took 78-113 ms a step (docs/fused-amx-prefetch.md). The square
 shapes the split is for ran 1.7x faster split."""
 
 MIN_FLOPS = 2**31

@@ -5,7 +5,7 @@
 // Inside a training step a kernel's inputs were written by a GEMM or saved by the forward pass,
 // and its outputs go to blocks last written a step ago; the hardware's prefetchers did not hide
 // that. On the AMX Xeon (KVM, 2 cores), BERT-Large phase 1, each kernel's calls timed in the step
-// (tests/benchmarks/step_kernels.py, docs/fused-amx-caches.md), medians a call:
+// (tests/benchmarks/step_kernels.py, docs/fused-amx-prefetch.md), medians a call:
 // - GELU forward 2.75-2.85 ms without, 1.96-1.98 with;
 // - softmax backward 0.75-0.85 ms, 0.64; the head split 0.60-0.64, 0.54-0.57 forward and
 //   0.75-0.81, 0.69-0.70 backward; the LayerNorm backward 1.28-1.46 ms, 1.26-1.31 (reads only).

@@ -43,11 +43,13 @@ class PretrainingOutput:
     loss: torch.Tensor  # mlm_loss + nsp_loss, fp32 scalar
     mlm_loss: torch.Tensor
     nsp_loss: torch.Tensor
-    mlm_logits: torch.Tensor  # [masked tokens, vocab]: only the positions with weight > 0
-    mlm_targets: torch.Tensor  # [masked tokens]
-    mlm_weights: torch.Tensor  # [masked tokens]
+    # [rows, vocab]: the positions with weight > 0, then in training the weight-0 rows that
+    # BertForPreTraining.masked_row_multiple adds
+    mlm_logits: torch.Tensor
+    mlm_targets: torch.Tensor  # [rows]
+    mlm_weights: torch.Tensor  # [rows]
     nsp_logits: torch.Tensor  # [B, 2]
-    masked_tokens: int  # masked positions the MLM head ran on (for the FLOP count)
+    masked_tokens: int  # masked positions (for the FLOP count: the padded rows are no useful work)
     head_rows: int  # rows the last layer ran on, over the batch (head_positions; for the FLOP count)
 
     def accuracy_counts(self, nsp_labels: torch.Tensor) -> tuple[float, float, int]:
@@ -99,6 +101,17 @@ def head_positions(batch: PretrainingBatch) -> torch.Tensor:
     slots = int(used[-1]) + 1 if len(used) else 0
     cls = torch.zeros_like(batch.masked_lm_positions[:, :1])
     return torch.cat([cls, batch.masked_lm_positions[:, :slots]], 1)
+
+
+def masked_rows(selected: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Flat indices into [B, slots] of the masked tokens (`selected`), in order, then of unused
+    slots up to a multiple of `multiple` rows, or up to every slot where there are fewer."""
+    flat = selected.reshape(-1)
+    rows = flat.nonzero().squeeze(1)
+    pad = min(-len(rows) % multiple, flat.numel() - len(rows))
+    if pad == 0:
+        return rows
+    return torch.cat([rows, (~flat).nonzero().squeeze(1)[:pad]])
 
 
 class SelfAttention(nn.Module):
@@ -265,6 +278,12 @@ class BertForPreTraining(nn.Module):
         """A bf16 copy of the word embeddings that the optimizer keeps current (the fused
         backend's FusedLamb.shadow_in_bf16): the tied decoder reads it under bf16 autocast
         instead of casting the fp32 matrix each step. None: autocast casts."""
+        self.masked_row_multiple = 1
+        """In training, the MLM head runs on the masked tokens and then on unused slots (weight 0)
+        up to a multiple of this many rows. The masked count changes from batch to batch, and
+        oneDNN builds its kernels per GEMM shape: 32-42 ms for each new count's three decoder
+        GEMMs on the AMX Xeon (docs/fused-amx-train.md), which a bucket of a few shapes pays in the
+        first steps only. 1: the masked tokens alone."""
         self.decoder_transpose: Callable[[torch.Tensor], torch.Tensor] | None = None
         """Where given (the fused backend where bf16 GEMMs run on AMX: its transpose_2d), the
         decoder's weight gradient reads the logits' gradient as this contiguous transpose, not as
@@ -296,7 +315,8 @@ class BertForPreTraining(nn.Module):
         x = self.bert.encoder(x, mask, positions)  # [B, 1 + slots, H]
         slots = positions.shape[1] - 1
         selected = batch.masked_lm_weights[:, :slots] > 0
-        h = self.cls.predictions.transform(x[:, 1:][selected])
+        rows = masked_rows(selected, self.masked_row_multiple if self.training else 1)
+        h = self.cls.predictions.transform(x[:, 1:].reshape(-1, x.shape[-1])[rows])
         logits = decode(
             h,
             self.bert.embeddings.word_embeddings.weight,
@@ -305,8 +325,9 @@ class BertForPreTraining(nn.Module):
             self.decoder_weight16,
             self.decoder_transpose,
         )
-        targets = batch.masked_lm_ids[:, :slots][selected]
-        weights = batch.masked_lm_weights[:, :slots][selected]
+        # the rows past the masked tokens count for nothing: weight 0, and a target in range
+        targets = torch.where(selected, batch.masked_lm_ids[:, :slots], 0).reshape(-1)[rows]
+        weights = torch.where(selected, batch.masked_lm_weights[:, :slots], 0.0).reshape(-1)[rows]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
         # The MLCommons reference divides by (sum of weights + 1e-5).
         total = weights.sum() if batch.mlm_weight_sum is None else batch.mlm_weight_sum

@@ -253,7 +253,8 @@ def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
 def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_ops, machine_key, precision):
     """prepare: under bf16 autocast the tied decoder reads the word embeddings' shadow, which the
     optimizer keeps (fp32 has none to read), and, where the weight gradients read their output
-    gradients transposed (bf16 on AMX), reads the logits' gradient through transpose_2d."""
+    gradients transposed (bf16 on AMX), reads the logits' gradient through transpose_2d; under
+    bf16 the MLM head's rows are bucketed."""
     from harness.machine.platform import detect
     from harness.precision.modes import admit, get_precision
     from harness.train import prepare_backend
@@ -268,6 +269,9 @@ def test_the_fused_backend_gives_the_decoder_its_shadow_under_bf16_only(fused_op
     assert word.dtype == torch.float32
     transposed = prepare_backend.transposes_weight_grads(mode, admit(mode, detect()).gemm_isa)
     assert model.decoder_transpose == (fused_ops.transpose_2d if transposed else None)
+    # bf16's GEMMs run in oneDNN, which builds kernels per shape: the MLM head's rows are bucketed
+    multiple = prepare_backend.MASKED_ROW_MULTIPLE if precision == "bf16" else 1
+    assert model.masked_row_multiple == multiple
     if precision == "fp32":
         assert model.decoder_weight16 is None
     else:

@@ -9,7 +9,7 @@ from batches import random_batch
 
 from harness.errors import HarnessError
 from harness.models import NAMED_CONFIGS, BertConfig, BertForPreTraining, load_config
-from harness.models.bert import rows_at
+from harness.models.bert import masked_rows, rows_at
 from harness.models.flops import training_step_flops
 from harness.models.hf_format import from_hf_state_dict, to_hf_state_dict
 
@@ -44,6 +44,41 @@ def test_loss_is_weighted_mlm_plus_nsp_computed_on_masked_positions_only(unused_
     torch.testing.assert_close(out.mlm_loss, mlm, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.nsp_loss, nsp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.loss, mlm + nsp, rtol=1e-5, atol=1e-5)
+
+
+def test_masked_rows_are_the_masked_tokens_in_order_then_unused_slots_up_to_the_multiple():
+    selected = torch.tensor([[True, False, True], [False, True, False]])
+    assert masked_rows(selected, 1).tolist() == [0, 2, 4]
+    assert masked_rows(selected, 3).tolist() == [0, 2, 4]
+    assert masked_rows(selected, 4).tolist() == [0, 2, 4, 1]
+    assert masked_rows(selected, 8).tolist() == [0, 2, 4, 1, 3, 5]  # fewer slots than the multiple
+
+
+def test_the_mlm_heads_padded_rows_change_neither_the_loss_nor_the_gradients():
+    """In training, masked_row_multiple pads the MLM head's rows with unused slots at weight 0:
+    the loss and every gradient stay those of the masked tokens alone; evaluation never pads."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(TINY).train()
+    batch = random_batch()  # 16 masked tokens in 18 slots
+
+    def run(multiple: int):
+        model.masked_row_multiple = multiple
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks
+        out = model(batch)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    (plain, plain_grads), (padded, padded_grads) = run(1), run(6)
+    assert plain.mlm_logits.shape[0] == 16 and padded.mlm_logits.shape[0] == 18
+    assert padded.mlm_weights[16:].eq(0).all() and padded.masked_tokens == plain.masked_tokens == 16
+    torch.testing.assert_close(padded.loss, plain.loss)
+    for ours, reference in zip(padded_grads, plain_grads, strict=True):
+        torch.testing.assert_close(ours, reference)
+    right, weight, _ = padded.accuracy_counts(batch.next_sentence_labels)
+    assert (right, weight) == plain.accuracy_counts(batch.next_sentence_labels)[:2]
+    with torch.no_grad():
+        assert model.eval()(batch).mlm_logits.shape[0] == 16
 
 
 def test_the_last_layer_on_the_heads_rows_is_the_full_layer_at_those_rows():

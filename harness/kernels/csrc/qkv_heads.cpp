@@ -11,11 +11,11 @@
 // the caches, where a contiguous copy of the key gradient would first make a pass over memory.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <fbgemm/Utils.h>
 
 #include "elements.h"
 #include "prefetch.h"
 #include "row_blocks.h"
+#include "transpose_tile.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -33,6 +33,7 @@ using harness_kernels::prefetch_write;
 using harness_kernels::row_blocks;
 using harness_kernels::store;
 using harness_kernels::sum_in_block_order;
+using harness_kernels::transpose_tile;
 using harness_kernels::zero_partial;
 
 // The layout: row r = b * seq + s of the projection holds, for part p (q, k, v) and head h, the
@@ -92,17 +93,6 @@ template <typename T>
 void sum_segment(const T* __restrict dy, float* __restrict db, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) db[i] += load(dy, i);
-}
-
-void transpose_tile(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst) {
-  fbgemm::transpose_simd<float>(rows, cols, src, ld_src, dst, ld_dst);
-}
-
-void transpose_tile(const at::BFloat16* src, int64_t rows, int64_t cols, int64_t ld_src, at::BFloat16* dst,
-                    int64_t ld_dst) {
-  // the bits moved as they are
-  fbgemm::transpose_simd<uint16_t>(rows, cols, reinterpret_cast<const uint16_t*>(src), ld_src,
-                                   reinterpret_cast<uint16_t*>(dst), ld_dst);
 }
 
 // Rows [first, end) of the key columns of dy from the key gradient's transpose, [B, heads, D, S]:

@@ -8,7 +8,8 @@
 // (in torch, vectorised for the host at run time) 0.13-0.68 ms, on column blocks in parallel here.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <fbgemm/Utils.h>
+
+#include "transpose_tile.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -24,7 +25,7 @@ void transpose_blocks(const T* src, T* dst, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t c0 = b * kColumnsPerBlock, n = std::min(kColumnsPerBlock, cols - c0);
-    fbgemm::transpose_simd<T>(rows, n, src + c0, cols, dst + c0 * rows, rows);
+    harness_kernels::transpose_tile(src + c0, rows, n, cols, dst + c0 * rows, rows);
   }
 }
 
@@ -38,8 +39,7 @@ at::Tensor transpose_2d(const at::Tensor& x) {
   auto out = at::empty({cols, rows}, x.options());
   if (x.scalar_type() == at::kFloat)
     transpose_blocks(x.const_data_ptr<float>(), out.data_ptr<float>(), rows, cols);
-  else  // the bits moved as they are
-    transpose_blocks(static_cast<const uint16_t*>(x.const_data_ptr()), static_cast<uint16_t*>(out.data_ptr()), rows,
-                     cols);
+  else
+    transpose_blocks(x.const_data_ptr<at::BFloat16>(), out.data_ptr<at::BFloat16>(), rows, cols);
   return out;
 }

@@ -10,12 +10,16 @@ tensors at once (csrc/lamb.cpp) instead of a dozen kernels per tensor.
 The state (exp_avg, exp_avg_sq per parameter, step per group) is Lamb's, so a checkpoint of
 either resumes with the other.
 
-Under bf16 autocast, `hold_in_bf16` turns the GEMMs' weights into bf16 copies that the step writes
-beside their fp32 masters: autocast then has no weight to cast in the forward pass and no
-gradient to cast back in the backward one. `shadow_in_bf16` gives a parameter that stays fp32
-(the word embeddings, which the lookup reads in fp32) a bf16 copy the step writes as well, for the
-GEMM that reads it (the tied decoder). The values are autocast's own: its casts round the
-same fp32 weights to nearest even, and the GEMMs give their weight gradients in bf16 either way.
+Under bf16 autocast, `hold_in_bf16` splits the GEMMs' fp32 weights into two halves: the bf16
+weight the model computes with, and the fp32 word's low 16 bits, which the optimizer keeps; the step
+updates the fp32 weight they make and rewrites both (csrc/elements.h). Autocast then has no weight
+to cast in the forward pass and no gradient to cast back in the backward one, and the step writes 2
+bytes a weight less than an fp32 master and a bf16 copy of it would. The bf16 weight is the fp32
+one rounded to nearest with ties away from zero, which only a split of this kind can hold: one
+bf16 ulp from autocast's round to nearest even at an exact tie (1 in 65,536), the same elsewhere.
+`shadow_in_bf16` gives a parameter that stays fp32 (the word embeddings, which the lookup reads in
+fp32) a bf16 copy, rounded to nearest even, that the step writes as well, for the GEMM that reads
+it (the tied decoder). The GEMMs give their weight gradients in bf16 either way.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ class FusedLamb(Lamb):
     def __init__(self, params, ops: ModuleType, **kwargs) -> None:
         super().__init__(params, **kwargs)
         self.ops = ops
-        self.masters: dict[torch.nn.Parameter, torch.Tensor] = {}
-        """The fp32 weights of the parameters held in bf16. Not state: the saved model holds them
+        self.low_halves: dict[torch.nn.Parameter, torch.Tensor] = {}
+        """The int16 low halves of the fp32 weights of the parameters held in bf16, whose bf16
+        data are the high halves. Not state: the saved model holds the fp32 weights
         (full_precision), so a checkpoint has them once."""
         self.shadows: dict[torch.nn.Parameter, torch.Tensor] = {}
         """bf16 copies of fp32 parameters that stay fp32 (shadow_in_bf16), rewritten each step."""
@@ -45,11 +50,10 @@ class FusedLamb(Lamb):
         kept here so that its pages stay mapped from step to step. Not state."""
 
     def hold_in_bf16(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """Each parameter becomes the bf16 copy of its fp32 value, which stays here as its master.
-        Call before the first step, after loading any state."""
+        """Each fp32 parameter is split: it becomes the high half, a bf16 tensor, and its low half
+        stays here. Call before the first step, after loading any state."""
         for p in params:
-            self.masters[p] = p.detach().clone()
-            p.data = p.data.to(torch.bfloat16)
+            p.data, self.low_halves[p] = self.ops.split_weight(p.detach().contiguous())
 
     def shadow_in_bf16(self, p: torch.nn.Parameter) -> torch.Tensor:
         """A bf16 copy of `p`, which stays fp32 and takes fp32 gradients, rewritten by every step in
@@ -61,15 +65,16 @@ class FusedLamb(Lamb):
 
     @contextlib.contextmanager
     def full_precision(self) -> Iterator[None]:
-        """The parameters hold their fp32 masters while the block runs: what a checkpoint saves."""
-        copies = {p: p.data for p in self.masters}
-        for p, master in self.masters.items():
-            p.data = master
+        """The parameters held in bf16 hold their fp32 weights, joined from the halves, while the
+        block runs: what a checkpoint saves. What the block writes to them is not kept."""
+        highs = {p: p.data for p in self.low_halves}
+        for p, low in self.low_halves.items():
+            p.data = self.ops.join_weight(p.data, low)
         try:
             yield
         finally:
-            for p, copy in copies.items():
-                p.data = copy
+            for p, high in highs.items():
+                p.data = high
 
     @classmethod
     def like(cls, optimizer: Lamb, ops: ModuleType) -> FusedLamb:
@@ -80,22 +85,16 @@ class FusedLamb(Lamb):
 
     def streamed_bytes(self) -> int:
         """The bytes a step must move at the least: the gradients read twice (the global norm,
-        then the moments); the fp32 weights and both moments read and written once, a window's
-        second pass reading them from the caches; the bf16 copies written."""
+        then the moments); the weights (fp32, or both halves) and both moments read and written
+        once, a window's second pass reading them from the caches; the shadows written."""
         total = 0
         for p in (p for g in self.param_groups for p in g["params"]):
-            weight, copy = self._fp32_and_copy(p)
-            total += p.numel() * p.element_size() * 2 + weight.numel() * weight.element_size() * 2
-            total += weight.numel() * 4 * 2 * 2  # exp_avg and exp_avg_sq, fp32 (as the kernel takes)
-            total += 0 if copy is None else copy.numel() * copy.element_size()
+            low, shadow = self.low_halves.get(p), self.shadows.get(p)
+            weight_bytes = p.numel() * p.element_size() + (0 if low is None else low.numel() * 2)
+            total += p.numel() * p.element_size() * 2 + weight_bytes * 2
+            total += p.numel() * 4 * 2 * 2  # exp_avg and exp_avg_sq, fp32 (as the kernel takes)
+            total += 0 if shadow is None else shadow.numel() * shadow.element_size()
         return total
-
-    def _fp32_and_copy(self, p: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The fp32 weight the step updates (p, or its master) and the bf16 copy it writes beside
-        it (p itself where held in bf16, its shadow, or None)."""
-        if p in self.masters:
-            return self.masters[p], p
-        return p, self.shadows.get(p)
 
     def _global_norm(self) -> torch.Tensor:
         return self.ops.sum_squares([g.contiguous() for g in self._grads()]).sum().sqrt().float()
@@ -106,7 +105,7 @@ class FusedLamb(Lamb):
         segments = self._segments()
         if not segments:
             return
-        weights, grads, exp_avgs, exp_avg_sqs, copies, decays, groups = zip(*segments, strict=True)
+        weights, lows, grads, exp_avgs, exp_avg_sqs, shadows, decays, groups = zip(*segments, strict=True)
         beta1, beta2 = self.defaults["betas"]
         for group in self.param_groups:
             group["step"] = group.get("step", 0) + 1
@@ -116,15 +115,16 @@ class FusedLamb(Lamb):
         eps = self.defaults["eps"]
         self.ops.lamb_step(
             self.updates,
-            list(weights), list(grads), list(exp_avgs), list(exp_avg_sqs), list(copies), list(decays),
+            list(weights), list(grads), list(exp_avgs), list(exp_avg_sqs), list(shadows), list(lows),
+            list(decays),
             [group["lr"] for group in groups], [group.get("adaptive", True) for group in groups],
             beta1, beta2, eps, step, grad_scale,
         )  # fmt: skip
 
     def _segments(self) -> list[tuple]:
-        """(fp32 weight, gradient, exp_avg, exp_avg_sq, bf16 copy or None, weight decay, group) per
-        trust-ratio unit: a parameter, or each chunk of a fused one (views along dim 0, so still
-        contiguous)."""
+        """(weight, its low half or None, gradient, exp_avg, exp_avg_sq, its shadow or None, weight
+        decay, group) per trust-ratio unit: a parameter, or each chunk of a fused one (views along
+        dim 0, so still contiguous)."""
         segments = []
         for group in self.param_groups:
             if group["betas"] != self.defaults["betas"] or group["eps"] != self.defaults["eps"]:
@@ -132,18 +132,19 @@ class FusedLamb(Lamb):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                weight, copy = self._fp32_and_copy(p)
+                low, shadow = self.low_halves.get(p), self.shadows.get(p)
                 state = self.state[p]
                 if not state:
-                    state["exp_avg"] = torch.zeros_like(weight)
-                    state["exp_avg_sq"] = torch.zeros_like(weight)
+                    state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
                 chunks = getattr(p, "lamb_chunks", 1) if group.get("adaptive", True) else 1
                 parts = zip(
-                    weight.chunk(chunks),
+                    p.detach().chunk(chunks),
+                    low.chunk(chunks) if low is not None else [None] * chunks,
                     p.grad.contiguous().chunk(chunks),
                     state["exp_avg"].chunk(chunks),
                     state["exp_avg_sq"].chunk(chunks),
-                    copy.chunk(chunks) if copy is not None else [None] * chunks,
+                    shadow.chunk(chunks) if shadow is not None else [None] * chunks,
                     strict=True,
                 )
                 segments += [(*part, group["weight_decay"], group) for part in parts]

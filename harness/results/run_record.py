@@ -87,9 +87,9 @@ class RunRecord:
     backend: str = "stock"
     backend_version: str | None = None
     bf16_weights: bool | None = None
-    """fused or ipex under bf16 autocast: the GEMMs' weights were bf16 copies written after each
-    step from fp32 masters (harness.kernels.lamb, harness.models.master_weights), not cast by
-    autocast every step."""
+    """fused or ipex under bf16 autocast: the GEMMs' weights were bf16, written after each step
+    from fp32 masters (ipex: harness.models.master_weights) or as the high halves of the split
+    fp32 weights (fused: harness.kernels.lamb), not cast by autocast every step."""
 
     # The steps (harness.train.metrics.MetricsProcessor.summary)
     steps_completed: int = 0

@@ -35,8 +35,9 @@ def prepare(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
     """The model and optimizer to train with, and what to record about the backend. gemm_isa: the
     ISA the mode's GEMMs run on here, as the parent admitted it (WorkerContext.gemm_isa). fused
-    under bf16 autocast holds the Linear layers' weights in bf16 copies its optimizer writes,
-    except with several ranks: DDP would then average the gradients in bf16."""
+    under bf16 autocast holds the Linear layers' fp32 weights split, the model computing with
+    their bf16 high halves, which its optimizer writes, except with several ranks: DDP would then
+    average the gradients in bf16."""
     if backend == "stock":
         return model, optimizer, {"backend": "stock", "backend_version": torch.__version__}
     check_available(backend)
@@ -83,6 +84,6 @@ def transposes_weight_grads(mode: PrecisionMode, gemm_isa: str | None) -> bool:
 
 
 def full_precision(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:
-    """While the block runs, the model holds its fp32 weights (the masters of the fused backend's
-    bf16 copies): what a checkpoint saves and phase 2 starts from."""
+    """While the block runs, the model holds its fp32 weights (the fused backend's, joined from
+    their halves): what a checkpoint saves and phase 2 starts from."""
     return optimizer.full_precision() if isinstance(optimizer, FusedLamb) else contextlib.nullcontext()

@@ -127,8 +127,9 @@ def _one_pass(ops, grads, threads: int, copies: bool):
         # not adaptive: every weight steps by 0.1 * u, whatever the norms
         updates = torch.empty(0)
         norms = ops.lamb_step(
-            updates, weights, grads, m, v, out, [0.01] * n, [0.1] * n, [False] * n, 0.9, 0.999, 1e-6, 3, 0.5
-        )
+            updates, weights, grads, m, v, out, [None] * n, [0.01] * n, [0.1] * n, [False] * n,
+            0.9, 0.999, 1e-6, 3, 0.5,
+        )  # fmt: skip
     finally:
         torch.set_num_threads(before)
     return norms, weights, m, v, out
@@ -188,10 +189,36 @@ def test_bert_tiny_steps_like_lamb(fused_ops):
         torch.testing.assert_close(f.detach(), e.detach(), rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
-    """hold_in_bf16: the update runs on the fp32 masters from the bf16 gradients as on fp32 weights
-    given the same gradients (to the last bits of the norms' sums), and writes each copy rounded to
-    nearest even."""
+def _high_half(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to bf16, to nearest with ties away from zero: the fp32 word plus 0x8000, its high
+    16 bits (in int64, where nothing overflows)."""
+    bits = x.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return (((bits + 0x8000) >> 16) & 0xFFFF).to(torch.int32).to(torch.int16).view(torch.bfloat16)
+
+
+def test_a_weight_splits_into_halves_that_join_back_bit_for_bit(fused_ops):
+    """Random words of either sign and any exponent (zeros and subnormals among them), and ties."""
+    torch.manual_seed(6)
+    words = torch.randint(-(2**31), 2**31 - 1, (100003,), dtype=torch.int64).to(torch.int32)
+    exponent = (words >> 23) & 0xFF
+    words = torch.where(exponent == 0xFF, words & ~(1 << 30), words)  # no NaN or infinity
+    x = words.view(torch.float32)
+    x[:4] = torch.tensor([0.0, -0.0, 1.0 + 2**-8, -(1.0 + 2**-6 + 2**-8)])  # the last two are ties
+    hi, lo = fused_ops.split_weight(x)
+    assert hi.dtype == torch.bfloat16 and lo.dtype == torch.int16
+    assert torch.equal(fused_ops.join_weight(hi, lo).view(torch.int32), x.view(torch.int32))
+    assert torch.equal(hi.view(torch.int16), _high_half(x).view(torch.int16))
+    # round to nearest: the same as the nearest-even cast but at the ties, which go away from zero
+    assert x[2:4].to(torch.bfloat16).tolist() == [1.0, -(1.0 + 2**-6)]
+    assert hi[2:4].tolist() == [1.0 + 2**-7, -(1.0 + 2**-6 + 2**-7)]
+    ties = x.view(torch.int32) & 0xFFFF == 0x8000
+    assert torch.equal(hi[~ties], x[~ties].to(torch.bfloat16))
+
+
+def test_split_weights_step_as_fp32_weights_would(fused_ops):
+    """hold_in_bf16: the update runs on the fp32 weights the halves make, from the bf16 gradients,
+    as on fp32 weights given the same gradients (to the last bits of the norms' sums), and leaves
+    the parameter its high half."""
     params, decays, grads = _problem(5, 1.0)
     plain, reference = _optimizer(FusedLamb, params, decays, ops=fused_ops)
     split, optimizer = _optimizer(FusedLamb, params, decays, ops=fused_ops)
@@ -204,8 +231,18 @@ def test_bf16_copies_step_their_masters_as_fp32_weights_would(fused_ops):
         optimizer.step()
     for p, s in zip(plain, split, strict=True):
         assert s.dtype == torch.bfloat16 and optimizer.state[s]["exp_avg"].dtype == torch.float32
-        torch.testing.assert_close(optimizer.masters[s], p.detach(), rtol=1e-6, atol=1e-7)
-        assert torch.equal(s.detach(), optimizer.masters[s].to(torch.bfloat16))
+        joined = fused_ops.join_weight(s.detach(), optimizer.low_halves[s])
+        torch.testing.assert_close(joined, p.detach(), rtol=1e-6, atol=1e-7)
+        assert torch.equal(s.detach().view(torch.int16), _high_half(joined).view(torch.int16))
+
+
+def test_a_bf16_weight_without_its_low_half_is_refused(fused_ops):
+    weight, grad = torch.zeros(4, dtype=torch.bfloat16), torch.zeros(4)
+    with pytest.raises(RuntimeError, match="bfloat16 weight takes its low half"):
+        fused_ops.lamb_step(
+            torch.empty(0), [weight], [grad], [torch.zeros(4)], [torch.zeros(4)], [None], [None],
+            [0.0], [0.1], [True], 0.9, 0.999, 1e-6, 1, 1.0,
+        )  # fmt: skip
 
 
 def test_a_shadow_is_its_fp32_parameter_rounded_after_every_step(fused_ops):
@@ -228,7 +265,8 @@ def test_a_shadow_is_its_fp32_parameter_rounded_after_every_step(fused_ops):
 
 
 def test_a_checkpoint_saves_the_masters(fused_ops, tmp_path):
-    """The saved model holds the fp32 weights, not their bf16 copies; the copies are back after."""
+    """The saved model holds the fp32 weights, joined from their halves, not the bf16 high halves,
+    which are back after."""
     from harness.train import checkpoint, prepare_backend
 
     cfg = NAMED_CONFIGS["bert-tiny"]
@@ -283,6 +321,6 @@ def test_the_least_bytes_read_the_gradients_twice_and_the_weights_and_moments_on
     model = torch.nn.Linear(8, 4)
     optimizer = FusedLamb(model.parameters(), ops=fused_ops)
     optimizer.hold_in_bf16([model.weight])
-    # the weight's 32: a bf16 gradient read twice (4 B), its fp32 master and both fp32 moments
-    # read and written (8 + 16 B), its bf16 copy written (2 B); the fp32 bias's 4: 8 + 8 + 16 B
-    assert optimizer.streamed_bytes() == 32 * 30 + 4 * 32
+    # the weight's 32: a bf16 gradient read twice (4 B), its two halves and both fp32 moments
+    # read and written (8 + 16 B); the fp32 bias's 4: 8 + 8 + 16 B
+    assert optimizer.streamed_bytes() == 32 * 28 + 4 * 32

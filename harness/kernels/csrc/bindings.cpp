@@ -11,9 +11,12 @@ at::Tensor lamb_step(const at::Tensor& updates, const std::vector<at::Tensor>& w
                      const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& exp_avgs,
                      const std::vector<at::Tensor>& exp_avg_sqs,
                      const std::vector<std::optional<at::Tensor>>& bf16_copies,
+                     const std::vector<std::optional<at::Tensor>>& low_halves,
                      const std::vector<double>& weight_decays, const std::vector<double>& lrs,
                      const std::vector<bool>& adaptives, double beta1, double beta2, double eps, int64_t step,
                      double grad_scale);
+std::vector<at::Tensor> split_weight(const at::Tensor& w);
+at::Tensor join_weight(const at::Tensor& hi, const at::Tensor& lo);
 std::vector<at::Tensor> dropout_add_norm_forward(const at::Tensor& y, const at::Tensor& bias,
                                                  const at::Tensor& residual, const at::Tensor& gamma,
                                                  const at::Tensor& beta, double p, double eps, int64_t seed,
@@ -38,6 +41,8 @@ at::Tensor mm_rows(const at::Tensor& a, const at::Tensor& b);
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sum_squares", &sum_squares, "Squared L2 norm of each tensor, [n] float64");
   m.def("lamb_step", &lamb_step, "one LAMB step, moments and weights in place; per segment ||w||^2, ||u||^2");
+  m.def("split_weight", &split_weight, "a float32 tensor as its halves: (hi bfloat16, lo int16)");
+  m.def("join_weight", &join_weight, "the float32 tensor of halves hi (bfloat16) and lo (int16)");
   m.def("dropout_add_norm_forward", &dropout_add_norm_forward,
         "LayerNorm(dropout(y + bias) + residual): (out, out16, h, mean, rstd)");
   m.def("dropout_add_norm_backward", &dropout_add_norm_backward,

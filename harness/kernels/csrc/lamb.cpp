@@ -7,9 +7,10 @@
 // steps each weight by lr * trust ratio * u and writes a bf16 copy of the weight where one is
 // given. A weight the GEMMs read in bf16 is held split (elements.h): its bf16 high half and its
 // low half, 4 bytes read and written as an fp32 weight's, with no copy of 2 bytes more to write
-// (BERT-Large's step: 312-320 ms against 347-367, docs/fused-amx-train.md). Whole-model passes read every weight twice from memory; a window's second pass finds
-// its weights and updates still in the caches, and does no square root or division (the two
-// passes took 404 ms on the AMX Xeon, the windows 354: docs/fused-amx.md).
+// (BERT-Large's step: 312-320 ms against 347-367, docs/fused-amx-weights.md). Whole-model passes
+// read every weight twice from memory; a window's second pass finds its weights and updates still
+// in the caches, and does no square root or division (the two passes took 404 ms on the AMX Xeon,
+// the windows 354: docs/fused-amx.md).
 //
 // Work is cut into blocks of a fixed size, whatever the thread count, and each block's partial
 // sums are added in block order: the norms, so the trust ratios and the weights, are the same
@@ -228,13 +229,14 @@ Weight weight_of(const at::Tensor& weight, const std::optional<at::Tensor>& copy
 // moments in place from the gradients times grad_scale (the clipping factor), then
 // w <- w - lrs[s] * ratio * u, the trust ratio ||w|| / ||u|| where adaptives[s] and both norms
 // are non-zero, else 1. A float32 weight's bf16_copies[s], where defined, receives the new weight
-// rounded to nearest even; a bfloat16 weight is the high half of a split one, low_halves[s] (int16)
-// its low half, and both are rewritten. `updates`: float32, the caller's scratch for a window's updates between the passes,
-// grown here to the largest window where smaller. Kept by the caller, its pages stay mapped from
-// step to step: a buffer allocated per call (125 MB for the word embeddings' window) is mapped
-// afresh each step under glibc's default malloc, and BERT-Large's LAMB step took 463-491 ms
-// against 424-437 (AMX Xeon, docs/fused-amx.md). Returns [n, 2] float64: per segment ||w||^2
-// (before the step) and ||u||^2. Gradients are float32 or bfloat16, moments float32.
+// rounded to nearest even; a bfloat16 weight is the high half of a split one, low_halves[s]
+// (int16) its low half, and both are rewritten. `updates`: float32, the caller's scratch for a
+// window's updates between the passes, grown here to the largest window where smaller. Kept by
+// the caller, its pages stay mapped from step to step: a buffer allocated per call (125 MB for the
+// word embeddings' window) is mapped afresh each step under glibc's default malloc, and
+// BERT-Large's LAMB step took 463-491 ms against 424-437 (AMX Xeon, docs/fused-amx.md). Returns
+// [n, 2] float64: per segment ||w||^2 (before the step) and ||u||^2. Gradients are float32 or
+// bfloat16, moments float32.
 at::Tensor lamb_step(const at::Tensor& updates, const std::vector<at::Tensor>& weights,
                      const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& exp_avgs,
                      const std::vector<at::Tensor>& exp_avg_sqs,
